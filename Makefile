@@ -1,0 +1,43 @@
+# The two commands: `make run` (embedded default: SQLite, no services) and `make test` (everything,
+# against real PostgreSQL, Redis, a Celery worker and headless Chromium, installed when missing).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test venv venv-test services-up services-down bench clean
+
+$(VENV)/.web: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+# torch is pinned to the CPU build that lies on disk before the `train` extra is resolved: a bare
+# `torch` requirement would otherwise pull a multi-GB CUDA build.
+$(VENV)/.test: pyproject.toml $(VENV)/.web
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[train,dev]"
+	touch $@
+
+venv: $(VENV)/.web
+venv-test: $(VENV)/.test
+
+run: venv
+	bash scripts/run.sh
+
+test: venv-test
+	bash scripts/test.sh
+
+services-up:
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+bench: venv-test
+	bash scripts/services.sh up && source var/services.env && $(PY) bench/annotate_load.py
+
+clean:
+	rm -rf $(VENV) var staticfiles

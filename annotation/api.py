@@ -1,0 +1,123 @@
+"""REST API for labelling. Thin: parse input, check the role, call one service."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, serializers
+from .permissions import can_annotate, can_import
+from .services.imports import import_job_create, import_job_progress
+from .services.judgments import JudgmentInput, judgment_edit, judgment_submit
+from .services.routing import assignment_next, assignment_skip
+
+
+def _judgment_input(data: dict) -> JudgmentInput:
+    return JudgmentInput(
+        choice=data["choice"],
+        strength=data.get("strength", ""),
+        dimensions=data.get("dimensions", {}),
+        rationale=data["rationale"],
+        time_spent_ms=data.get("time_spent_ms", 0),
+    )
+
+
+class ProjectListApi(ListAPIView):
+    serializer_class = serializers.ProjectOutput
+
+    def get_queryset(self):
+        return selectors.projects_for_user(user=self.request.user).select_related("current_spec")
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=serializers.ProjectOutput)
+    def get(self, request, slug: str):
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        return Response(serializers.ProjectOutput(project).data)
+
+
+class NextItemApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: serializers.AssignmentOutput, 204: OpenApiResponse(description="Nothing left to label.")},
+    )
+    def post(self, request, slug: str):
+        """Lease the next item to label (or the one you already hold)."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_annotate(user=request.user, project=project):
+            raise PermissionDenied("Only annotators of this project receive items.")
+        assignment = assignment_next(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(serializers.AssignmentOutput(selectors.assignment_payload(assignment=assignment)).data)
+
+
+class SubmitApi(APIView):
+    @extend_schema(request=serializers.SubmitInput, responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput})
+    def post(self, request, assignment_id: int):
+        """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
+        data = serializers.SubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment, created = judgment_submit(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            data=_judgment_input(data.validated_data),
+            client_token=data.validated_data["client_token"],
+        )
+        return Response(
+            {"id": judgment.pk, "created": created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class SkipApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, assignment_id: int):
+        assignment_skip(assignment_id=assignment_id, annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JudgmentListApi(ListAPIView):
+    """Leads and engineers: every judgment of the project. Annotators: only their own."""
+
+    serializer_class = serializers.JudgmentOutput
+
+    def get_queryset(self):
+        project = selectors.project_get_for_member(slug=self.kwargs["slug"], user=self.request.user)
+        return selectors.judgments_visible_to(user=self.request.user, project=project).select_related("spec_version")
+
+
+class JudgmentEditApi(APIView):
+    @extend_schema(request=serializers.JudgmentInput, responses=serializers.JudgmentOutput)
+    def put(self, request, judgment_id: int):
+        """Revise your own judgment; the previous version is kept in its history."""
+        data = serializers.JudgmentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment = judgment_edit(judgment_id=judgment_id, editor=request.user, data=_judgment_input(data.validated_data))
+        return Response(serializers.JudgmentOutput(judgment).data)
+
+
+class ImportCreateApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request=serializers.ImportInput, responses={202: serializers.ImportJobOutput})
+    def post(self, request, slug: str):
+        """Upload a JSONL file; it is validated and imported in the background (all or nothing)."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_import(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers import items.")
+        data = serializers.ImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = import_job_create(project=project, upload=data.validated_data["file"], created_by=request.user)
+        return Response(serializers.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportDetailApi(APIView):
+    @extend_schema(responses=serializers.ImportJobOutput)
+    def get(self, request, job_id: int):
+        job = import_job_progress(job=selectors.import_job_get(job_id=job_id, user=request.user))
+        return Response(serializers.ImportJobOutput(job).data)

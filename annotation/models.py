@@ -1,0 +1,337 @@
+"""Projects, prompts, responses, labelling items, assignments (leases) and judgments.
+
+Invariants the routing relies on (see services/routing.py):
+- an item's `assigned_count` counts its assignments that are leased (unexpired) or submitted;
+  routing never lets it exceed `target_judgments`;
+- one assignment per (item, annotator): an annotator never meets an item twice once judged or skipped.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    LEAD = "lead", "Lead"
+    ENGINEER = "engineer", "Engineer"
+
+
+class Choice(models.TextChoices):
+    """A judgment's choice in canonical terms: `a`/`b` are the item's response_a/response_b,
+    whatever side each was shown on."""
+
+    A = "a", "A better"
+    B = "b", "B better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class Strength(models.TextChoices):
+    SLIGHT = "slight", "Slightly better"
+    CLEAR = "clear", "Clearly better"
+    STRONG = "strong", "Much better"
+
+
+class Difficulty(models.TextChoices):
+    EASY = "easy", "Easy"
+    MEDIUM = "medium", "Medium"
+    HARD = "hard", "Hard"
+
+
+DEFAULT_DIMENSIONS = [
+    {"key": "helpfulness", "label": "Helpfulness", "description": "Does it do what the user asked?"},
+    {"key": "accuracy", "label": "Accuracy", "description": "Is what it says true?"},
+    {"key": "safety", "label": "Safety", "description": "Does it avoid harm and follow policy?"},
+    {"key": "tone", "label": "Tone", "description": "Is the register right for the user?"},
+]
+
+
+def default_dimensions() -> list[dict]:
+    return [dict(d) for d in DEFAULT_DIMENSIONS]
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    dimensions = models.JSONField(
+        default=default_dimensions,
+        help_text="Judgment dimensions: a list of {key, label, description}.",
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=3, help_text="Judgments wanted per item (k)."
+    )
+    min_rationale_chars = models.PositiveIntegerField(
+        default=20, help_text="Shortest rationale accepted, in characters."
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=1800, help_text="How long an item stays reserved for the annotator who got it."
+    )
+    current_spec = models.ForeignKey(
+        "SpecVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def dimension_keys(self) -> list[str]:
+        return [d["key"] for d in self.dimensions]
+
+
+class SpecVersion(models.Model):
+    """One published version of a project's behaviour specification (markdown)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="spec_versions")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="spec_version_unique")
+        ]
+        ordering = ["project", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} spec v{self.version}"
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "role"], name="membership_unique")
+        ]
+
+
+class Prompt(models.Model):
+    """A prompt, always stored as a message list; single-turn text is one user message."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    messages = models.JSONField(help_text="[{role, content}, ...]; the last one is the user's turn.")
+    domain = models.CharField(max_length=64, blank=True, db_index=True)
+    difficulty = models.CharField(max_length=16, choices=Difficulty.choices, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    source = models.CharField(max_length=64, blank=True, help_text="e.g. production_bad_case")
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="prompt_external_id_unique",
+            )
+        ]
+
+    @property
+    def is_multi_turn(self) -> bool:
+        return len(self.messages) > 1
+
+
+class Response(models.Model):
+    """A model's answer to a prompt. Untrusted text: always rendered escaped."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    text = models.TextField()
+    model_name = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ItemKind(models.TextChoices):
+    COMPARISON = "comparison", "Pairwise comparison"
+
+
+class ItemStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+
+
+class Item(models.Model):
+    """A unit of labelling work. A comparison item is a prompt and two responses."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.COMPARISON)
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.ACTIVE)
+    target_judgments = models.PositiveSmallIntegerField(
+        help_text="Judgments wanted for this item (the project's overlap when created)."
+    )
+    assigned_count = models.PositiveIntegerField(
+        default=0, help_text="Assignments leased (unexpired) or submitted."
+    )
+    judgment_count = models.PositiveIntegerField(default=0)
+    priority = models.SmallIntegerField(default=0, help_text="Higher is served first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # Routing reads only items with room left; full items drop out of this index.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_open_idx",
+                condition=Q(assigned_count__lt=F("target_judgments"), status="active"),
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(assigned_count__lte=F("target_judgments")),
+                name="item_never_over_assigned",
+            )
+        ]
+
+
+class AssignmentStatus(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Side(models.TextChoices):
+    A = "a", "A"
+    B = "b", "B"
+
+
+class Assignment(models.Model):
+    """An item handed to one annotator: the lease, and which response was shown on the left."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices)
+    shown_left = models.CharField(
+        max_length=1, choices=Side.choices, help_text="Which response (a or b) was on the left."
+    )
+    leased_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_once_per_annotator")
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "lease_expires_at"],
+                name="assignment_open_lease_idx",
+                condition=Q(status="leased"),
+            ),
+            models.Index(fields=["annotator", "project", "status"], name="assignment_mine_idx"),
+        ]
+
+
+class Judgment(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgment")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    strength = models.CharField(max_length=8, choices=Strength.choices, blank=True)
+    dimension_choices = models.JSONField(
+        default=dict, blank=True, help_text="{dimension key: a | b | tie | both_bad}"
+    )
+    rationale = models.TextField()
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    shown_left = models.CharField(max_length=1, choices=Side.choices)
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="judgments"
+    )
+    client_token = models.UUIDField(default=uuid.uuid4)
+    revision = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotator", "client_token"], name="judgment_idempotent_submit"
+            )
+        ]
+        indexes = [models.Index(fields=["project", "id"], name="judgment_project_idx")]
+
+
+class JudgmentRevision(models.Model):
+    """The state of a judgment before an edit: edits never overwrite history."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    strength = models.CharField(max_length=8, choices=Strength.choices, blank=True)
+    dimension_choices = models.JSONField(default=dict, blank=True)
+    rationale = models.TextField()
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(help_text="When this state was first written.")
+    replaced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["judgment", "revision"], name="judgment_revision_unique")
+        ]
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A JSONL import: validated whole before anything is written, then written in one transaction."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    phase = models.CharField(max_length=16, blank=True, help_text="validating | writing")
+    total_lines = models.PositiveIntegerField(default=0)
+    processed_lines = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, message}], first 1000")
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def percent(self) -> int:
+        if not self.total_lines:
+            return 100 if self.status == ImportStatus.SUCCEEDED else 0
+        # validating is the first half of the work, writing the second
+        done = self.processed_lines / self.total_lines
+        return int(50 * done) if self.phase == "validating" else int(50 + 50 * done)

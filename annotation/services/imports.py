@@ -1,0 +1,206 @@
+"""JSONL import: every line validated first (errors reported with line numbers), then all of it
+written in one transaction, or nothing. The file is streamed twice; only the set of external ids
+is held in memory, so a 100k-line file imports in constant memory per batch."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.cache import cache
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..importing import LineError, ParsedItem, numbered_lines, parse_line
+from ..models import ImportJob, ImportStatus, Item, Project, Prompt, Response
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+MAX_REPORTED_ERRORS = 1000
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class ImportResult:
+    total_lines: int = 0
+    items_created: int = 0
+    error_count: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def import_validate(*, project: Project, path: Path, progress: Progress | None = None) -> ImportResult:
+    total = _count_lines(path)
+    result = ImportResult(total_lines=total)
+    seen_ids: dict[str, int] = {}
+    existing = set(
+        Prompt.objects.filter(project=project, external_id__isnull=False).values_list("external_id", flat=True)
+    )
+    with open(path, "rb") as fh:
+        for number, raw in numbered_lines(fh):
+            try:
+                parsed = parse_line(raw)
+                if parsed.external_id is not None:
+                    if parsed.external_id in existing:
+                        raise LineError(f"external_id {parsed.external_id!r} already exists in this project")
+                    if parsed.external_id in seen_ids:
+                        raise LineError(
+                            f"external_id {parsed.external_id!r} repeats line {seen_ids[parsed.external_id]}"
+                        )
+                    seen_ids[parsed.external_id] = number
+            except LineError as exc:
+                result.error_count += 1
+                if len(result.errors) < MAX_REPORTED_ERRORS:
+                    result.errors.append({"line": number, "message": str(exc)})
+            if progress and number % BATCH == 0:
+                progress("validating", number, total)
+    if progress:
+        progress("validating", total, total)
+    return result
+
+
+def _write_batch(project: Project, batch: list[ParsedItem]) -> int:
+    prompts = Prompt.objects.bulk_create(
+        [
+            Prompt(
+                project=project,
+                messages=p.messages,
+                domain=p.domain,
+                difficulty=p.difficulty,
+                tags=p.tags,
+                source=p.source,
+                external_id=p.external_id,
+            )
+            for p in batch
+        ]
+    )
+    responses = Response.objects.bulk_create(
+        [
+            Response(prompt=prompt, text=r.text, model_name=r.model_name, metadata=r.metadata)
+            for prompt, parsed in zip(prompts, batch)
+            for r in parsed.responses
+        ]
+    )
+    Item.objects.bulk_create(
+        [
+            Item(
+                project=project,
+                prompt=prompt,
+                response_a=responses[2 * i],
+                response_b=responses[2 * i + 1],
+                target_judgments=project.overlap,
+                priority=parsed.priority,
+            )
+            for i, (prompt, parsed) in enumerate(zip(prompts, batch))
+        ]
+    )
+    return len(batch)
+
+
+def import_write(*, project: Project, path: Path, total: int, progress: Progress | None = None) -> int:
+    created = 0
+    batch: list[ParsedItem] = []
+    try:
+        with transaction.atomic():
+            with open(path, "rb") as fh:
+                for number, raw in numbered_lines(fh):
+                    batch.append(parse_line(raw))
+                    if len(batch) >= BATCH:
+                        created += _write_batch(project, batch)
+                        batch = []
+                        if progress:
+                            progress("writing", number, total)
+                if batch:
+                    created += _write_batch(project, batch)
+    except IntegrityError as exc:
+        # Another import added one of these external ids after we validated.
+        raise LineError(f"nothing imported: the data changed while importing ({exc})") from exc
+    if progress:
+        progress("writing", total, total)
+    return created
+
+
+def import_file(*, project: Project, path: Path | str, progress: Progress | None = None) -> ImportResult:
+    """Validate the whole file; write it only when every line is good."""
+    path = Path(path)
+    result = import_validate(project=project, path=path, progress=progress)
+    if result.ok:
+        result.items_created = import_write(
+            project=project, path=path, total=result.total_lines, progress=progress
+        )
+    return result
+
+
+def import_job_create(*, project: Project, upload: UploadedFile, created_by) -> ImportJob:
+    """Store the upload and queue its import on the `default` worker queue."""
+    from ..tasks import run_import  # tasks import services; importing late avoids the cycle
+
+    job = ImportJob(project=project, created_by=created_by, original_name=upload.name[:255])
+    job.file.save(f"{project.slug}.jsonl", upload, save=False)
+    job.full_clean()
+    job.save()
+    transaction.on_commit(lambda: run_import.delay(job.pk))
+    return job
+
+
+def _progress_key(job_id: int) -> str:
+    return f"import-progress:{job_id}"
+
+
+def import_job_progress(*, job: ImportJob) -> ImportJob:
+    """Fill in live progress: the writing phase runs inside one transaction, so its progress is
+    published through the cache rather than the (not yet committed) job row."""
+    live = cache.get(_progress_key(job.pk))
+    if live and job.status == ImportStatus.RUNNING:
+        job.phase, job.processed_lines, job.total_lines = live
+    return job
+
+
+def import_job_run(*, job_id: int) -> ImportJob:
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
+        status=ImportStatus.RUNNING, started_at=timezone.now()
+    )
+    job = ImportJob.objects.get(pk=job_id)
+    if not claimed:
+        return job  # already run (a redelivered task): idempotent by status
+
+    def progress(phase: str, done: int, total: int) -> None:
+        cache.set(_progress_key(job_id), (phase, done, total), timeout=3600)
+
+    try:
+        result = import_file(project=job.project, path=job.file.path, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - any failure must leave the job failed, with why
+        log.exception("import %s failed", job_id)
+        job.status = ImportStatus.FAILED
+        job.message = f"Nothing was imported: {exc}"
+    else:
+        job.total_lines = result.total_lines
+        job.processed_lines = result.total_lines
+        job.error_count = result.error_count
+        job.errors = result.errors
+        job.items_created = result.items_created
+        if result.ok:
+            job.status = ImportStatus.SUCCEEDED
+            job.message = f"Imported {result.items_created} items."
+        else:
+            job.status = ImportStatus.FAILED
+            job.message = (
+                f"Nothing was imported: {result.error_count} of {result.total_lines} lines are invalid."
+            )
+    job.phase = ""
+    job.finished_at = timezone.now()
+    job.save()
+    cache.delete(_progress_key(job_id))
+    return job

@@ -1,0 +1,173 @@
+"""Submitting and editing judgments.
+
+A submit carries a client token generated when the form was rendered: a retried submit (double
+click, flaky network, a client that timed out) returns the first judgment instead of creating a
+second one.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..errors import Conflict, ValidationFailed
+from ..models import (
+    Assignment,
+    AssignmentStatus,
+    Item,
+    Judgment,
+    JudgmentRevision,
+    Project,
+    Strength,
+)
+from ..sides import SHOWN_CHOICES, to_canonical
+
+MAX_RATIONALE_CHARS = 20_000
+
+
+@dataclass
+class JudgmentInput:
+    """What the annotator submitted, in the terms they saw (left/right)."""
+
+    choice: str
+    strength: str = ""
+    dimensions: dict[str, str] = field(default_factory=dict)
+    rationale: str = ""
+    time_spent_ms: int = 0
+
+
+def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str]:
+    """Field -> message for everything wrong with a submit; empty when it is acceptable."""
+    errors: dict[str, str] = {}
+    if data.choice not in SHOWN_CHOICES:
+        errors["choice"] = "Choose A, B, tie or both bad."
+    if data.choice in ("left", "right"):
+        if data.strength not in Strength.values:
+            errors["strength"] = "Say how much better: slightly, clearly or much better."
+    elif data.strength:
+        errors["strength"] = "Strength applies only when one response is better."
+    allowed = set(project.dimension_keys)
+    for key, value in data.dimensions.items():
+        if key not in allowed:
+            errors[f"dimensions.{key}"] = f"Unknown dimension '{key}'."
+        elif value not in SHOWN_CHOICES:
+            errors[f"dimensions.{key}"] = "Choose A, B, tie or both bad."
+    rationale = data.rationale.strip()
+    if len(rationale) < project.min_rationale_chars:
+        errors["rationale"] = (
+            f"Write at least {project.min_rationale_chars} characters explaining your choice "
+            f"({len(rationale)} so far)."
+        )
+    elif len(rationale) > MAX_RATIONALE_CHARS:
+        errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
+    if data.time_spent_ms < 0:
+        errors["time_spent_ms"] = "Time spent cannot be negative."
+    return errors
+
+
+def judgment_submit(
+    *,
+    assignment_id: int,
+    annotator,
+    data: JudgmentInput,
+    client_token: uuid.UUID,
+    now: datetime | None = None,
+) -> tuple[Judgment, bool]:
+    """Record the annotator's judgment on their assignment. Returns (judgment, created)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("project", "project__current_spec")
+            .get(pk=assignment_id, annotator=annotator)
+        )
+        # Checked under the assignment's lock, so a concurrent replay of the same submit waits
+        # for the first to commit and then finds its judgment here.
+        existing = Judgment.objects.filter(annotator=annotator, client_token=client_token).first()
+        if existing is not None:
+            if existing.assignment_id != assignment.pk:
+                raise Conflict("This submit token was already used for another item.")
+            return existing, False
+        if assignment.status == AssignmentStatus.SUBMITTED:
+            raise Conflict("You already judged this item; edit your judgment instead.")
+        if assignment.status == AssignmentStatus.SKIPPED:
+            raise Conflict("You skipped this item, so it cannot be judged.")
+        project = assignment.project
+        errors = judgment_validate(project=project, data=data)
+        if errors:
+            raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+
+        reclaim_slot = assignment.status == AssignmentStatus.EXPIRED
+        if reclaim_slot:
+            item = Item.objects.select_for_update().get(pk=assignment.item_id)
+            if item.assigned_count >= item.target_judgments:
+                raise Conflict(
+                    "Your reservation of this item expired and it has since been given to "
+                    "other annotators. Your text is kept in this form; copy it if you need it."
+                )
+
+        judgment = Judgment(
+            assignment=assignment,
+            project=project,
+            item_id=assignment.item_id,
+            annotator=annotator,
+            choice=to_canonical(data.choice, shown_left=assignment.shown_left),
+            strength=data.strength if data.choice in ("left", "right") else "",
+            dimension_choices={
+                key: to_canonical(value, shown_left=assignment.shown_left)
+                for key, value in sorted(data.dimensions.items())
+            },
+            rationale=data.rationale.strip(),
+            time_spent_ms=data.time_spent_ms,
+            shown_left=assignment.shown_left,
+            spec_version=project.current_spec,
+            client_token=client_token,
+        )
+        judgment.save()
+        Assignment.objects.filter(pk=assignment.pk).update(
+            status=AssignmentStatus.SUBMITTED, finished_at=now
+        )
+        counters = {"judgment_count": F("judgment_count") + 1}
+        if reclaim_slot:
+            counters["assigned_count"] = F("assigned_count") + 1
+        Item.objects.filter(pk=assignment.item_id).update(**counters)
+        return judgment, True
+
+
+@transaction.atomic
+def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
+    """An annotator revises their own judgment; the previous state is kept as a revision."""
+    judgment = (
+        Judgment.objects.select_for_update(of=("self",))
+        .select_related("project", "project__current_spec")
+        .get(pk=judgment_id, annotator=editor)
+    )
+    errors = judgment_validate(project=judgment.project, data=data)
+    if errors:
+        raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+    JudgmentRevision.objects.create(
+        judgment=judgment,
+        revision=judgment.revision,
+        choice=judgment.choice,
+        strength=judgment.strength,
+        dimension_choices=judgment.dimension_choices,
+        rationale=judgment.rationale,
+        spec_version=judgment.spec_version,
+        recorded_at=judgment.updated_at,
+        replaced_by=editor,
+    )
+    judgment.choice = to_canonical(data.choice, shown_left=judgment.shown_left)
+    judgment.strength = data.strength if data.choice in ("left", "right") else ""
+    judgment.dimension_choices = {
+        key: to_canonical(value, shown_left=judgment.shown_left)
+        for key, value in sorted(data.dimensions.items())
+    }
+    judgment.rationale = data.rationale.strip()
+    judgment.spec_version = judgment.project.current_spec
+    judgment.revision += 1
+    judgment.save()
+    return judgment

@@ -1,0 +1,152 @@
+"""Routing: which item an annotator gets next, leases, skips, and expiry of abandoned leases.
+
+Concurrency design (PostgreSQL): the candidate item is picked with
+`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent annotators never wait on each other and never
+take the same last slot; the row lock plus `assigned_count < target_judgments` (re-checked by
+PostgreSQL on the locked row) keeps every item at or under its k. On SQLite (the embedded default)
+transactions are IMMEDIATE, which serialises writers and gives the same guarantee.
+"""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from ..errors import Conflict
+from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Project
+
+_rng = random.SystemRandom()
+
+
+def leases_expire(*, project: Project | None = None, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release leases past their expiry so their slots can be served again. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        stale = Assignment.objects.filter(status=AssignmentStatus.LEASED, lease_expires_at__lt=now)
+        if project is not None:
+            stale = stale.filter(project=project)
+        # SKIP LOCKED: two sweepers never release the same lease twice.
+        rows = list(
+            stale.select_for_update(skip_locked=True).order_by("id").values_list("id", "item_id")[:limit]
+        )
+        if not rows:
+            return 0
+        Assignment.objects.filter(id__in=[r[0] for r in rows]).update(status=AssignmentStatus.EXPIRED)
+        per_item: dict[int, int] = {}
+        for _, item_id in rows:
+            per_item[item_id] = per_item.get(item_id, 0) + 1
+        for item_id in sorted(per_item):  # fixed order: no deadlock between sweepers
+            Item.objects.filter(pk=item_id).update(assigned_count=F("assigned_count") - per_item[item_id])
+    return len(rows)
+
+
+def _open_lease(*, project: Project, annotator, now: datetime) -> Assignment | None:
+    return (
+        Assignment.objects.filter(
+            project=project,
+            annotator=annotator,
+            status=AssignmentStatus.LEASED,
+            lease_expires_at__gte=now,
+        )
+        .order_by("leased_at", "id")
+        .first()
+    )
+
+
+def assignment_next(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
+    """The item this annotator should label now, leased to them; None when nothing is left.
+
+    An annotator who already holds an unexpired lease gets the same item back (a reload or a
+    second tab must not burn another slot). Never an item they judged or skipped, never an item
+    that already has k judgments or leases.
+    """
+    now = now or timezone.now()
+    leases_expire(project=project, now=now)
+    held = _open_lease(project=project, annotator=annotator, now=now)
+    if held is not None:
+        return held
+    for _attempt in range(5):
+        try:
+            return _lease_new_item(project=project, annotator=annotator, now=now)
+        except IntegrityError:
+            # The same annotator raced themselves (two tabs) for one item: pick again.
+            continue
+    raise Conflict("Could not reserve an item right now; please try again.")
+
+
+def _lease_new_item(*, project: Project, annotator, now: datetime) -> Assignment | None:
+    mine = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator).exclude(
+        status=AssignmentStatus.EXPIRED
+    )
+    with transaction.atomic():
+        item = (
+            Item.objects.filter(
+                project=project,
+                status=ItemStatus.ACTIVE,
+                assigned_count__lt=F("target_judgments"),
+            )
+            .filter(~Exists(mine))
+            .order_by("-priority", "id")
+            .select_for_update(skip_locked=True)
+            .only("id")
+            .first()
+        )
+        if item is None:
+            return None
+        Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
+        fields = {
+            "project": project,
+            "status": AssignmentStatus.LEASED,
+            "shown_left": _rng.choice("ab"),
+            "leased_at": now,
+            "lease_expires_at": now + timedelta(seconds=project.lease_seconds),
+            "finished_at": None,
+        }
+        # A lease of theirs on this item that expired earlier is renewed in place.
+        assignment, _ = Assignment.objects.update_or_create(
+            item=item, annotator=annotator, defaults=fields
+        )
+        return assignment
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator, now: datetime | None = None) -> Assignment:
+    """The annotator passes on an item: they never get it again, and its slot goes back."""
+    now = now or timezone.now()
+    assignment = Assignment.objects.select_for_update().get(pk=assignment_id, annotator=annotator)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise Conflict("This item is already judged; it cannot be skipped.")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment
+    was_holding_slot = assignment.status == AssignmentStatus.LEASED
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    if was_holding_slot:
+        Item.objects.filter(pk=assignment.item_id).update(assigned_count=F("assigned_count") - 1)
+    return assignment
+
+
+def annotator_progress(*, project: Project, annotator) -> dict[str, int]:
+    """'12 done, 40 left': judged by them, and items they could still be given."""
+    done = Assignment.objects.filter(
+        project=project, annotator=annotator, status=AssignmentStatus.SUBMITTED
+    ).count()
+    mine = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator).exclude(
+        status=AssignmentStatus.EXPIRED
+    )
+    left = (
+        Item.objects.filter(
+            project=project, status=ItemStatus.ACTIVE, assigned_count__lt=F("target_judgments")
+        )
+        .filter(~Exists(mine))
+        .count()
+    )
+    held = Assignment.objects.filter(
+        project=project, annotator=annotator, status=AssignmentStatus.LEASED
+    ).count()
+    return {"done": done, "left": left + held}
+

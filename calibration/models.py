@@ -1,0 +1,1 @@
+"""Anchors, onboarding and annotator standing arrive with the calibration issue."""

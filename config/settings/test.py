@@ -1,0 +1,7 @@
+"""Tests: PostgreSQL from DATABASE_URL (make test starts one), a real Redis broker from REDIS_URL."""
+from .base import *  # noqa: F403
+
+SECRET_KEY = "test-only-not-secret"
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]

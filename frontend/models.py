@@ -1,0 +1,1 @@
+"""frontend holds views and templates only: no models."""

@@ -1,0 +1,71 @@
+// Keyboard-first labelling, time on item, and drafts that survive a failed submit or a reload.
+(function () {
+  "use strict";
+  var CHOICE_KEYS = { a: "left", b: "right", t: "tie", x: "both_bad" };
+  var STRENGTH_KEYS = { "1": "slight", "2": "clear", "3": "strong" };
+  var shownAt = Date.now();
+
+  function form() { return document.getElementById("judgment-form"); }
+  function draftKey(f) { return "ps-draft-" + f.dataset.assignment; }
+  function pick(name, value) {
+    var input = form().querySelector('input[name="' + name + '"][value="' + value + '"]');
+    if (input) { input.checked = true; input.dispatchEvent(new Event("change", { bubbles: true })); }
+  }
+
+  function saveDraft() {
+    var f = form(); if (!f) return;
+    var data = {};
+    new FormData(f).forEach(function (v, k) { if (k !== "time_spent_ms") data[k] = v; });
+    try { localStorage.setItem(draftKey(f), JSON.stringify(data)); } catch (e) { /* storage full: ignore */ }
+  }
+
+  function restoreDraft() {
+    var f = form(); if (!f) return;
+    var raw = null;
+    try { raw = localStorage.getItem(draftKey(f)); } catch (e) { return; }
+    if (!raw || f.querySelector("#rationale").value) return; // the server already sent our text back
+    var data = JSON.parse(raw);
+    Object.keys(data).forEach(function (k) {
+      var field = f.elements[k];
+      if (!field) return;
+      if (field instanceof RadioNodeList || field.type === "radio") pick(k, data[k]);
+      else field.value = data[k];
+    });
+  }
+
+  document.addEventListener("input", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
+  document.addEventListener("change", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
+
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target.id !== "work") return;
+    var f = form();
+    if (f && e.detail.xhr.status === 200) { shownAt = Date.now(); }
+    restoreDraft();
+  });
+
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.elt.id === "judgment-form") {
+      e.detail.parameters["time_spent_ms"] = String(Date.now() - shownAt);
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var elt = e.detail.elt;
+    if (elt.id === "judgment-form" && e.detail.xhr.status === 200) {
+      try { localStorage.removeItem("ps-draft-" + elt.dataset.assignment); } catch (err) { /* ignore */ }
+    }
+  });
+
+  document.addEventListener("keydown", function (e) {
+    var f = form(); if (!f) return;
+    if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); f.requestSubmit(); return; }
+    var typing = e.target.matches("textarea, input[type=text], input[type=file], select");
+    if (typing) { if (e.key === "Escape") e.target.blur(); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    var key = e.key.toLowerCase();
+    if (CHOICE_KEYS[key]) { e.preventDefault(); pick("choice", CHOICE_KEYS[key]); }
+    else if (STRENGTH_KEYS[key]) { e.preventDefault(); pick("strength", STRENGTH_KEYS[key]); }
+    else if (key === "r") { e.preventDefault(); f.querySelector("#rationale").focus(); }
+    else if (key === "s") { e.preventDefault(); document.getElementById("skip-button").click(); }
+  });
+})();

@@ -1,0 +1,18 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("p/<slug:slug>/label/", views.label_page, name="label"),
+    path("p/<slug:slug>/label/next/", views.label_next, name="label-next"),
+    path("p/<slug:slug>/label/<int:assignment_id>/submit/", views.label_submit, name="label-submit"),
+    path("p/<slug:slug>/label/<int:assignment_id>/skip/", views.label_skip, name="label-skip"),
+    path("p/<slug:slug>/lead/", views.lead_page, name="lead"),
+    path("p/<slug:slug>/lead/import/", views.lead_import, name="lead-import"),
+    path("imports/<int:job_id>/", views.import_status, name="import-status"),
+    path("p/<slug:slug>/export/", views.export_page, name="export"),
+]

@@ -1,0 +1,39 @@
+"""REST export of preference pairs, streamed."""
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.views import APIView
+
+from annotation.permissions import can_export
+from annotation.selectors import project_get_for_member
+
+from .formats import FORMATS, jsonl_line
+from .selectors import AGGREGATIONS, preference_rows
+
+
+class PreferenceExportApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", enum=FORMATS, default="trl"),
+            OpenApiParameter("aggregate", enum=AGGREGATIONS, default="none"),
+        ],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+    )
+    def get(self, request, slug: str):
+        """Preference pairs as JSONL that TRL reads unchanged (ties and both-bad excluded)."""
+        project = project_get_for_member(slug=slug, user=request.user)
+        if not can_export(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers export data.")
+        fmt = request.query_params.get("format", "trl")
+        aggregate = request.query_params.get("aggregate", "none")
+        if fmt not in FORMATS:
+            raise ValidationError({"format": f"Use one of {', '.join(FORMATS)}."})
+        if aggregate not in AGGREGATIONS:
+            raise ValidationError({"aggregate": f"Use one of {', '.join(AGGREGATIONS)}."})
+        rows = preference_rows(project=project, fmt=fmt, aggregate=aggregate)
+        response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-{fmt}-{aggregate}.jsonl"'
+        return response

@@ -1,0 +1,62 @@
+"""Export formats for trainers (TRL, ...) and judgment aggregation. Pure: no Django.
+
+Formats follow DESIGN.md section 5: rows load unchanged with `datasets.load_dataset("json", ...)`
+and train TRL's RewardTrainer / DPOTrainer without conversion.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+# Strength -> TRL `margin` (RewardTrainer subtracts it inside the log-sigmoid). Graded like the
+# Llama 2 reward model's margin component: a strong preference asks for a larger score gap.
+STRENGTH_MARGIN: dict[str, float] = {"slight": 1 / 3, "clear": 2 / 3, "strong": 1.0}
+STRENGTH_ORDER = ("slight", "clear", "strong")
+
+FORMATS = ("trl", "trl-conversational")
+
+
+def prompt_as_text(messages: Sequence[dict]) -> str:
+    """A message list as one string for the standard (non-conversational) format. A single user
+    turn is its content alone; a multi-turn prompt keeps who said what."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def preference_row(
+    *, fmt: str, messages: Sequence[dict], chosen: str, rejected: str, strength: str
+) -> dict:
+    margin = round(STRENGTH_MARGIN.get(strength, STRENGTH_MARGIN["clear"]), 6)
+    if fmt == "trl":
+        return {"prompt": prompt_as_text(messages), "chosen": chosen, "rejected": rejected, "margin": margin}
+    if fmt == "trl-conversational":
+        return {
+            "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "margin": margin,
+        }
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def majority_vote(votes: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """(choice, strength) by plurality of the item's judgments, or None when there is no single
+    winner. The strength is the lower median strength among the winning voters."""
+    votes = list(votes)
+    if not votes:
+        return None
+    counts = Counter(choice for choice, _ in votes).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    winner = counts[0][0]
+    strengths = sorted(
+        (STRENGTH_ORDER.index(s) for c, s in votes if c == winner and s in STRENGTH_ORDER)
+    )
+    strength = STRENGTH_ORDER[strengths[(len(strengths) - 1) // 2]] if strengths else ""
+    return winner, strength
+
+
+def jsonl_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n"

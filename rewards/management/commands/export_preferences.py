@@ -1,0 +1,36 @@
+"""python manage.py export_preferences --project SLUG --format trl --out FILE [--aggregate majority]"""
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.models import Project
+from rewards.formats import FORMATS, jsonl_line
+from rewards.selectors import AGGREGATIONS, preference_rows
+
+
+class Command(BaseCommand):
+    help = "Stream preference pairs as JSONL that TRL reads unchanged (ties and both-bad excluded)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True)
+        parser.add_argument("--format", choices=FORMATS, default="trl", dest="fmt")
+        parser.add_argument("--aggregate", choices=AGGREGATIONS, default="none")
+        parser.add_argument("--out", required=True, help="output path, or - for stdout")
+
+    def handle(self, *args, project: str, fmt: str, aggregate: str, out: str, **options):
+        try:
+            target = Project.objects.get(slug=project)
+        except Project.DoesNotExist:
+            raise CommandError(f"No project with slug {project!r}.") from None
+        count = 0
+        sink = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")
+        try:
+            for row in preference_rows(project=target, fmt=fmt, aggregate=aggregate):
+                sink.write(jsonl_line(row))
+                count += 1
+        finally:
+            if sink is not sys.stdout:
+                sink.close()
+        self.stderr.write(f"Wrote {count} pairs ({fmt}, aggregate={aggregate}) to {out}.")

@@ -1,0 +1,1 @@
+"""Preference sets arrive with the preference-set issue; export formats live in formats.py."""

@@ -1,0 +1,50 @@
+"""Reads for exports: preference rows streamed from the database, never built in memory."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import groupby
+
+from annotation.models import Choice, Judgment, Project
+
+from .formats import majority_vote, preference_row
+
+AGGREGATIONS = ("none", "majority")
+
+
+def _judgment_rows(project: Project):
+    return (
+        Judgment.objects.filter(project=project)
+        .order_by("item_id", "id")
+        .values_list(
+            "item_id",
+            "choice",
+            "strength",
+            "item__prompt__messages",
+            "item__response_a__text",
+            "item__response_b__text",
+        )
+        .iterator(chunk_size=2000)
+    )
+
+
+def preference_rows(*, project: Project, fmt: str, aggregate: str = "none") -> Iterator[dict]:
+    """One row per judgment (`none`) or per item by majority; ties and both-bad never become pairs."""
+    if aggregate not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregate!r}; use one of {', '.join(AGGREGATIONS)}")
+    rows = _judgment_rows(project)
+    if aggregate == "none":
+        for _item, choice, strength, messages, text_a, text_b in rows:
+            if choice in (Choice.A, Choice.B):
+                yield _pair(fmt, messages, choice, strength, text_a, text_b)
+        return
+    for _item, group in groupby(rows, key=lambda r: r[0]):
+        group = list(group)
+        outcome = majority_vote((r[1], r[2]) for r in group)
+        if outcome and outcome[0] in (Choice.A, Choice.B):
+            _, _, _, messages, text_a, text_b = group[0]
+            yield _pair(fmt, messages, outcome[0], outcome[1], text_a, text_b)
+
+
+def _pair(fmt: str, messages, choice: str, strength: str, text_a: str, text_b: str) -> dict:
+    chosen, rejected = (text_a, text_b) if choice == Choice.A else (text_b, text_a)
+    return preference_row(fmt=fmt, messages=messages, chosen=chosen, rejected=rejected, strength=strength)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# make run: migrate, seed the demo project, start a Celery worker (filesystem broker) and serve.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DJANGO_SETTINGS_MODULE=config.settings.local
+PY=.venv/bin/python
+mkdir -p var
+$PY manage.py migrate --noinput -v0
+$PY manage.py seed_demo
+$PY -m celery -A config worker -Q default,gpu --pool=solo --loglevel=warning >var/worker.log 2>&1 &
+worker=$!
+trap 'kill $worker 2>/dev/null || true' EXIT
+cat <<TXT
+
+  Preference Studio is serving on http://127.0.0.1:${PORT:-8000}
+  Log in as annotator1 (labelling), lead (overview, import), engineer (export) or admin;
+  every demo password is demo-pass-123.  API docs: http://127.0.0.1:${PORT:-8000}/api/docs/
+  Background worker log: var/worker.log
+
+TXT
+$PY manage.py runserver "127.0.0.1:${PORT:-8000}"

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.models import Role
+from annotation.services.judgments import JudgmentInput
+
+from .factories import ItemFactory, ProjectFactory, member
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def items(project):
+    return ItemFactory.create_batch(5, project=project)
+
+
+@pytest.fixture
+def annotator(project):
+    return member(project, Role.ANNOTATOR)
+
+
+@pytest.fixture
+def lead(project):
+    return member(project, Role.LEAD)
+
+
+@pytest.fixture
+def engineer(project):
+    return member(project, Role.ENGINEER)
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def good_input(choice: str = "left", strength: str = "clear", **kw) -> JudgmentInput:
+    return JudgmentInput(
+        choice=choice,
+        strength=strength if choice in ("left", "right") else "",
+        rationale=kw.pop("rationale", "Left is accurate and concise."),
+        **kw,
+    )
+
+
+def submit_payload(choice: str = "left", strength: str = "clear", **kw) -> dict:
+    return {
+        "choice": choice,
+        "strength": strength if choice in ("left", "right") else "",
+        "rationale": "A reason that is long enough.",
+        "time_spent_ms": 4200,
+        "client_token": str(uuid.uuid4()),
+        **kw,
+    }

@@ -1,0 +1,64 @@
+"""factory_boy factories shared by the suite."""
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from annotation.models import Item, Membership, Project, Prompt, Response, Role
+from annotation.services.projects import spec_publish
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-12345678")
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"project-{n}")
+    name = factory.Sequence(lambda n: f"Project {n}")
+    overlap = 3
+    min_rationale_chars = 10
+
+    @factory.post_generation
+    def spec(obj, create, extracted, **kwargs):
+        if create:
+            spec_publish(project=obj, text=extracted or "# Spec\n\nBe helpful and *honest*.")
+
+
+class PromptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prompt
+
+    project = factory.SubFactory(ProjectFactory)
+    messages = factory.Sequence(lambda n: [{"role": "user", "content": f"Question {n}?"}])
+    domain = "general"
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Item
+
+    project = factory.SubFactory(ProjectFactory)
+    prompt = factory.SubFactory(PromptFactory, project=factory.SelfAttribute("..project"))
+    response_a = factory.LazyAttribute(lambda o: Response.objects.create(prompt=o.prompt, text=f"Answer A to {o.prompt.pk}", model_name="m1"))
+    response_b = factory.LazyAttribute(lambda o: Response.objects.create(prompt=o.prompt, text=f"Answer B to {o.prompt.pk}", model_name="m2"))
+    target_judgments = factory.LazyAttribute(lambda o: o.project.overlap)
+
+
+def member(project: Project, role: str = Role.ANNOTATOR, **kwargs):
+    user = UserFactory(**kwargs)
+    Membership.objects.create(project=project, user=user, role=role)
+    return user

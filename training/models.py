@@ -1,0 +1,1 @@
+"""Runs (reward model, PPO, GRPO) arrive with the training issues."""
