@@ -60,6 +60,7 @@ class SubmitApi(APIView):
     @extend_schema(request=serializers.SubmitInput, responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput})
     def post(self, request, assignment_id: int):
         """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
+        selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
         data = serializers.SubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         judgment, created = judgment_submit(

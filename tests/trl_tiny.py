@@ -12,10 +12,18 @@ Both row shapes are supported by both trainers:
 * conversational:  {"prompt": [messages], "chosen": [messages], "rejected": [messages],
                     "margin": float}
 
-Extra scalar columns (e.g. ``item_id``, ``domain``) are tolerated: TRL's default
-``remove_unused_columns=True`` drops everything outside each trainer's signature
-columns before batching.  ``margin`` is consumed by ``RewardTrainer``'s loss
-(``-logsigmoid(r_chosen - r_rejected - margin)``) and ignored by ``DPOTrainer``.
+Extra columns (e.g. ``item_id`` int, ``domain`` str, even nulls or nested dicts) are
+tolerated: TRL's default ``remove_unused_columns=True`` drops everything outside each
+trainer's signature columns before batching.  Column names TRL reads itself are *not*
+free: ``tools`` / ``chat_template_kwargs`` are fed to the chat template (a non-JSON
+string in ``tools`` fails in both trainers) and ``image`` / ``images`` make
+``DPOTrainer`` treat the data as vision data and raise.  All rows of one file must have
+the same shape (mixing standard and conversational rows fails in both trainers).
+
+``margin`` is consumed by ``RewardTrainer``'s loss
+(``-logsigmoid(r_chosen - r_rejected - margin)``; ints are fine, it is cast to float,
+a null margin in a sampled batch raises ``TypeError``) and ignored by ``DPOTrainer``.
+The step samples only 2 rows (seeded random sampler), but every row is tokenized.
 
 Models are built offline only:
 
@@ -142,11 +150,8 @@ def _collect_metrics(trainer) -> dict[str, Any]:
         metrics["loss"] = float(step_logs[-1]["loss"])
     metrics["global_step"] = int(trainer.state.global_step)
     metrics["num_train_rows"] = len(trainer.train_dataset)
-    if not math.isfinite(metrics.get("loss", metrics["train_loss"])):
-        # Leave the assertion to the caller, but make the failure obvious in the payload.
-        metrics["loss_is_finite"] = False
-    else:
-        metrics["loss_is_finite"] = True
+    # The assertion is left to the caller; this just makes the outcome explicit.
+    metrics["loss_is_finite"] = math.isfinite(metrics.get("loss", metrics["train_loss"]))
     return metrics
 
 

@@ -1,0 +1,67 @@
+"""REST import runs on a real Celery worker over the real Redis broker."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotation.models import ImportJob, Item, Role
+from config.celery import app
+from tests.conftest import api_as
+from tests.factories import ProjectFactory, member
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
+
+
+@pytest.fixture
+def worker(settings, tmp_path):
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
+    settings.MEDIA_ROOT = tmp_path
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+        yield
+
+
+def wait_for(job_id: int, seconds: float = 30) -> ImportJob:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = ImportJob.objects.get(pk=job_id)
+        if job.status in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"import {job_id} still {job.status}")
+
+
+def upload(lines: list) -> SimpleUploadedFile:
+    body = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
+    return SimpleUploadedFile("items.jsonl", body.encode(), content_type="application/jsonl")
+
+
+def test_rest_import_is_queued_run_by_the_worker_and_reports_progress(worker):
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    rows = [{"prompt": f"Q{i}", "responses": [f"a{i}", f"b{i}"]} for i in range(25)]
+    response = api_as(lead).post(f"/api/projects/{project.slug}/imports/", {"file": upload(rows)}, format="multipart")
+    assert response.status_code == 202, response.content
+    job = wait_for(response.json()["id"])
+    assert job.status == "succeeded" and job.items_created == 25
+    assert Item.objects.filter(project=project).count() == 25
+    detail = api_as(lead).get(f"/api/imports/{job.pk}/").json()
+    assert (detail["percent"], detail["message"]) == (100, "Imported 25 items.")
+
+
+def test_rest_import_of_a_bad_file_fails_whole_with_line_numbers(worker):
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    rows = [{"prompt": "Q", "responses": ["a", "b"]}, "oops", {"prompt": "Q", "responses": ["a"]}]
+    response = api_as(lead).post(f"/api/projects/{project.slug}/imports/", {"file": upload(rows)}, format="multipart")
+    job = wait_for(response.json()["id"])
+    assert job.status == "failed"
+    assert [e["line"] for e in job.errors] == [2, 3]
+    assert "Nothing was imported" in job.message
+    assert Item.objects.filter(project=project).count() == 0
+    assert settings.CELERY_BROKER_URL.startswith("redis://")

@@ -1,0 +1,132 @@
+"""Who may not call what. Every endpoint is listed with the roles refused."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import Client
+
+from annotation.models import Role
+from annotation.services.judgments import judgment_submit
+from annotation.services.routing import assignment_next
+from tests.conftest import api_as, good_input
+from tests.factories import ItemFactory, ProjectFactory, member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    project = ProjectFactory()
+    ItemFactory.create_batch(4, project=project)
+    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
+    people["other_annotator"] = member(project, Role.ANNOTATOR)
+    people["outsider"] = member(ProjectFactory(), Role.LEAD)  # lead elsewhere, not here
+    for who in ("annotator", "other_annotator"):
+        user = people[who]
+        assignment = assignment_next(project=project, annotator=user)
+        judgment_submit(assignment_id=assignment.pk, annotator=user, data=good_input(), client_token=uuid.uuid4())
+    people["open"] = assignment_next(project=project, annotator=people["other_annotator"])
+    return project, people
+
+
+API_CASES = [
+    # (method, url template, refused roles -> expected status)
+    ("get", "/api/projects/{slug}/", {"anonymous": 401, "outsider": 404}),
+    ("post", "/api/projects/{slug}/next/", {"anonymous": 401, "outsider": 404, "lead": 403, "engineer": 403}),
+    ("get", "/api/projects/{slug}/export/", {"anonymous": 401, "outsider": 404, "annotator": 403}),
+    ("post", "/api/projects/{slug}/imports/", {"anonymous": 401, "outsider": 404, "annotator": 403}),
+    ("get", "/api/projects/{slug}/judgments/", {"anonymous": 401, "outsider": 404}),
+    ("post", "/api/assignments/{open}/submit/", {"anonymous": 401, "annotator": 404, "lead": 404, "outsider": 404}),
+    ("post", "/api/assignments/{open}/skip/", {"anonymous": 401, "annotator": 404, "lead": 404}),
+    ("get", "/api/projects/", {"anonymous": 401}),
+]
+
+
+@pytest.mark.parametrize("method, template, refused", API_CASES)
+def test_api_refuses(world, method, template, refused):
+    project, people = world
+    url = template.format(slug=project.slug, open=people["open"].pk)
+    for who, status in refused.items():
+        from rest_framework.test import APIClient
+
+        client = APIClient() if who == "anonymous" else api_as(people[who])
+        response = getattr(client, method)(url, {}, format="json")
+        assert response.status_code == status, f"{who} {method} {url}: {response.status_code}"
+
+
+def test_annotator_sees_only_their_own_judgments(world):
+    project, people = world
+    rows = api_as(people["annotator"]).get(f"/api/projects/{project.slug}/judgments/").json()["results"]
+    assert [r["annotator"] for r in rows] == [people["annotator"].username]
+    lead_rows = api_as(people["lead"]).get(f"/api/projects/{project.slug}/judgments/").json()["results"]
+    assert len(lead_rows) == 2
+
+
+def test_annotator_cannot_edit_another_annotators_judgment(world):
+    project, people = world
+    theirs = people["other_annotator"].judgments.get()
+    response = api_as(people["annotator"]).put(f"/api/judgments/{theirs.pk}/", {"choice": "tie", "rationale": "overriding you now"}, format="json")
+    assert response.status_code == 404
+
+
+def test_next_item_payload_reveals_no_labels_models_or_canonical_sides(world):
+    project, people = world
+    body = api_as(people["annotator"]).post(f"/api/projects/{project.slug}/next/").json()
+    assert set(body) == {"assignment", "lease_expires_at", "prompt", "left", "right"}
+    assert set(body["left"]) == {"text"}
+    assert "m1" not in str(body) and "m2" not in str(body)
+
+
+PAGE_CASES = [
+    ("/", {"anonymous": 302}),
+    ("/p/{slug}/label/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
+    ("/p/{slug}/lead/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
+    ("/p/{slug}/export/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
+]
+
+
+@pytest.mark.parametrize("template, refused", PAGE_CASES)
+def test_pages_refuse(world, template, refused):
+    project, people = world
+    for who, status in refused.items():
+        client = Client()
+        if who != "anonymous":
+            client.force_login(people[who])
+        response = client.get(template.format(slug=project.slug))
+        assert response.status_code == status, f"{who} {template}"
+        if status == 302:
+            assert "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/"])
+def test_htmx_posts_refuse_annotators_of_other_roles_and_anonymous(world, path):
+    project, people = world
+    url = path.format(slug=project.slug, open=people["open"].pk)
+    assert Client().post(url).status_code == 302
+    refused = {"next": "engineer", "import": "annotator", "submit": "annotator"}
+    who = next(v for k, v in refused.items() if k in url)
+    client = Client()
+    client.force_login(people[who])
+    assert client.post(url).status_code in (403, 404)
+
+
+def test_htmx_post_without_csrf_token_is_refused(world):
+    project, people = world
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["annotator"])
+    assert client.post(f"/p/{project.slug}/label/next/").status_code == 403
+
+
+def test_import_status_is_hidden_from_annotators(world, tmp_path, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotation.services.imports import import_job_create
+
+    settings.MEDIA_ROOT = tmp_path
+    project, people = world
+    job = import_job_create(project=project, upload=SimpleUploadedFile("x.jsonl", b"{}\n"), created_by=people["lead"])
+    assert api_as(people["annotator"]).get(f"/api/imports/{job.pk}/").status_code == 404
+    client = Client()
+    client.force_login(people["annotator"])
+    assert client.get(f"/imports/{job.pk}/").status_code == 404
