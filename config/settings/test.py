@@ -8,3 +8,5 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 # Static files come from the app folders (no collectstatic before tests).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Threads in the tests (live server, concurrency) must not hold connections past their work.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

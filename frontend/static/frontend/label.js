@@ -43,6 +43,14 @@
     restoreDraft();
   });
 
+  // htmx re-focuses the element with the same id after a swap; a fresh item must start with the
+  // keyboard on the page, not inside the new rationale box.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (e.detail.target.id === "work" && e.detail.xhr.status === 200 && document.activeElement) {
+      document.activeElement.blur();
+    }
+  });
+
   document.addEventListener("htmx:configRequest", function (e) {
     if (e.detail.elt.id === "judgment-form") {
       e.detail.parameters["time_spent_ms"] = String(Date.now() - shownAt);
