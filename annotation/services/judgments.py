@@ -69,6 +69,18 @@ def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str
     return errors
 
 
+def _canonical_fields(data: JudgmentInput, *, shown_left: str) -> dict:
+    """The stored form of what the annotator chose: a/b instead of left/right."""
+    return {
+        "choice": to_canonical(data.choice, shown_left=shown_left),
+        "strength": data.strength if data.choice in ("left", "right") else "",
+        "dimension_choices": {
+            key: to_canonical(value, shown_left=shown_left) for key, value in sorted(data.dimensions.items())
+        },
+        "rationale": data.rationale.strip(),
+    }
+
+
 def judgment_submit(
     *,
     assignment_id: int,
@@ -115,13 +127,7 @@ def judgment_submit(
             project=project,
             item_id=assignment.item_id,
             annotator=annotator,
-            choice=to_canonical(data.choice, shown_left=assignment.shown_left),
-            strength=data.strength if data.choice in ("left", "right") else "",
-            dimension_choices={
-                key: to_canonical(value, shown_left=assignment.shown_left)
-                for key, value in sorted(data.dimensions.items())
-            },
-            rationale=data.rationale.strip(),
+            **_canonical_fields(data, shown_left=assignment.shown_left),
             time_spent_ms=data.time_spent_ms,
             shown_left=assignment.shown_left,
             spec_version=project.current_spec,
@@ -160,13 +166,8 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
         recorded_at=judgment.updated_at,
         replaced_by=editor,
     )
-    judgment.choice = to_canonical(data.choice, shown_left=judgment.shown_left)
-    judgment.strength = data.strength if data.choice in ("left", "right") else ""
-    judgment.dimension_choices = {
-        key: to_canonical(value, shown_left=judgment.shown_left)
-        for key, value in sorted(data.dimensions.items())
-    }
-    judgment.rationale = data.rationale.strip()
+    for name, value in _canonical_fields(data, shown_left=judgment.shown_left).items():
+        setattr(judgment, name, value)
     judgment.spec_version = judgment.project.current_spec
     judgment.revision += 1
     judgment.save()
