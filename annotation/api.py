@@ -10,9 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, serializers
-from .permissions import can_annotate, can_import
+from .permissions import can_annotate, can_import, can_lead
 from .services.imports import import_job_create, import_job_progress
 from .services.judgments import JudgmentInput, judgment_edit, judgment_submit
+from .services.projects import spec_publish
 from .services.routing import assignment_next, assignment_skip
 
 
@@ -122,3 +123,16 @@ class ImportDetailApi(APIView):
     def get(self, request, job_id: int):
         job = import_job_progress(job=selectors.import_job_get(job_id=job_id, user=request.user))
         return Response(serializers.ImportJobOutput(job).data)
+
+
+class SpecPublishApi(APIView):
+    @extend_schema(request=serializers.SpecInput, responses={201: serializers.SpecOutput})
+    def post(self, request, slug: str):
+        """Publish a new version of the behaviour spec (leads). Later judgments record it."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_lead(user=request.user, project=project):
+            raise PermissionDenied("Only leads publish the behaviour spec.")
+        data = serializers.SpecInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        spec = spec_publish(project=project, text=data.validated_data["text"], created_by=request.user)
+        return Response(serializers.SpecOutput(spec).data, status=status.HTTP_201_CREATED)

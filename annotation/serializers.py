@@ -72,3 +72,13 @@ class ImportJobOutput(serializers.ModelSerializer):
 
 class ImportInput(serializers.Serializer):
     file = serializers.FileField(help_text="JSONL, one item per line.")
+
+
+class SpecInput(serializers.Serializer):
+    text = serializers.CharField(max_length=200_000, help_text="Markdown.")
+
+
+class SpecOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField()

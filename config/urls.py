@@ -11,6 +11,7 @@ api = [
     path("projects/<slug:slug>/next/", annotation_api.NextItemApi.as_view(), name="next-item"),
     path("projects/<slug:slug>/judgments/", annotation_api.JudgmentListApi.as_view(), name="judgments"),
     path("projects/<slug:slug>/imports/", annotation_api.ImportCreateApi.as_view(), name="import-create"),
+    path("projects/<slug:slug>/spec/", annotation_api.SpecPublishApi.as_view(), name="spec-publish"),
     path("projects/<slug:slug>/export/", rewards_api.PreferenceExportApi.as_view(), name="export"),
     path("assignments/<int:assignment_id>/submit/", annotation_api.SubmitApi.as_view(), name="submit"),
     path("assignments/<int:assignment_id>/skip/", annotation_api.SkipApi.as_view(), name="skip"),

@@ -12,6 +12,7 @@ urlpatterns = [
     path("p/<slug:slug>/label/<int:assignment_id>/submit/", views.label_submit, name="label-submit"),
     path("p/<slug:slug>/label/<int:assignment_id>/skip/", views.label_skip, name="label-skip"),
     path("p/<slug:slug>/lead/", views.lead_page, name="lead"),
+    path("p/<slug:slug>/lead/spec/", views.lead_spec, name="lead-spec"),
     path("p/<slug:slug>/lead/import/", views.lead_import, name="lead-import"),
     path("imports/<int:job_id>/", views.import_status, name="import-status"),
     path("p/<slug:slug>/export/", views.export_page, name="export"),

@@ -15,6 +15,7 @@ from annotation.models import Strength
 from annotation.permissions import can_annotate, can_export, can_import, can_lead, roles_of
 from annotation.services.imports import import_job_create, import_job_progress
 from annotation.services.judgments import JudgmentInput, judgment_submit
+from annotation.services.projects import spec_publish
 from annotation.services.routing import annotator_progress, assignment_next, assignment_skip
 from rewards.formats import FORMATS
 from rewards.selectors import AGGREGATIONS
@@ -156,6 +157,17 @@ def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
         "frontend/lead.html",
         {"project": project, "overview": selectors.project_overview(project=project), "can_import": True},
     )
+
+
+@login_required
+@require_POST
+def lead_spec(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    text = request.POST.get("text", "")
+    if not text.strip():
+        return render(request, "frontend/_spec_result.html", {"error": "The spec cannot be empty.", "text": text}, status=422)
+    spec = spec_publish(project=project, text=text, created_by=request.user)
+    return render(request, "frontend/_spec_result.html", {"spec": spec, "text": text})
 
 
 @login_required

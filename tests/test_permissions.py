@@ -130,3 +130,16 @@ def test_import_status_is_hidden_from_annotators(world, tmp_path, settings):
     client = Client()
     client.force_login(people["annotator"])
     assert client.get(f"/imports/{job.pk}/").status_code == 404
+
+
+def test_only_leads_publish_the_spec(world):
+    project, people = world
+    url = f"/api/projects/{project.slug}/spec/"
+    for who in ("annotator", "engineer"):
+        assert api_as(people[who]).post(url, {"text": "# Mine now"}, format="json").status_code == 403
+    assert api_as(people["outsider"]).post(url, {"text": "# x"}, format="json").status_code == 404
+    created = api_as(people["lead"]).post(url, {"text": "# Rules v2"}, format="json")
+    assert created.status_code == 201 and created.json()["version"] == 2
+    client = Client()
+    client.force_login(people["annotator"])
+    assert client.post(f"/p/{project.slug}/lead/spec/", {"text": "# x"}).status_code == 403

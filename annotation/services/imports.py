@@ -174,7 +174,14 @@ def import_job_run(*, job_id: int) -> ImportJob:
     )
     job = ImportJob.objects.get(pk=job_id)
     if not claimed:
-        return job  # already run (a redelivered task): idempotent by status
+        if job.status == ImportStatus.RUNNING:
+            # Redelivered while marked running: the worker that had it died (acks_late), and its
+            # single write transaction was rolled back with it. Say so instead of staying "running".
+            job.status = ImportStatus.FAILED
+            job.message = "The worker stopped during this import; nothing was imported. Upload the file again."
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "message", "finished_at"])
+        return job
 
     def progress(phase: str, done: int, total: int) -> None:
         cache.set(_progress_key(job_id), (phase, done, total), timeout=3600)

@@ -106,3 +106,19 @@ def test_large_file_is_streamed_not_loaded(project, tmp_path):
     assert result.ok and Item.objects.count() == 20_000
     size = path.stat().st_size
     assert peak < size / 2, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
+
+
+def test_import_redelivered_after_a_worker_died_is_marked_failed_not_stuck(project, tmp_path, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotation.models import ImportJob
+    from annotation.services.imports import import_job_create, import_job_run
+
+    settings.MEDIA_ROOT = tmp_path
+    job = import_job_create(project=project, upload=SimpleUploadedFile("a.jsonl", json.dumps(GOOD).encode()), created_by=None)
+    ImportJob.objects.filter(pk=job.pk).update(status="running")  # a worker took it, then died
+    job = import_job_run(job_id=job.pk)
+    assert job.status == "failed" and "worker stopped" in job.message
+    assert Item.objects.count() == 0
+    done = import_job_run(job_id=job.pk)  # a further redelivery changes nothing
+    assert done.status == "failed"
