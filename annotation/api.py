@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -61,9 +61,11 @@ class SubmitApi(APIView):
     @extend_schema(request=serializers.SubmitInput, responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput})
     def post(self, request, assignment_id: int):
         """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
-        selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
         data = serializers.SubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        if not data.is_valid():
+            # Someone else's assignment is 404 whatever the body holds (the service checks it too).
+            selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+            raise ValidationError(data.errors)
         judgment, created = judgment_submit(
             assignment_id=assignment_id,
             annotator=request.user,

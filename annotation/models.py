@@ -219,8 +219,10 @@ class Assignment(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    # No index of its own: the unique (annotator, item) index leads with it. A bare annotator
+    # index tempts the planner into re-scanning all of an annotator's rows per candidate item.
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
     status = models.CharField(max_length=16, choices=AssignmentStatus.choices)
     shown_left = models.CharField(
@@ -232,7 +234,8 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_once_per_annotator")
+            # (annotator, item): routing's "not mine already" probe is one index lookup per item.
+            models.UniqueConstraint(fields=["annotator", "item"], name="assignment_once_per_annotator")
         ]
         indexes = [
             models.Index(
