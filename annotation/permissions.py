@@ -6,12 +6,22 @@ from collections.abc import Iterable
 from .models import Membership, Project, Role
 
 
-def roles_of(*, user, project: Project) -> set[str]:
-    if not user.is_authenticated:
-        return set()
+def _role_cache(user) -> dict[int, set[str]]:
+    # Lives on the user object, which lives for one request: never stale across requests.
     cache = getattr(user, "_prefstudio_roles", None)
     if cache is None:
         cache = user._prefstudio_roles = {}
+    return cache
+
+
+def remember_roles(*, user, project: Project, roles: set[str]) -> None:
+    _role_cache(user)[project.pk] = set(roles)
+
+
+def roles_of(*, user, project: Project) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    cache = _role_cache(user)
     if project.pk not in cache:
         cache[project.pk] = set(
             Membership.objects.filter(project=project, user=user).values_list("role", flat=True)

@@ -4,16 +4,24 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from .models import Assignment, ImportJob, Item, Judgment, Project
-from .permissions import can_see_all_judgments, has_role, roles_of
+from .models import Assignment, ImportJob, Item, Judgment, Membership, Project
+from .permissions import can_see_all_judgments, has_role, remember_roles
 from .sides import to_shown
 
 
 def project_get_for_member(*, slug: str, user) -> Project:
     """The project, if the user belongs to it (or is admin). Non-members get 404, not 403, so
     project names do not leak."""
+    memberships = list(
+        Membership.objects.filter(project__slug=slug, user=user).select_related("project__current_spec")
+    )
+    if memberships:
+        project = memberships[0].project
+        # Fill the per-request role cache permissions.roles_of reads: no second query.
+        remember_roles(user=user, project=project, roles={m.role for m in memberships})
+        return project
     project = Project.objects.select_related("current_spec").filter(slug=slug).first()
-    if project is None or not (user.is_superuser or roles_of(user=user, project=project)):
+    if project is None or not user.is_superuser:
         raise Http404("No such project.")
     return project
 
@@ -28,7 +36,9 @@ def projects_for_user(*, user) -> QuerySet[Project]:
 def assignment_payload(*, assignment: Assignment) -> dict:
     """What an annotator's browser receives for an item: the prompt and the two responses by
     screen side. No model names, no other annotators' labels, no canonical a/b."""
-    item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
+    item = assignment.item if Assignment.item.is_cached(assignment) else None
+    if item is None or not Item.prompt.is_cached(item):
+        item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
     left, right = (
         (item.response_a, item.response_b) if assignment.shown_left == "a" else (item.response_b, item.response_a)
     )

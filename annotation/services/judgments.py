@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -97,14 +97,12 @@ def judgment_submit(
             .select_related("project", "project__current_spec")
             .get(pk=assignment_id, annotator=annotator)
         )
-        # Checked under the assignment's lock, so a concurrent replay of the same submit waits
-        # for the first to commit and then finds its judgment here.
-        existing = Judgment.objects.filter(annotator=annotator, client_token=client_token).first()
-        if existing is not None:
-            if existing.assignment_id != assignment.pk:
-                raise Conflict("This submit token was already used for another item.")
-            return existing, False
         if assignment.status == AssignmentStatus.SUBMITTED:
+            # Under the assignment's lock, so a concurrent replay of the same submit waits for
+            # the first to commit and then finds its judgment here.
+            existing = Judgment.objects.filter(annotator=annotator, client_token=client_token).first()
+            if existing is not None and existing.assignment_id == assignment.pk:
+                return existing, False
             raise Conflict("You already judged this item; edit your judgment instead.")
         if assignment.status == AssignmentStatus.SKIPPED:
             raise Conflict("You skipped this item, so it cannot be judged.")
@@ -133,7 +131,10 @@ def judgment_submit(
             spec_version=project.current_spec,
             client_token=client_token,
         )
-        judgment.save()
+        try:
+            judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
+        except IntegrityError:
+            raise Conflict("This submit token was already used for another item.") from None
         Assignment.objects.filter(pk=assignment.pk).update(
             status=AssignmentStatus.SUBMITTED, finished_at=now
         )

@@ -121,8 +121,9 @@ def _lease_new_item(*, project: Project, annotator, now: datetime) -> Assignment
             .alias(available=_not_mine_already(annotator))
             .filter(available=True)
             .order_by("-priority", "id")
-            .select_for_update(skip_locked=True)
-            .only("id")
+            # The texts come along so the caller needs no second query to show the item.
+            .select_related("prompt", "response_a", "response_b")
+            .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
         if item is None:
@@ -147,6 +148,7 @@ def _lease_new_item(*, project: Project, annotator, now: datetime) -> Assignment
         )
         if assignment.pk is None:  # backends without RETURNING on upsert
             assignment = Assignment.objects.get(item_id=item.pk, annotator=annotator)
+        assignment.item = item
         return assignment
 
 

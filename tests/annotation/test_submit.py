@@ -122,3 +122,13 @@ def test_nobody_edits_someone_elses_judgment(project, items, annotator):
     judgment, _ = judgment_submit(assignment_id=assignment.pk, annotator=annotator, data=good_input(), client_token=uuid.uuid4())
     with pytest.raises(Judgment.DoesNotExist):
         judgment_edit(judgment_id=judgment.pk, editor=member(project), data=good_input("tie"))
+
+
+def test_a_submit_token_cannot_be_reused_for_another_item(project, items, annotator):
+    token = uuid.uuid4()
+    first = assignment_next(project=project, annotator=annotator)
+    judgment_submit(assignment_id=first.pk, annotator=annotator, data=good_input(), client_token=token)
+    second = assignment_next(project=project, annotator=annotator)
+    with pytest.raises(Conflict, match="already used for another item"):
+        judgment_submit(assignment_id=second.pk, annotator=annotator, data=good_input(), client_token=token)
+    assert Judgment.objects.count() == 1
