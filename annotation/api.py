@@ -99,6 +99,7 @@ class JudgmentEditApi(APIView):
     @extend_schema(request=serializers.JudgmentInput, responses=serializers.JudgmentOutput)
     def put(self, request, judgment_id: int):
         """Revise your own judgment; the previous version is kept in its history."""
+        selectors.judgment_for_annotator(judgment_id=judgment_id, annotator=request.user)
         data = serializers.JudgmentInput(data=request.data)
         data.is_valid(raise_exception=True)
         judgment = judgment_edit(judgment_id=judgment_id, editor=request.user, data=_judgment_input(data.validated_data))

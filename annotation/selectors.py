@@ -106,3 +106,11 @@ def assignment_for_annotator(*, assignment_id: int, annotator) -> Assignment:
     if assignment is None:
         raise Http404("No such assignment.")
     return assignment
+
+
+def judgment_for_annotator(*, judgment_id: int, annotator) -> Judgment:
+    """An annotator's own judgment; anyone else's (even a lead's view of it) is 404 for editing."""
+    judgment = Judgment.objects.filter(pk=judgment_id, annotator=annotator).first()
+    if judgment is None:
+        raise Http404("No such judgment.")
+    return judgment

@@ -145,7 +145,8 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
 @require_POST
 def label_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    assignment_skip(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment_skip(assignment_id=assignment.pk, annotator=request.user)
     return _render_next(request, project)
 
 

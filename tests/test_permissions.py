@@ -40,13 +40,17 @@ API_CASES = [
     ("post", "/api/assignments/{open}/submit/", {"anonymous": 401, "annotator": 404, "lead": 404, "outsider": 404}),
     ("post", "/api/assignments/{open}/skip/", {"anonymous": 401, "annotator": 404, "lead": 404}),
     ("get", "/api/projects/", {"anonymous": 401}),
+    ("put", "/api/judgments/{theirs}/", {"anonymous": 401, "annotator": 404, "lead": 404, "engineer": 404}),
+    ("get", "/api/imports/999999/", {"anonymous": 401, "annotator": 404}),
+    ("post", "/api/projects/{slug}/spec/", {"anonymous": 401, "annotator": 403, "engineer": 403, "outsider": 404}),
 ]
 
 
 @pytest.mark.parametrize("method, template, refused", API_CASES)
 def test_api_refuses(world, method, template, refused):
     project, people = world
-    url = template.format(slug=project.slug, open=people["open"].pk)
+    theirs = people["other_annotator"].judgments.get()
+    url = template.format(slug=project.slug, open=people["open"].pk, theirs=theirs.pk)
     for who, status in refused.items():
         from rest_framework.test import APIClient
 
@@ -99,12 +103,12 @@ def test_pages_refuse(world, template, refused):
             assert "/accounts/login/" in response["Location"]
 
 
-@pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/"])
+@pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/", "/p/{slug}/label/{open}/skip/"])
 def test_htmx_posts_refuse_annotators_of_other_roles_and_anonymous(world, path):
     project, people = world
     url = path.format(slug=project.slug, open=people["open"].pk)
     assert Client().post(url).status_code == 302
-    refused = {"next": "engineer", "import": "annotator", "submit": "annotator"}
+    refused = {"next": "engineer", "import": "annotator", "submit": "annotator", "skip": "annotator"}
     who = next(v for k, v in refused.items() if k in url)
     client = Client()
     client.force_login(people[who])
