@@ -31,16 +31,20 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -89,6 +93,9 @@ def django_setup() -> None:
     sys.path.insert(0, str(REPO))
     import django
 
+    # whitenoise warns when collectstatic has not run; the API does not serve static files.
+    warnings.filterwarnings("ignore", message="No directory at")
+
     django.setup()
 
 
@@ -132,7 +139,7 @@ def setup_fixture(args) -> dict:
     User = get_user_model()
     t0 = time.perf_counter()
     slug = args.slug or f"bench-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-    n_users = max([*args.clients, args.human_annotators, 1])
+    n_users = max([*args.clients, *args.human_annotators, 1])
     usernames = [f"{USERNAME_PREFIX}{i:04d}" for i in range(n_users)]
 
     with transaction.atomic():
@@ -330,37 +337,107 @@ def _descendants(root: int) -> set[int]:
     return out
 
 
-def _postgres_pids() -> set[int]:
+def _postgres_pids(dbname: str) -> set[int]:
+    """PostgreSQL processes that work for us: backends of our database and the shared background
+    processes (WAL writer, checkpointer, ...). Backends of other databases (a test suite running
+    beside us, say) are someone else's load."""
     pids = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as fh:
-                    if fh.read().strip() in ("postgres", "postmaster"):
-                        pids.add(int(entry))
+                    if fh.read().strip() not in ("postgres", "postmaster"):
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    words = fh.read().replace(b"\0", b" ").decode(errors="replace").split()
             except OSError:
-                pass
+                continue
+            # A backend reads "postgres: <user> <database> <host(port)> <state>".
+            is_backend = len(words) >= 4 and words[0] == "postgres:" and "(" in words[3]
+            if not is_backend or words[2] == dbname:
+                pids.add(int(entry))
     return pids
 
 
-def cpu_snapshot(gunicorn_pid: int) -> dict:
-    # Postgres backends come and go (sync workers reconnect rarely; CONN_MAX_AGE keeps them), so
-    # exited ones are missed: a lower bound. Total machine time comes from /proc/stat.
+def _machine_busy() -> float:
     with open("/proc/stat") as fh:
-        parts = fh.readline().split()[1:]
-    busy = sum(int(x) for i, x in enumerate(parts[:8]) if i not in (3, 4)) / _CLK  # minus idle, iowait
-    return {
-        "t": time.monotonic(),
-        "client": sum(os.times()[:2]),
-        "gunicorn": sum(_proc_cpu(p) for p in _descendants(gunicorn_pid)),
-        "postgres": sum(_proc_cpu(p) for p in _postgres_pids()),
-        "machine": busy,
-    }
+        parts = [int(x) for x in fh.readline().split()[1:9]]
+    return (sum(parts) - parts[3] - parts[4]) / _CLK  # everything but idle and iowait
 
 
-def cpu_split(before: dict, after: dict) -> dict:
-    wall = after["t"] - before["t"]
-    return {k: round((after[k] - before[k]) / wall, 2) for k in ("client", "gunicorn", "postgres", "machine")}
+class CpuMeter:
+    """Cores used on average during a phase by the load generator, gunicorn (master and
+    workers), our PostgreSQL, and everything else on the machine (`other`).
+
+    A background thread re-reads /proc every half second and keeps the last CPU time seen per
+    process, so a process that exits mid-phase (Django drops a PostgreSQL connection after
+    CONN_MAX_AGE and opens a new backend) still counts up to its last sample."""
+
+    GROUPS = ("client", "gunicorn", "postgres", "machine")
+
+    def __init__(self, gunicorn_pid: int, dbname: str, interval: float = 0.5) -> None:
+        self.gunicorn_pid, self.dbname, self.interval = gunicorn_pid, dbname, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {
+            "client": {0: sum(os.times()[:2])},
+            "gunicorn": {p: _proc_cpu(p) for p in _descendants(self.gunicorn_pid)},
+            "postgres": {p: _proc_cpu(p) for p in _postgres_pids(self.dbname)},
+            "machine": {0: _machine_busy()},
+        }
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for group, per_pid in self._sample().items():
+                self._last[group].update(per_pid)
+
+    def __enter__(self) -> "CpuMeter":
+        self._t0 = time.monotonic()
+        self._first = self._sample()
+        self._last = {g: dict(v) for g, v in self._first.items()}
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cpu-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for group, per_pid in self._sample().items():
+            self._last[group].update(per_pid)
+        self.wall = time.monotonic() - self._t0
+
+    def split(self) -> dict:
+        out = {}
+        for g in self.GROUPS:
+            # A process first seen mid-phase started in it: all of its time counts.
+            used = sum(cpu - self._first[g].get(pid, 0.0) for pid, cpu in self._last[g].items())
+            out[g] = round(max(0.0, used) / self.wall, 2)
+        out["other"] = round(max(0.0, out["machine"] - out["client"] - out["gunicorn"] - out["postgres"]), 2)
+        return out
+
+
+def machine_load(seconds: float = 2.0) -> float:
+    """Cores busy on average over the next `seconds` (this process sleeps meanwhile)."""
+    b0, t0 = _machine_busy(), time.monotonic()
+    time.sleep(seconds)
+    return (_machine_busy() - b0) / (time.monotonic() - t0)
+
+
+def wait_until_quiet(max_wait: float, threshold: float) -> float:
+    """Other work on the machine (a test suite, a build) skews every figure: wait up to
+    `max_wait` seconds for it to be quiet. Returns the load last seen, in cores."""
+    deadline = time.monotonic() + max_wait
+    load = machine_load()
+    while load > threshold and time.monotonic() < deadline:
+        print(f"  machine busy: {load:.2f} of {os.cpu_count()} cores used by other work; waiting ...", flush=True)
+        time.sleep(3)
+        load = machine_load()
+    if load > threshold:
+        print(f"  WARNING: {load:.2f} cores are used by other work: figures will be low", flush=True)
+    return round(load, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,36 +598,40 @@ def _pct(samples: list[float], q: float) -> float | None:
     return round(1000 * s[min(len(s) - 1, int(q * len(s)))], 1)
 
 
-def summarize(name: str, clients: int, stats: Stats, duration: float, cpu: dict, expected: float | None = None) -> dict:
+def summarize(name: str, clients: int, stats: Stats, duration: float, cpu: dict, quiet: float,
+              expected: float | None = None) -> dict:
     errors = {}
     for kind in ("next", "submit"):
         for outcome, n in stats.status[kind].items():
             if outcome not in ("200", "201", "204"):
                 errors[f"{kind}:{outcome}"] = n
-    out = {
+
+    def lat(kind: str) -> dict:
+        s = stats.lat[kind]
+        return {"p50": _pct(s, 0.50), "p90": _pct(s, 0.90), "p99": _pct(s, 0.99), "max": _pct(s, 1.0),
+                "mean": round(1000 * sum(s) / len(s), 1) if s else None}
+
+    return {
         "mode": name,
         "clients": clients,
         "duration_s": duration,
         "labels": stats.labels,
         "labels_per_s": round(stats.labels / duration, 1),
         "expected_labels_per_s": expected,
-        "next_n": len(stats.lat["next"]),
-        "submit_n": len(stats.lat["submit"]),
-        "next_ms": {"p50": _pct(stats.lat["next"], 0.50), "p90": _pct(stats.lat["next"], 0.90),
-                    "p99": _pct(stats.lat["next"], 0.99), "max": _pct(stats.lat["next"], 1.0)},
-        "submit_ms": {"p50": _pct(stats.lat["submit"], 0.50), "p90": _pct(stats.lat["submit"], 0.90),
-                      "p99": _pct(stats.lat["submit"], 0.99), "max": _pct(stats.lat["submit"], 1.0)},
+        "requests_per_s": round((len(stats.lat["next"]) + len(stats.lat["submit"])) / duration, 1),
+        "next_ms": lat("next"),
+        "submit_ms": lat("submit"),
         "statuses": stats.status,
         "errors": errors,
         "exhausted_204": stats.exhausted,
         "cpu_cores": cpu,
+        "other_load_before_cores": quiet,
     }
-    return out
 
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'mode':<12}{'clients':>8}{'labels/s':>10}{'next p50':>10}{'next p99':>10}"
-            f"{'sub p50':>10}{'sub p99':>10}  {'errors':<18}{'cpu: client/gunicorn/pg/total':>31}")
+            f"{'sub p50':>10}{'sub p99':>10}  {'errors':<16}{'cores: client gunicorn pg other':>32}")
     print()
     print(head)
     print("-" * len(head))
@@ -559,11 +640,69 @@ def print_table(rows: list[dict]) -> None:
         if r["exhausted_204"]:
             errs += f" 204x{r['exhausted_204']}"
         c = r["cpu_cores"]
-        cpu = f"{c['client']:.2f}/{c['gunicorn']:.2f}/{c['postgres']:.2f}/{c['machine']:.2f}"
-        print(f"{r['mode']:<12}{r['clients']:>8}{r['labels_per_s']:>10.1f}"
+        cpu = f"{c['client']:.2f}   {c['gunicorn']:.2f}   {c['postgres']:.2f}  {c['other']:.2f}"
+        label = f"{r['labels_per_s']:.1f}" + (f"/{r['expected_labels_per_s']:g}" if r["expected_labels_per_s"] else "")
+        print(f"{r['mode']:<12}{r['clients']:>8}{label:>10}"
               f"{r['next_ms']['p50'] or 0:>10.1f}{r['next_ms']['p99'] or 0:>10.1f}"
-              f"{r['submit_ms']['p50'] or 0:>10.1f}{r['submit_ms']['p99'] or 0:>10.1f}  {errs:<18}{cpu:>31}")
-    print("(latencies in ms, measured at the client; cpu in cores used on average during the phase)")
+              f"{r['submit_ms']['p50'] or 0:>10.1f}{r['submit_ms']['p99'] or 0:>10.1f}  {errs:<16}{cpu:>32}")
+    print("latencies in ms at the client; human pace shows achieved/offered labels/s; cores: average use during")
+    print("the phase (other: the rest of the machine, e.g. another test suite; above ~0.2 the figures are skewed)")
+
+
+# --------------------------------------------------------------------------------------------
+# Optional: py-spy profile of the gunicorn workers during one phase
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def py_spy(enabled: bool, pid: int, out: Path):
+    """`py-spy record` of gunicorn and its workers (collapsed stacks). It takes CPU itself, so
+    throughput under it is lower: profile runs are for where the time goes, not for figures."""
+    if not enabled:
+        yield None
+        return
+    exe = shutil.which("py-spy")
+    if exe is None:
+        print("  py-spy not found on PATH: no profile", flush=True)
+        yield None
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+                             "--gil", "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield out
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[tuple[str, float]]:
+    """Inclusive share of samples per frame of the project's own code, DRF and Django, from
+    py-spy's collapsed stacks ("frame;frame;... count")."""
+    total, inclusive = 0, {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            if frame in seen:
+                continue
+            seen.add(frame)
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return []
+    interesting = ("/work/main/", "annotation/", "rest_framework/", "django/", "psycopg/", "gunicorn/")
+    rows = sorted(((f, n / total) for f, n in inclusive.items() if any(k in f for k in interesting)),
+                  key=lambda x: -x[1])
+    return rows[:top]
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,26 +711,42 @@ def print_table(rows: list[dict]) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",") if x], default=[8, 64],
-                   help="closed-loop client counts, comma separated (default 8,64; empty string: skip)")
+                   help="closed-loop client counts, comma separated (default 8,64; '' skips closed loop)")
     p.add_argument("--duration", type=float, default=20, help="measured seconds per closed-loop run (default 20)")
     p.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each run (default 3)")
-    p.add_argument("--human-annotators", type=int, default=1000, help="human-pace annotators (default 1000; 0: skip)")
+    p.add_argument("--human-annotators", type=lambda s: [int(x) for x in s.split(",") if x and int(x)], default=[1000],
+                   help="human-pace annotator counts, comma separated (default 1000; 0 or '' skips human pace)")
     p.add_argument("--human-duration", type=float, default=60, help="measured seconds of human pace (default 60)")
     p.add_argument("--think", type=float, default=10, help="mean seconds between an annotator's labels (default 10)")
     p.add_argument("--items", type=int, default=30000, help="items imported into the fresh project (default 30000)")
     p.add_argument("--overlap", type=int, default=3, help="judgments per item, k (default 3)")
     p.add_argument("--response-chars", type=int, default=600, help="length of each response text (default 600)")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4: 2 per core)")
-    p.add_argument("--worker-class", choices=["sync", "gthread"], default="sync",
-                   help="gunicorn worker class (default sync: measured faster here, see bench/README.md)")
+    p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
+                   help="gunicorn worker class (default gthread: 10-20%% more labels/s than sync here, see bench/README.md)")
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
     p.add_argument("--keep-alive", type=int, default=5, help="gthread keep-alive seconds (default 5)")
+    p.add_argument("--wait-quiet", type=float, default=120,
+                   help="before each phase, wait up to this many seconds for other work on the machine to stop (default 120)")
+    p.add_argument("--quiet-threshold", type=float, default=0.2, help="cores of other work counted as quiet (default 0.2)")
     p.add_argument("--slug", default="", help="project slug (default: a fresh bench-<timestamp>-<hex>)")
     p.add_argument("--no-query-count", action="store_true", help="skip counting SQL queries per request")
+    p.add_argument("--py-spy", action="store_true",
+                   help="profile gunicorn with py-spy (on PATH) during each phase; lowers the figures")
     p.add_argument("--cleanup", action="store_true", help="delete the bench project at the end")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", default="", help="JSON path (default bench/results/annotate_load-<timestamp>.json)")
     return p.parse_args(argv)
+
+
+def git_state() -> dict:
+    """The code measured: other people may be changing it while this runs."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
 
 
 def _raise_interrupt(*_) -> None:
@@ -600,11 +755,14 @@ def _raise_interrupt(*_) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # A SIGTERM to this script unwinds like Ctrl-C, so gunicorn is always stopped.
+    # A SIGTERM to this script unwinds like Ctrl-C: gunicorn is stopped either way.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     env = load_env()
+    dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
     django_setup()
     started_at = datetime.now(timezone.utc)
+    code = git_state()
+    stamp = f"{started_at:%Y%m%d-%H%M%S}"
     fixture = setup_fixture(args)
     queries = None if args.no_query_count else count_queries(fixture["slug"])
     from django.db import connections
@@ -612,45 +770,65 @@ def main(argv=None) -> int:
     connections.close_all()  # the load generator itself never touches the database
 
     tokens = fixture["tokens"]
+    slug = fixture["slug"]
     rows: list[dict] = []
+    profiles: dict[str, list] = {}
     try:
         with gunicorn(args, env) as server:
-            for c in args.clients:
-                print(f"closed loop: {c} clients, {args.warmup:g}s warm-up + {args.duration:g}s ...", flush=True)
-                before = cpu_snapshot(server["pid"])
-                stats = asyncio.run(closed_loop(base=server["base"], slug=fixture["slug"], tokens=tokens[:c],
-                                                warmup=args.warmup, duration=args.duration, seed=args.seed + c))
-                rows.append(summarize("closed-loop", c, stats, args.duration, cpu_split(before, cpu_snapshot(server["pid"]))))
-                print(f"  {rows[-1]['labels_per_s']} labels/s", flush=True)
-            if args.human_annotators:
-                n = args.human_annotators
-                print(f"human pace: {n} annotators, one label per ~{args.think:g}s each, "
-                      f"{args.warmup:g}s warm-up + {args.human_duration:g}s ...", flush=True)
-                before = cpu_snapshot(server["pid"])
-                stats = asyncio.run(human_pace(base=server["base"], slug=fixture["slug"], tokens=tokens[:n],
-                                               think=args.think, warmup=args.warmup, duration=args.human_duration,
-                                               seed=args.seed + 7))
-                rows.append(summarize("human-pace", n, stats, args.human_duration,
-                                      cpu_split(before, cpu_snapshot(server["pid"])), expected=round(n / args.think, 1)))
-                print(f"  {rows[-1]['labels_per_s']} labels/s", flush=True)
+            phases = [("closed-loop", c) for c in args.clients]
+            phases += [("human-pace", n) for n in args.human_annotators]
+            for mode, n in phases:
+                if mode == "closed-loop":
+                    print(f"closed loop: {n} clients, {args.warmup:g}s warm-up + {args.duration:g}s", flush=True)
+                    run = closed_loop(base=server["base"], slug=slug, tokens=tokens[:n], warmup=args.warmup,
+                                      duration=args.duration, seed=args.seed + n)
+                    duration, expected = args.duration, None
+                else:
+                    print(f"human pace: {n} annotators, one label per ~{args.think:g}s each, "
+                          f"{args.warmup:g}s warm-up + {args.human_duration:g}s", flush=True)
+                    run = human_pace(base=server["base"], slug=slug, tokens=tokens[:n], think=args.think,
+                                     warmup=args.warmup, duration=args.human_duration, seed=args.seed + 7 + n)
+                    duration, expected = args.human_duration, round(n / args.think, 1)
+                quiet = wait_until_quiet(args.wait_quiet, args.quiet_threshold)
+                prof_path = RESULTS_DIR / f"annotate_load-{stamp}-{mode}-{n}.pyspy.txt"
+                with py_spy(args.py_spy, server["pid"], prof_path) as prof:
+                    with CpuMeter(server["pid"], dbname) as meter:
+                        stats = asyncio.run(run)
+                    cpu = meter.split()
+                rows.append(summarize(mode, n, stats, duration, cpu, quiet, expected))
+                r = rows[-1]
+                print(f"  {r['labels_per_s']} labels/s; next p50/p99 {r['next_ms']['p50']}/{r['next_ms']['p99']} ms, "
+                      f"submit p50/p99 {r['submit_ms']['p50']}/{r['submit_ms']['p99']} ms; errors {r['errors'] or 0}; "
+                      f"cores {cpu}", flush=True)
+                if prof is not None and prof.exists():
+                    profiles[f"{mode}-{n}"] = summarize_profile(prof)
+                    print(f"  profile: {prof}")
+                    for frame, share in profiles[f"{mode}-{n}"][:15]:
+                        print(f"    {100 * share:5.1f}%  {frame[:150]}")
     finally:
         if args.cleanup:
-            cleanup_project(fixture["slug"])
+            cleanup_project(slug)
         if rows:
             print_table(rows)
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            out = Path(args.output) if args.output else RESULTS_DIR / f"annotate_load-{started_at:%Y%m%d-%H%M%S}.json"
+            out = Path(args.output) if args.output else RESULTS_DIR / f"annotate_load-{stamp}.json"
             out.write_text(json.dumps({
                 "started_at": started_at.isoformat(),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-                "config": {k: v for k, v in vars(args).items()},
+                "code": code,
+                "config": vars(args),
                 "fixture": {k: v for k, v in fixture.items() if k != "tokens"},
                 "queries_per_request": queries,
                 "results": rows,
+                "profiles": profiles or None,
             }, indent=2, default=str))
             print(f"results: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted (gunicorn stopped)", file=sys.stderr)
+        sys.exit(130)
