@@ -806,8 +806,6 @@ def main(argv=None) -> int:
                     for frame, share in profiles[f"{mode}-{n}"][:15]:
                         print(f"    {100 * share:5.1f}%  {frame[:150]}")
     finally:
-        if args.cleanup:
-            cleanup_project(slug)
         if rows:
             print_table(rows)
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -823,6 +821,11 @@ def main(argv=None) -> int:
                 "profiles": profiles or None,
             }, indent=2, default=str))
             print(f"results: {out}")
+        if args.cleanup:
+            try:
+                cleanup_project(slug)
+            except Exception as exc:  # noqa: BLE001 - the figures are written; say what is left behind
+                print(f"cleanup of {slug} failed ({exc.__class__.__name__}: {exc}); delete it by hand", file=sys.stderr)
     return 0
 
 
