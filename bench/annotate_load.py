@@ -2,17 +2,18 @@
 """Load test of the labelling API: next -> submit, against gunicorn + PostgreSQL on this machine.
 
     bash scripts/services.sh up && source var/services.env
-    .venv/bin/python bench/annotate_load.py                      # full run (~3 min)
-    .venv/bin/python bench/annotate_load.py --duration 5 --human-duration 15   # quick look
+    .venv/bin/python bench/annotate_load.py                      # full run (~4 min)
+    .venv/bin/python bench/annotate_load.py --duration 5 --human-duration 15 --items 5000   # quick look
 
 What it does, all against 127.0.0.1 only:
   1. creates a fresh project (new slug every run), its annotators (bench-annotator-NNNN, reused
      between runs), their API tokens and --items comparison items (bulk JSONL import);
   2. counts the SQL queries of one next and one submit (in process, Django test client);
-  3. starts gunicorn itself on a free port, waits for it to answer, and always stops it;
+  3. starts gunicorn itself on a free port (gthread, 4 workers x 4 threads by default), waits for
+     it to answer, and always stops it;
   4. closed loop: for each C in --clients, C annotators each loop next -> submit as fast as they
      can for --duration seconds (after --warmup seconds that are not measured);
-  5. human pace: --human-annotators annotators, each doing next -> submit on average every
+  5. human pace: for each N in --human-annotators, N annotators each doing next -> submit on average every
      --think seconds (exponential think time, exponential initial offset: a Poisson stream per
      annotator), for --human-duration seconds;
   6. prints a table (labels/s, p50/p99 of next and of submit in ms, errors by status, CPU split
@@ -21,7 +22,8 @@ What it does, all against 127.0.0.1 only:
 
 The load generator is a single asyncio process (aiohttp, one connection pool sized to the
 clients). On a 2-core machine it competes with gunicorn and PostgreSQL for CPU; the CPU split in
-the table shows how much it took.
+the table shows how much it took, and how much other work on the machine took (see
+bench/README.md).
 """
 from __future__ import annotations
 
