@@ -156,7 +156,7 @@ def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "frontend/lead.html",
-        {"project": project, "overview": selectors.project_overview(project=project), "can_import": True},
+        {"project": project, "overview": selectors.project_overview(project=project)},
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.http import StreamingHttpResponse
 
-from annotation.models import Assignment, Prompt
+from annotation.models import Prompt
 from annotation.services.judgments import JudgmentInput, judgment_submit
 from annotation.services.routing import assignment_next
 from tests.conftest import api_as
