@@ -1,23 +1,23 @@
 """REST API for labelling. Thin: parse input, check the role, call one service."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, serializers
-from .permissions import can_annotate, can_import, can_lead
+from .permissions import can_import, can_lead, can_see_all_judgments
 from .services.imports import import_job_create, import_job_progress
-from .services.judgments import JudgmentInput, judgment_edit, judgment_submit
+from .services.judgments import JudgmentInput, judgment_edit
 from .services.projects import spec_publish
-from .services.routing import assignment_next, assignment_skip
+from .services.routing import assignment_skip
 
 
-def _judgment_input(data: dict) -> JudgmentInput:
+def judgment_input(data: dict) -> JudgmentInput:
     return JudgmentInput(
         choice=data["choice"],
         strength=data.get("strength", ""),
@@ -41,43 +41,6 @@ class ProjectDetailApi(APIView):
         return Response(serializers.ProjectOutput(project).data)
 
 
-class NextItemApi(APIView):
-    @extend_schema(
-        request=None,
-        responses={200: serializers.AssignmentOutput, 204: OpenApiResponse(description="Nothing left to label.")},
-    )
-    def post(self, request, slug: str):
-        """Lease the next item to label (or the one you already hold)."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_annotate(user=request.user, project=project):
-            raise PermissionDenied("Only annotators of this project receive items.")
-        assignment = assignment_next(project=project, annotator=request.user)
-        if assignment is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(serializers.AssignmentOutput(selectors.assignment_payload(assignment=assignment)).data)
-
-
-class SubmitApi(APIView):
-    @extend_schema(request=serializers.SubmitInput, responses={201: serializers.JudgmentOutput, 200: serializers.JudgmentOutput})
-    def post(self, request, assignment_id: int):
-        """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
-        data = serializers.SubmitInput(data=request.data)
-        if not data.is_valid():
-            # Someone else's assignment is 404 whatever the body holds (the service checks it too).
-            selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
-            raise ValidationError(data.errors)
-        judgment, created = judgment_submit(
-            assignment_id=assignment_id,
-            annotator=request.user,
-            data=_judgment_input(data.validated_data),
-            client_token=data.validated_data["client_token"],
-        )
-        return Response(
-            {"id": judgment.pk, "created": created},
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
-
-
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request, assignment_id: int):
@@ -86,13 +49,18 @@ class SkipApi(APIView):
 
 
 class JudgmentListApi(ListAPIView):
-    """Leads and engineers: every judgment of the project. Annotators: only their own."""
+    """Leads and engineers: every judgment of the project. Annotators: only their own, without
+    item ids (an id range could tell items imported together, such as anchors, apart)."""
 
     serializer_class = serializers.JudgmentOutput
 
     def get_queryset(self):
         project = selectors.project_get_for_member(slug=self.kwargs["slug"], user=self.request.user)
+        self.sees_all = can_see_all_judgments(user=self.request.user, project=project)
         return selectors.judgments_visible_to(user=self.request.user, project=project).select_related("spec_version")
+
+    def get_serializer_class(self):
+        return serializers.JudgmentOutput if getattr(self, "sees_all", False) else serializers.OwnJudgmentOutput
 
 
 class JudgmentEditApi(APIView):
@@ -102,7 +70,7 @@ class JudgmentEditApi(APIView):
         selectors.judgment_for_annotator(judgment_id=judgment_id, annotator=request.user)
         data = serializers.JudgmentInput(data=request.data)
         data.is_valid(raise_exception=True)
-        judgment = judgment_edit(judgment_id=judgment_id, editor=request.user, data=_judgment_input(data.validated_data))
+        judgment = judgment_edit(judgment_id=judgment_id, editor=request.user, data=judgment_input(data.validated_data))
         return Response(serializers.JudgmentOutput(judgment).data)
 
 

@@ -10,7 +10,8 @@ from .errors import DomainError
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return Response({"detail": exc.message, "errors": exc.field_errors}, status=exc.status_code)
+        body = {"detail": exc.message, "errors": exc.field_errors, **getattr(exc, "extra", {})}
+        return Response(body, status=exc.status_code)
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"detail": "Not found."}, status=404)
     return drf_exception_handler(exc, context)

@@ -95,7 +95,7 @@ def parse_response(value, index: int) -> ParsedResponse:
     )
 
 
-def parse_line(raw: str | bytes) -> ParsedItem:
+def parse_json_object(raw: str | bytes) -> dict:
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -107,6 +107,14 @@ def parse_line(raw: str | bytes) -> ParsedItem:
         raise LineError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise LineError("each line must be a JSON object")
+    return obj
+
+
+def parse_line(raw: str | bytes) -> ParsedItem:
+    return parse_item(parse_json_object(raw))
+
+
+def parse_item(obj: dict) -> ParsedItem:
     unknown = set(obj) - ALLOWED_KEYS
     if unknown:
         raise LineError(f"unknown field(s): {', '.join(sorted(unknown))}")

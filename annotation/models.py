@@ -181,7 +181,15 @@ class Item(models.Model):
     )
     judgment_count = models.PositiveIntegerField(default=0)
     priority = models.SmallIntegerField(default=0, help_text="Higher is served first.")
+    in_live_queue = models.BooleanField(
+        default=True,
+        help_text="Served by the ordinary queue. Items held out of it (calibration anchors) are "
+        "served only by whoever asks for them explicitly.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Anchors are served to every annotator, so they get the largest target the column holds.
+    UNLIMITED_TARGET = 32767
 
     class Meta:
         indexes = [
@@ -191,7 +199,7 @@ class Item(models.Model):
                 F("priority").desc(),
                 F("id"),
                 name="item_open_idx",
-                condition=Q(assigned_count__lt=F("target_judgments"), status="active"),
+                condition=Q(assigned_count__lt=F("target_judgments"), status="active", in_live_queue=True),
             )
         ]
         constraints = [

@@ -58,6 +58,11 @@ class JudgmentOutput(serializers.ModelSerializer):
         ]
 
 
+class OwnJudgmentOutput(JudgmentOutput):
+    class Meta(JudgmentOutput.Meta):
+        fields = [f for f in JudgmentOutput.Meta.fields if f != "item"]
+
+
 class ImportJobOutput(serializers.ModelSerializer):
     project = serializers.CharField(source="project.slug")
     percent = serializers.IntegerField()

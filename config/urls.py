@@ -3,17 +3,30 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from annotation import api as annotation_api
+from calibration import api as calibration_api
 from rewards import api as rewards_api
 
 api = [
     path("projects/", annotation_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<slug:slug>/", annotation_api.ProjectDetailApi.as_view(), name="project"),
-    path("projects/<slug:slug>/next/", annotation_api.NextItemApi.as_view(), name="next-item"),
+    path("projects/<slug:slug>/next/", calibration_api.NextItemApi.as_view(), name="next-item"),
+    path("projects/<slug:slug>/calibration/", calibration_api.MyCalibrationApi.as_view(), name="my-calibration"),
+    path("projects/<slug:slug>/calibration/next/", calibration_api.CalibrationNextApi.as_view(), name="calibration-next"),
+    path("projects/<slug:slug>/calibration/policy/", calibration_api.PolicyApi.as_view(), name="calibration-policy"),
+    path("projects/<slug:slug>/calibration/set/", calibration_api.CalibrationSetApi.as_view(), name="calibration-set"),
+    path("projects/<slug:slug>/anchors/", calibration_api.AnchorListApi.as_view(), name="anchors"),
+    path("projects/<slug:slug>/anchors/import/", calibration_api.AnchorImportApi.as_view(), name="anchors-import"),
+    path("projects/<slug:slug>/anchors/<int:anchor_id>/", calibration_api.AnchorDetailApi.as_view(), name="anchor"),
+    path("projects/<slug:slug>/standings/", calibration_api.StandingListApi.as_view(), name="standings"),
+    path("projects/<slug:slug>/standings/history/", calibration_api.StandingHistoryApi.as_view(), name="standing-history"),
+    path("projects/<slug:slug>/standings/<str:username>/", calibration_api.StandingOverrideApi.as_view(), name="standing-override"),
+    path("projects/<slug:slug>/standings/<str:username>/recalibrate/", calibration_api.RecalibrateApi.as_view(), name="recalibrate"),
     path("projects/<slug:slug>/judgments/", annotation_api.JudgmentListApi.as_view(), name="judgments"),
     path("projects/<slug:slug>/imports/", annotation_api.ImportCreateApi.as_view(), name="import-create"),
     path("projects/<slug:slug>/spec/", annotation_api.SpecPublishApi.as_view(), name="spec-publish"),
     path("projects/<slug:slug>/export/", rewards_api.PreferenceExportApi.as_view(), name="export"),
-    path("assignments/<int:assignment_id>/submit/", annotation_api.SubmitApi.as_view(), name="submit"),
+    path("assignments/<int:assignment_id>/submit/", calibration_api.SubmitApi.as_view(), name="submit"),
+    path("calibration/questions/<int:question_id>/answer/", calibration_api.CalibrationAnswerApi.as_view(), name="calibration-answer"),
     path("assignments/<int:assignment_id>/skip/", annotation_api.SkipApi.as_view(), name="skip"),
     path("judgments/<int:judgment_id>/", annotation_api.JudgmentEditApi.as_view(), name="judgment-edit"),
     path("imports/<int:job_id>/", annotation_api.ImportDetailApi.as_view(), name="import-detail"),

@@ -6,7 +6,9 @@ import uuid
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
@@ -14,11 +16,25 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Strength
 from annotation.permissions import can_annotate, can_export, can_import, can_lead, roles_of
 from annotation.services.imports import import_job_create, import_job_progress
-from annotation.services.judgments import JudgmentInput, judgment_submit
+from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import spec_publish
-from annotation.services.routing import annotator_progress, assignment_next, assignment_skip
+from annotation.services.routing import annotator_progress, assignment_skip
+from calibration import selectors as calibration_selectors
+from calibration.errors import CalibrationRequired
+from calibration.models import StandingState
+from calibration.services.anchors import (
+    ExpertAnswer,
+    anchor_create,
+    anchor_update,
+    anchors_import,
+    calibration_set_choose,
+    calibration_set_coverage,
+)
+from calibration.services.policy import POLICY_FIELDS, policy_get, policy_update
+from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
+from calibration.services.standing import change_acknowledge, recalibration_assign, standing_override
 from rewards.formats import FORMATS
-from rewards.selectors import AGGREGATIONS
+from rewards.selectors import AGGREGATIONS, export_exclusions
 
 from .markdown import render_markdown
 
@@ -61,6 +77,26 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _item_context(request, project, assignment, *, form=None, errors=None, message="") -> dict:
     payload = selectors.assignment_payload(assignment=assignment)
+    return {
+        **_form_context(project, payload, form=form, errors=errors, message=message),
+        "submit_url": reverse("label-submit", args=[project.slug, assignment.pk]),
+        "skip_url": reverse("label-skip", args=[project.slug, assignment.pk]),
+        "draft_key": f"a{assignment.pk}",
+        "progress": annotator_progress(project=project, annotator=request.user),
+    }
+
+
+def _question_context(project, question, *, form=None, errors=None, message="") -> dict:
+    payload = calibration_selectors.question_payload(question=question)
+    return {
+        **_form_context(project, payload, form=form, errors=errors, message=message),
+        "submit_url": reverse("label-calibration-answer", args=[project.slug, question.pk]),
+        "draft_key": f"q{question.pk}",
+        "calibration": payload,
+    }
+
+
+def _form_context(project, payload: dict, *, form=None, errors=None, message="") -> dict:
     form = form or {"client_token": str(uuid.uuid4()), "choice": "", "strength": "", "rationale": "", "dimensions": {}}
     return {
         "project": project,
@@ -73,12 +109,14 @@ def _item_context(request, project, assignment, *, form=None, errors=None, messa
         "dimensions": [
             {**d, "value": form["dimensions"].get(d["key"], "")} for d in project.dimensions
         ],
-        "progress": annotator_progress(project=project, annotator=request.user),
     }
 
 
 def _render_next(request, project, *, status: int = 200) -> HttpResponse:
-    assignment = assignment_next(project=project, annotator=request.user)
+    try:
+        assignment = queue_next(project=project, annotator=request.user)
+    except CalibrationRequired:
+        return _render_calibration(request, project, status=status)
     if assignment is None:
         return render(
             request,
@@ -87,6 +125,31 @@ def _render_next(request, project, *, status: int = 200) -> HttpResponse:
             status=status,
         )
     return render(request, "frontend/_item.html", _item_context(request, project, assignment), status=status)
+
+
+def _render_calibration(request, project, *, status: int = 200) -> HttpResponse:
+    """Not active yet: the next calibration question, or why there is none."""
+    question = question_next(project=project, annotator=request.user)
+    if question is not None:
+        return render(request, "frontend/_item.html", _question_context(project, question), status=status)
+    status_ = calibration_selectors.annotator_calibration_status(project=project, annotator=request.user)
+    return render(request, "frontend/_standing.html", {"project": project, "status": status_}, status=status)
+
+
+SHOWN_LABELS = {"left": "A (left) is better", "right": "B (right) is better", "tie": "Tie", "both_bad": "Both bad"}
+
+
+def _feedback_context(project, feedback: dict, *, your_choice: str = "") -> dict:
+    return {
+        "project": project,
+        "feedback": feedback,
+        "expert_choice_label": SHOWN_LABELS.get(feedback["expert_choice"], feedback["expert_choice"]),
+        "expert_strength_label": dict(Strength.choices).get(feedback["expert_strength"], ""),
+        "your_choice_label": SHOWN_LABELS.get(your_choice, ""),
+        "expert_dimensions": [
+            (key, SHOWN_LABELS.get(value, value)) for key, value in feedback["expert_dimensions"].items()
+        ],
+    }
 
 
 @login_required
@@ -122,15 +185,9 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     except ValueError:
         client_token, time_spent_ms = uuid.uuid4(), 0
         form["client_token"] = str(client_token)
-    data = JudgmentInput(
-        choice=form["choice"],
-        strength=form["strength"] if form["choice"] in ("left", "right") else "",
-        dimensions=form["dimensions"],
-        rationale=form["rationale"],
-        time_spent_ms=time_spent_ms,
-    )
+    data = _judgment_input(form, time_spent_ms)
     try:
-        judgment_submit(assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token)
+        outcome = queue_submit(assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token)
     except ValidationFailed as exc:
         # Everything typed comes back in the form: nothing is lost on a validation error.
         ctx = _item_context(request, project, assignment, form=form, errors=exc.field_errors, message=exc.message)
@@ -138,7 +195,52 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     except Conflict as exc:
         ctx = _item_context(request, project, assignment, form=form, message=exc.message)
         return render(request, "frontend/_item.html", ctx, status=409)
+    if outcome.feedback is not None:  # a hidden anchor, on a project that shows feedback
+        ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
+        return render(request, "frontend/_feedback.html", ctx)
     return _render_next(request, project)
+
+
+def _judgment_input(form: dict, time_spent_ms: int) -> JudgmentInput:
+    return JudgmentInput(
+        choice=form["choice"],
+        strength=form["strength"] if form["choice"] in ("left", "right") else "",
+        dimensions=form["dimensions"],
+        rationale=form["rationale"],
+        time_spent_ms=time_spent_ms,
+    )
+
+
+def _time_spent(form: dict) -> int:
+    try:
+        return max(0, int(float(form["time_spent_ms"] or 0)))
+    except ValueError:
+        return 0
+
+
+@login_required
+@require_POST
+def label_calibration_answer(request: HttpRequest, slug: str, question_id: int) -> HttpResponse:
+    project = _project_for(request, slug, can_annotate)
+    form = _posted_form(request, project)
+    data = _judgment_input(form, _time_spent(form))
+    try:
+        outcome = calibration_answer(question_id=question_id, annotator=request.user, data=data)
+    except ValidationFailed as exc:
+        question = calibration_selectors.question_for_annotator(question_id=question_id, annotator=request.user)
+        ctx = _question_context(project, question, form=form, errors=exc.field_errors, message=exc.message)
+        return render(request, "frontend/_item.html", ctx, status=422)
+    except Conflict:
+        return _render_next(request, project)
+    status_ = calibration_selectors.annotator_calibration_status(project=project, annotator=request.user)
+    ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
+    ctx.update(
+        calibration={"round": outcome.round.number, **(status_["round"] or {})},
+        finished=outcome.finished,
+        state=outcome.state,
+        reason=status_["reason"],
+    )
+    return render(request, "frontend/_feedback.html", ctx)
 
 
 @login_required
@@ -194,5 +296,217 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "frontend/export.html",
-        {"project": project, "formats": FORMATS, "aggregations": AGGREGATIONS},
+        {
+            "project": project,
+            "formats": FORMATS,
+            "aggregations": AGGREGATIONS,
+            "exclusions": export_exclusions(project=project),
+        },
     )
+
+
+# ---------------------------------------------------------------- calibration (leads)
+
+
+def _lead_redirect(slug: str, name: str = "calibration") -> HttpResponse:
+    return redirect(reverse(name, args=[slug]))
+
+
+@login_required
+def calibration_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    return render(
+        request,
+        "frontend/calibration.html",
+        {
+            "project": project,
+            "rows": calibration_selectors.standings_table(project=project),
+            "alerts": list(calibration_selectors.alerts_open(project=project)[:50]),
+            "history": list(calibration_selectors.standing_history(project=project)[:40]),
+            "policy": policy_get(project=project),
+            "states": StandingState.choices,
+        },
+    )
+
+
+@login_required
+@require_POST
+def calibration_override(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    annotator = calibration_selectors.annotator_in_project(project=project, username=username)
+    try:
+        standing_override(project=project, annotator=annotator, to_state=request.POST.get("state", ""),
+                          reason=request.POST.get("reason", ""), actor=request.user)
+    except ValidationFailed as exc:
+        messages.error(request, f"{username}: {exc.message}")
+    else:
+        messages.success(request, f"{username}'s standing changed.")
+    return _lead_redirect(slug)
+
+
+@login_required
+@require_POST
+def calibration_recalibrate(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    annotator = calibration_selectors.annotator_in_project(project=project, username=username)
+    try:
+        recalibration_assign(project=project, annotator=annotator, assigned_by=request.user,
+                             reason=request.POST.get("reason", ""))
+    except ValidationFailed as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{username} has a fresh calibration round.")
+    return _lead_redirect(slug)
+
+
+@login_required
+@require_POST
+def calibration_policy(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    changes: dict = {}
+    for name in POLICY_FIELDS:
+        if name == "show_hidden_feedback":
+            changes[name] = request.POST.get(name) == "on"
+        elif request.POST.get(name, "") != "":
+            changes[name] = request.POST[name]
+    try:
+        policy_update(project=project, changes=changes)
+    except ValidationFailed as exc:
+        messages.error(request, "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()) or exc.message)
+    else:
+        messages.success(request, "Calibration settings saved.")
+    return _lead_redirect(slug)
+
+
+@login_required
+@require_POST
+def calibration_acknowledge(request: HttpRequest, slug: str, change_id: int) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    change_acknowledge(project=project, change_id=change_id, lead=request.user)
+    return _lead_redirect(slug)
+
+
+@login_required
+def anchors_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    return render(
+        request,
+        "frontend/anchors.html",
+        {
+            "project": project,
+            "rows": calibration_selectors.anchor_agreement(project=project),
+            "coverage": calibration_set_coverage(project=project),
+            "import_errors": request.session.pop("anchor_import_errors", None),
+        },
+    )
+
+
+@login_required
+@require_POST
+def anchors_import_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose a JSONL file first.")
+        return _lead_redirect(slug, "anchors")
+    result = anchors_import(project=project, lines=upload, created_by=request.user)
+    if result.ok:
+        messages.success(request, f"Imported {result.created} anchors.")
+    else:
+        messages.error(request, f"Nothing was imported: {len(result.errors)} line(s) are invalid.")
+        request.session["anchor_import_errors"] = result.errors[:200]
+    return _lead_redirect(slug, "anchors")
+
+
+@login_required
+@require_POST
+def calibration_set_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    coverage = calibration_set_choose(project=project)
+    messages.success(request, f"Calibration set chosen: {coverage['size']} anchors over {len(coverage['domains'])} domains.")
+    return _lead_redirect(slug, "anchors")
+
+
+def _expert_from_post(post) -> ExpertAnswer:
+    choice = post.get("choice", "")
+    return ExpertAnswer(
+        choice=choice,
+        strength=post.get("strength", "") if choice in ("a", "b") else "",
+        dimensions={key[4:]: value for key, value in post.items() if key.startswith("dim_") and value},
+        explanation=post.get("explanation", ""),
+        clear_cut=post.get("clear_cut") == "on",
+    )
+
+
+def _anchor_form_context(project, item, *, anchor=None, form=None, errors=None, message="") -> dict:
+    if form is None:
+        form = {"choice": "", "strength": "", "explanation": "", "clear_cut": True, "dimensions": {},
+                "in_calibration_set": False}
+        if anchor is not None:
+            form = {"choice": anchor.expert_choice, "strength": anchor.expert_strength,
+                    "explanation": anchor.explanation, "clear_cut": anchor.clear_cut,
+                    "dimensions": anchor.expert_dimension_choices, "in_calibration_set": anchor.in_calibration_set}
+    return {
+        "project": project,
+        "item": item,
+        "anchor": anchor,
+        "history": calibration_selectors.anchor_history(anchor=anchor) if anchor else [],
+        "form": form,
+        "errors": errors or {},
+        "message": message,
+        "canonical_choices": [("a", "A better"), ("b", "B better"), ("tie", "Tie"), ("both_bad", "Both bad")],
+        "strengths": Strength.choices,
+        "dimensions": [{**d, "value": form["dimensions"].get(d["key"], "")} for d in project.dimensions],
+    }
+
+
+def _posted_anchor_form(post) -> dict:
+    answer = _expert_from_post(post)
+    return {"choice": answer.choice, "strength": answer.strength, "explanation": answer.explanation,
+            "clear_cut": answer.clear_cut, "dimensions": answer.dimensions,
+            "in_calibration_set": post.get("in_calibration_set") == "on", "reason": post.get("reason", "")}
+
+
+@login_required
+def anchor_new(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    try:
+        item_id = int(request.GET.get("item") or request.POST.get("item") or 0)
+    except ValueError:
+        item_id = 0
+    item = calibration_selectors.item_for_anchor_form(project=project, item_id=item_id)
+    if request.method != "POST":
+        return render(request, "frontend/anchor_form.html", _anchor_form_context(project, item))
+    form = _posted_anchor_form(request.POST)
+    try:
+        anchor = anchor_create(item=item, answer=_expert_from_post(request.POST), created_by=request.user,
+                               in_calibration_set=form["in_calibration_set"])
+    except (ValidationFailed, Conflict) as exc:
+        ctx = _anchor_form_context(project, item, form=form, errors=exc.field_errors, message=exc.message)
+        return render(request, "frontend/anchor_form.html", ctx, status=422)
+    messages.success(request, f"Item {item.pk} is now anchor {anchor.pk}.")
+    return _lead_redirect(slug, "anchors")
+
+
+@login_required
+def anchor_edit(request: HttpRequest, slug: str, anchor_id: int) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    anchor = calibration_selectors.anchor_get(project=project, anchor_id=anchor_id)
+    if request.method != "POST":
+        return render(request, "frontend/anchor_form.html", _anchor_form_context(project, anchor.item, anchor=anchor))
+    form = _posted_anchor_form(request.POST)
+    answer = _expert_from_post(request.POST)
+    changed = (answer.choice, answer.strength, answer.explanation.strip(), answer.clear_cut, answer.dimensions) != (
+        anchor.expert_choice, anchor.expert_strength, anchor.explanation, anchor.clear_cut,
+        anchor.expert_dimension_choices,
+    )
+    try:
+        anchor_update(anchor_id=anchor.pk, project=project, editor=request.user, reason=form["reason"],
+                      answer=answer if changed else None, in_calibration_set=form["in_calibration_set"],
+                      active=request.POST.get("active") == "on")
+    except ValidationFailed as exc:
+        ctx = _anchor_form_context(project, anchor.item, anchor=anchor, form=form, errors=exc.field_errors,
+                                   message=exc.message)
+        return render(request, "frontend/anchor_form.html", ctx, status=422)
+    messages.success(request, f"Anchor {anchor.pk} saved.")
+    return _lead_redirect(slug, "anchors")

@@ -11,7 +11,7 @@ from annotation.permissions import can_export
 from annotation.selectors import project_get_for_member
 
 from .formats import FORMATS, jsonl_line
-from .selectors import AGGREGATIONS, preference_rows
+from .selectors import AGGREGATIONS, export_exclusions, preference_rows
 
 
 class PreferenceExportApi(APIView):
@@ -19,11 +19,18 @@ class PreferenceExportApi(APIView):
         parameters=[
             OpenApiParameter("format", enum=FORMATS, default="trl"),
             OpenApiParameter("aggregate", enum=AGGREGATIONS, default="none"),
+            OpenApiParameter(
+                "include_excluded", bool, default=False,
+                description="Also export judgments of annotators whose standing is excluded.",
+            ),
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
     )
     def get(self, request, slug: str):
-        """Preference pairs as JSONL that TRL reads unchanged (ties and both-bad excluded)."""
+        """Preference pairs as JSONL that TRL reads unchanged (ties and both-bad excluded).
+
+        Judgments of excluded annotators are left out unless `include_excluded=true`; the headers
+        `X-Excluded-Annotators` and `X-Excluded-Judgments` say how many were left out."""
         project = project_get_for_member(slug=slug, user=request.user)
         if not can_export(user=request.user, project=project):
             raise PermissionDenied("Only leads and engineers export data.")
@@ -33,7 +40,11 @@ class PreferenceExportApi(APIView):
             raise ValidationError({"format": f"Use one of {', '.join(FORMATS)}."})
         if aggregate not in AGGREGATIONS:
             raise ValidationError({"aggregate": f"Use one of {', '.join(AGGREGATIONS)}."})
-        rows = preference_rows(project=project, fmt=fmt, aggregate=aggregate)
+        include_excluded = request.query_params.get("include_excluded", "").lower() in ("1", "true", "yes", "on")
+        rows = preference_rows(project=project, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded)
         response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
+        left_out = export_exclusions(project=project)
+        response["X-Excluded-Annotators"] = 0 if include_excluded else left_out.annotators
+        response["X-Excluded-Judgments"] = 0 if include_excluded else left_out.judgments
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-{fmt}-{aggregate}.jsonl"'
         return response

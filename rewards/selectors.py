@@ -2,18 +2,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import groupby
 
 from annotation.models import Choice, Judgment, Project
+from calibration.selectors import excluded_annotator_ids
 
 from .formats import majority_vote, preference_row
 
 AGGREGATIONS = ("none", "majority")
 
 
-def _judgment_rows(project: Project):
+def _judgments(project: Project, *, include_excluded: bool):
+    qs = Judgment.objects.filter(project=project)
+    if not include_excluded:
+        # Excluded annotators keep their judgments (for analysis) but do not train reward models.
+        qs = qs.exclude(annotator_id__in=excluded_annotator_ids(project=project))
+    return qs
+
+
+@dataclass(frozen=True)
+class ExportExclusions:
+    annotators: int
+    judgments: int
+
+
+def export_exclusions(*, project: Project) -> ExportExclusions:
+    """How many judgments (and from how many annotators) an export leaves out by default."""
+    left_out = Judgment.objects.filter(project=project, annotator_id__in=excluded_annotator_ids(project=project))
+    return ExportExclusions(
+        annotators=left_out.values("annotator_id").distinct().count(), judgments=left_out.count()
+    )
+
+
+def _judgment_rows(project: Project, *, include_excluded: bool):
     return (
-        Judgment.objects.filter(project=project)
+        _judgments(project, include_excluded=include_excluded)
         .order_by("item_id", "id")
         .values_list(
             "item_id",
@@ -27,11 +51,14 @@ def _judgment_rows(project: Project):
     )
 
 
-def preference_rows(*, project: Project, fmt: str, aggregate: str = "none") -> Iterator[dict]:
-    """One row per judgment (`none`) or per item by majority; ties and both-bad never become pairs."""
+def preference_rows(
+    *, project: Project, fmt: str, aggregate: str = "none", include_excluded: bool = False
+) -> Iterator[dict]:
+    """One row per judgment (`none`) or per item by majority; ties and both-bad never become pairs.
+    Judgments of annotators whose standing is `excluded` are left out unless asked for."""
     if aggregate not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregate!r}; use one of {', '.join(AGGREGATIONS)}")
-    rows = _judgment_rows(project)
+    rows = _judgment_rows(project, include_excluded=include_excluded)
     if aggregate == "none":
         for _item, choice, strength, messages, text_a, text_b in rows:
             if choice in (Choice.A, Choice.B):

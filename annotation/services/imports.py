@@ -71,7 +71,8 @@ def import_validate(*, project: Project, path: Path, progress: Progress | None =
     return result
 
 
-def _write_batch(project: Project, batch: list[ParsedItem]) -> int:
+def items_create(*, project: Project, batch: list[ParsedItem], in_live_queue: bool = True) -> list[Item]:
+    """Write validated items (prompt, two responses, item) in three bulk inserts."""
     prompts = Prompt.objects.bulk_create(
         [
             Prompt(
@@ -93,20 +94,20 @@ def _write_batch(project: Project, batch: list[ParsedItem]) -> int:
             for r in parsed.responses
         ]
     )
-    Item.objects.bulk_create(
+    return Item.objects.bulk_create(
         [
             Item(
                 project=project,
                 prompt=prompt,
                 response_a=responses[2 * i],
                 response_b=responses[2 * i + 1],
-                target_judgments=project.overlap,
+                target_judgments=project.overlap if in_live_queue else Item.UNLIMITED_TARGET,
                 priority=parsed.priority,
+                in_live_queue=in_live_queue,
             )
             for i, (prompt, parsed) in enumerate(zip(prompts, batch))
         ]
     )
-    return len(batch)
 
 
 def import_write(*, project: Project, path: Path, total: int, progress: Progress | None = None) -> int:
@@ -118,12 +119,12 @@ def import_write(*, project: Project, path: Path, total: int, progress: Progress
                 for number, raw in numbered_lines(fh):
                     batch.append(parse_line(raw))
                     if len(batch) >= BATCH:
-                        created += _write_batch(project, batch)
+                        created += len(items_create(project=project, batch=batch))
                         batch = []
                         if progress:
                             progress("writing", number, total)
                 if batch:
-                    created += _write_batch(project, batch)
+                    created += len(items_create(project=project, batch=batch))
     except IntegrityError as exc:
         # Another import added one of these external ids after we validated.
         raise LineError(f"nothing imported: the data changed while importing ({exc})") from exc

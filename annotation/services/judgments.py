@@ -69,7 +69,7 @@ def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str
     return errors
 
 
-def _canonical_fields(data: JudgmentInput, *, shown_left: str) -> dict:
+def canonical_fields(data: JudgmentInput, *, shown_left: str) -> dict:
     """The stored form of what the annotator chose: a/b instead of left/right."""
     return {
         "choice": to_canonical(data.choice, shown_left=shown_left),
@@ -125,7 +125,7 @@ def judgment_submit(
             project=project,
             item_id=assignment.item_id,
             annotator=annotator,
-            **_canonical_fields(data, shown_left=assignment.shown_left),
+            **canonical_fields(data, shown_left=assignment.shown_left),
             time_spent_ms=data.time_spent_ms,
             shown_left=assignment.shown_left,
             spec_version=project.current_spec,
@@ -167,7 +167,7 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
         recorded_at=judgment.updated_at,
         replaced_by=editor,
     )
-    for name, value in _canonical_fields(data, shown_left=judgment.shown_left).items():
+    for name, value in canonical_fields(data, shown_left=judgment.shown_left).items():
         setattr(judgment, name, value)
     judgment.spec_version = judgment.project.current_spec
     judgment.revision += 1

@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, F
+from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -50,7 +50,8 @@ SWEEP_INTERVAL_SECONDS = 5.0
 _last_sweep: dict[int, datetime] = {}
 
 
-def _maybe_expire_leases(*, project: Project, now: datetime) -> None:
+def queue_sweep(*, project: Project, now: datetime) -> None:
+    """Release this project's stale leases, at most once every few seconds per process."""
     last = _last_sweep.get(project.pk)
     if last is not None and timedelta(0) <= now - last < timedelta(seconds=SWEEP_INTERVAL_SECONDS):
         return
@@ -58,7 +59,8 @@ def _maybe_expire_leases(*, project: Project, now: datetime) -> None:
     leases_expire(project=project, now=now)
 
 
-def _open_lease(*, project: Project, annotator, now: datetime) -> Assignment | None:
+def assignment_held(*, project: Project, annotator, now: datetime) -> Assignment | None:
+    """The unexpired lease this annotator already holds in the project, if any."""
     return (
         Assignment.objects.filter(
             project=project,
@@ -76,20 +78,52 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
 
     An annotator who already holds an unexpired lease gets the same item back (a reload or a
     second tab must not burn another slot). Never an item they judged or skipped, never an item
-    that already has k judgments or leases.
+    that already has k judgments or leases. Only the live queue: callers that mix in items held
+    out of it (calibration's hidden anchors) use `assignment_lease` with `held_out`.
     """
     now = now or timezone.now()
-    _maybe_expire_leases(project=project, now=now)
-    held = _open_lease(project=project, annotator=annotator, now=now)
+    queue_sweep(project=project, now=now)
+    held = assignment_held(project=project, annotator=annotator, now=now)
     if held is not None:
         return held
+    return assignment_lease(project=project, annotator=annotator, now=now)
+
+
+def assignment_lease(
+    *, project: Project, annotator, now: datetime | None = None, held_out: Q | None = None
+) -> Assignment | None:
+    """Lease a new item to this annotator: from the live queue, or, given `held_out`, from the
+    items held out of it that match that filter. Same query shape and same row locking either
+    way, so the two cannot be told apart by how they are served."""
+    now = now or timezone.now()
     for _attempt in range(5):
         try:
-            return _lease_new_item(project=project, annotator=annotator, now=now)
+            return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out)
         except IntegrityError:
             # The same annotator raced themselves (two tabs) for one item: pick again.
             continue
     raise Conflict("Could not reserve an item right now; please try again.")
+
+
+def leases_release(*, project: Project, annotator, now: datetime | None = None) -> int:
+    """Give back every lease this annotator holds in the project (e.g. when they stop being
+    allowed live work), so the slots go to others at once. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Assignment.objects.filter(project=project, annotator=annotator, status=AssignmentStatus.LEASED)
+            .select_for_update()
+            .order_by("id")
+            .values_list("id", "item_id")
+        )
+        if not rows:
+            return 0
+        Assignment.objects.filter(id__in=[r[0] for r in rows]).update(
+            status=AssignmentStatus.EXPIRED, lease_expires_at=now
+        )
+        for _, item_id in sorted(rows, key=lambda r: r[1]):
+            Item.objects.filter(pk=item_id).update(assigned_count=F("assigned_count") - 1)
+    return len(rows)
 
 
 def _not_mine_already(annotator) -> RawSQL:
@@ -110,15 +144,18 @@ def _not_mine_already(annotator) -> RawSQL:
     )
 
 
-def _lease_new_item(*, project: Project, annotator, now: datetime) -> Assignment | None:
+def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: Q | None) -> Assignment | None:
     with transaction.atomic():
+        pool = Item.objects.filter(
+            project=project,
+            status=ItemStatus.ACTIVE,
+            assigned_count__lt=F("target_judgments"),
+            in_live_queue=held_out is None,
+        )
+        if held_out is not None:
+            pool = pool.filter(held_out)
         item = (
-            Item.objects.filter(
-                project=project,
-                status=ItemStatus.ACTIVE,
-                assigned_count__lt=F("target_judgments"),
-            )
-            .alias(available=_not_mine_already(annotator))
+            pool.alias(available=_not_mine_already(annotator))
             .filter(available=True)
             .order_by("-priority", "id")
             # The texts come along so the caller needs no second query to show the item.
@@ -171,20 +208,14 @@ def assignment_skip(*, assignment_id: int, annotator, now: datetime | None = Non
 
 
 def annotator_progress(*, project: Project, annotator) -> dict[str, int]:
-    """'12 done, 40 left': judged by them, and items they could still be given."""
+    """How many items this annotator has judged here.
+
+    Deliberately no "N left": that count moves differently for a hidden anchor (not in the live
+    queue) than for a live item, so showing it would tell an annotator which item was gold.
+    Leads see the queue's size on their pages.
+    """
     done = Assignment.objects.filter(
         project=project, annotator=annotator, status=AssignmentStatus.SUBMITTED
     ).count()
-    left = (
-        Item.objects.filter(
-            project=project, status=ItemStatus.ACTIVE, assigned_count__lt=F("target_judgments")
-        )
-        .alias(available=_not_mine_already(annotator))
-        .filter(available=True)
-        .count()
-    )
-    held = Assignment.objects.filter(
-        project=project, annotator=annotator, status=AssignmentStatus.LEASED
-    ).count()
-    return {"done": done, "left": left + held}
+    return {"done": done}
 

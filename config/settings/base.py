@@ -141,6 +141,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The same choice sets appear in several serializers: name each once.
+    "ENUM_NAME_OVERRIDES": {
+        "CanonicalChoiceEnum": "annotation.models.Choice",
+        "ShownChoiceEnum": "annotation.sides.SHOWN_CHOICES",
+        "StrengthEnum": "annotation.models.Strength",
+        "StandingStateEnum": "calibration.models.StandingState",
+    },
 }
 
 # Celery. With no broker configured, the embedded default uses Kombu's filesystem transport

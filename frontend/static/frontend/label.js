@@ -6,7 +6,7 @@
   var shownAt = Date.now();
 
   function form() { return document.getElementById("judgment-form"); }
-  function draftKey(f) { return "ps-draft-" + f.dataset.assignment; }
+  function draftKey(f) { return "ps-draft-" + f.dataset.draft; }
   function pick(name, value) {
     var input = form().querySelector('input[name="' + name + '"][value="' + value + '"]');
     if (input) { input.checked = true; input.dispatchEvent(new Event("change", { bubbles: true })); }
@@ -60,12 +60,19 @@
   document.addEventListener("htmx:afterRequest", function (e) {
     var elt = e.detail.elt;
     if (elt.id === "judgment-form" && e.detail.xhr.status === 200) {
-      try { localStorage.removeItem("ps-draft-" + elt.dataset.assignment); } catch (err) { /* ignore */ }
+      try { localStorage.removeItem(draftKey(elt)); } catch (err) { /* ignore */ }
     }
   });
 
   document.addEventListener("keydown", function (e) {
-    var f = form(); if (!f) return;
+    var f = form();
+    if (!f) {
+      // Feedback after a calibration answer: Enter or N goes on.
+      var next = document.getElementById("continue-button");
+      var key0 = e.key.toLowerCase();
+      if (next && !e.ctrlKey && !e.metaKey && !e.altKey && (key0 === "enter" || key0 === "n")) { e.preventDefault(); next.click(); }
+      return;
+    }
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); f.requestSubmit(); return; }
     var typing = e.target.matches("textarea, input[type=text], input[type=file], select");
     if (typing) { if (e.key === "Escape") e.target.blur(); return; }
@@ -74,6 +81,9 @@
     if (CHOICE_KEYS[key]) { e.preventDefault(); pick("choice", CHOICE_KEYS[key]); }
     else if (STRENGTH_KEYS[key]) { e.preventDefault(); pick("strength", STRENGTH_KEYS[key]); }
     else if (key === "r") { e.preventDefault(); f.querySelector("#rationale").focus(); }
-    else if (key === "s") { e.preventDefault(); document.getElementById("skip-button").click(); }
+    else if (key === "s") {
+      var skip = document.getElementById("skip-button");
+      if (skip) { e.preventDefault(); skip.click(); }
+    }
   });
 })();

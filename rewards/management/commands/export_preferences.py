@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
 from rewards.formats import FORMATS, jsonl_line
-from rewards.selectors import AGGREGATIONS, preference_rows
+from rewards.selectors import AGGREGATIONS, export_exclusions, preference_rows
 
 
 class Command(BaseCommand):
@@ -18,8 +18,12 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=FORMATS, default="trl", dest="fmt")
         parser.add_argument("--aggregate", choices=AGGREGATIONS, default="none")
         parser.add_argument("--out", required=True, help="output path, or - for stdout")
+        parser.add_argument(
+            "--include-excluded", action="store_true",
+            help="also export judgments of annotators whose standing is excluded",
+        )
 
-    def handle(self, *args, project: str, fmt: str, aggregate: str, out: str, **options):
+    def handle(self, *args, project: str, fmt: str, aggregate: str, out: str, include_excluded: bool, **options):
         try:
             target = Project.objects.get(slug=project)
         except Project.DoesNotExist:
@@ -27,10 +31,18 @@ class Command(BaseCommand):
         count = 0
         sink = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")
         try:
-            for row in preference_rows(project=target, fmt=fmt, aggregate=aggregate):
+            for row in preference_rows(
+                project=target, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded
+            ):
                 sink.write(jsonl_line(row))
                 count += 1
         finally:
             if sink is not sys.stdout:
                 sink.close()
         self.stderr.write(f"Wrote {count} pairs ({fmt}, aggregate={aggregate}) to {out}.")
+        left_out = export_exclusions(project=target)
+        if left_out.judgments and not include_excluded:
+            self.stderr.write(
+                f"Left out {left_out.judgments} judgments of {left_out.annotators} excluded annotator(s) "
+                "(--include-excluded to keep them)."
+            )

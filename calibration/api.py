@@ -1,0 +1,267 @@
+"""REST API for the annotator's queue (live items with hidden anchors, calibration rounds) and
+for leads (anchors, calibration set, policy, standings). Thin: check the role, call a service."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors as annotation_selectors
+from annotation.api import judgment_input
+from annotation.permissions import can_annotate, can_lead
+from annotation.serializers import AssignmentOutput, SubmitInput
+
+from . import selectors, serializers
+from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
+from .services.policy import policy_get, policy_update
+from .services.queue import calibration_answer, question_next, queue_next, queue_submit
+from .services.standing import recalibration_assign, standing_override
+
+
+def _annotating_project(request, slug: str):
+    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
+    if not can_annotate(user=request.user, project=project):
+        raise PermissionDenied("Only annotators of this project receive items.")
+    return project
+
+
+def _lead_project(request, slug: str):
+    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
+    if not can_lead(user=request.user, project=project):
+        raise PermissionDenied("Only leads manage calibration.")
+    return project
+
+
+def _expert(data: dict) -> ExpertAnswer:
+    return ExpertAnswer(
+        choice=data["choice"],
+        strength=data.get("strength", ""),
+        dimensions=data.get("dimensions", {}),
+        explanation=data["explanation"],
+        clear_cut=data.get("clear_cut", True),
+    )
+
+
+# ---------------------------------------------------------------- annotators
+
+
+class NextItemApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: AssignmentOutput,
+            204: OpenApiResponse(description="Nothing left to label."),
+            403: OpenApiResponse(description="Not active here yet: calibrate first (see calibration/)."),
+        },
+    )
+    def post(self, request, slug: str):
+        """Lease the next item to label (or the one you already hold)."""
+        project = _annotating_project(request, slug)
+        assignment = queue_next(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(AssignmentOutput(annotation_selectors.assignment_payload(assignment=assignment)).data)
+
+
+class SubmitApi(APIView):
+    @extend_schema(request=SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
+    def post(self, request, assignment_id: int):
+        """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
+        data = SubmitInput(data=request.data)
+        if not data.is_valid():
+            # Someone else's assignment is 404 whatever the body holds (the service checks it too).
+            annotation_selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+            raise ValidationError(data.errors)
+        outcome = queue_submit(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            data=judgment_input(data.validated_data),
+            client_token=data.validated_data["client_token"],
+        )
+        body = {"id": outcome.judgment.pk, "created": outcome.created}
+        if outcome.feedback is not None:
+            body["feedback"] = outcome.feedback
+        return Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+
+
+class MyCalibrationApi(APIView):
+    @extend_schema(responses=serializers.CalibrationStatusOutput)
+    def get(self, request, slug: str):
+        """Your standing in the project, your open round's progress, and what you missed last time."""
+        project = _annotating_project(request, slug)
+        return Response(selectors.annotator_calibration_status(project=project, annotator=request.user))
+
+
+class CalibrationNextApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: serializers.QuestionOutput, 204: OpenApiResponse(description="No open calibration round.")},
+    )
+    def post(self, request, slug: str):
+        """The next question of your open calibration round."""
+        project = _annotating_project(request, slug)
+        question = question_next(project=project, annotator=request.user)
+        if question is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(serializers.QuestionOutput(selectors.question_payload(question=question)).data)
+
+
+class CalibrationAnswerApi(APIView):
+    @extend_schema(request=SubmitInput, responses=serializers.AnswerOutput)
+    def post(self, request, question_id: int):
+        """Answer a calibration question; the expert's answer and explanation come back."""
+        data = SubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = calibration_answer(
+            question_id=question_id, annotator=request.user, data=judgment_input(data.validated_data)
+        )
+        return Response(
+            {"feedback": outcome.feedback, "round": outcome.round.number, "finished": outcome.finished,
+             "state": outcome.state}
+        )
+
+
+# ---------------------------------------------------------------- leads
+
+
+class PolicyApi(APIView):
+    @extend_schema(responses=serializers.PolicySerializer)
+    def get(self, request, slug: str):
+        project = _lead_project(request, slug)
+        return Response(serializers.PolicySerializer(policy_get(project=project)).data)
+
+    @extend_schema(request=serializers.PolicySerializer, responses=serializers.PolicySerializer)
+    def patch(self, request, slug: str):
+        """Change calibration settings (threshold, set size, hidden rate, window, CUSUM...)."""
+        project = _lead_project(request, slug)
+        data = serializers.PolicySerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        policy = policy_update(project=project, changes=dict(data.validated_data))
+        return Response(serializers.PolicySerializer(policy).data)
+
+
+class AnchorListApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=serializers.AnchorAgreementOutput(many=True))
+    def get(self, request, slug: str):
+        """Every anchor with how often annotators agreed with the expert on it."""
+        project = _lead_project(request, slug)
+        return Response(serializers.AnchorAgreementOutput(selectors.anchor_agreement(project=project), many=True).data)
+
+    @extend_schema(request=serializers.AnchorCreateInput, responses={201: serializers.AnchorOutput})
+    def post(self, request, slug: str):
+        """Turn an item into an anchor with the expert answer (canonical a/b)."""
+        project = _lead_project(request, slug)
+        data = serializers.AnchorCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = selectors.item_for_anchor_form(project=project, item_id=data.validated_data["item"])
+        anchor = anchor_create(
+            item=item, answer=_expert(data.validated_data), created_by=request.user,
+            in_calibration_set=data.validated_data["in_calibration_set"],
+        )
+        return Response(serializers.AnchorOutput(anchor).data, status=status.HTTP_201_CREATED)
+
+
+class AnchorDetailApi(APIView):
+    @extend_schema(responses=serializers.AnchorOutput)
+    def get(self, request, slug: str, anchor_id: int):
+        project = _lead_project(request, slug)
+        anchor = selectors.anchor_get(project=project, anchor_id=anchor_id)
+        body = serializers.AnchorOutput(anchor).data
+        body["history"] = serializers.AnchorRevisionOutput(selectors.anchor_history(anchor=anchor), many=True).data
+        return Response(body)
+
+    @extend_schema(request=serializers.AnchorUpdateInput, responses=serializers.AnchorOutput)
+    def patch(self, request, slug: str, anchor_id: int):
+        """Edit an anchor; a changed expert answer needs a reason and keeps the old one in history."""
+        project = _lead_project(request, slug)
+        selectors.anchor_get(project=project, anchor_id=anchor_id)
+        data = serializers.AnchorUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        anchor = anchor_update(
+            anchor_id=anchor_id, project=project, editor=request.user, reason=values.get("reason", ""),
+            answer=_expert(values["expert"]) if "expert" in values else None,
+            in_calibration_set=values.get("in_calibration_set"), active=values.get("active"),
+        )
+        return Response(serializers.AnchorOutput(anchor).data)
+
+
+class AnchorImportApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request=serializers.AnchorImportInput, responses={201: OpenApiResponse(description="{created}")})
+    def post(self, request, slug: str):
+        """Import anchors from JSONL, all or nothing; bad lines come back with their numbers (422)."""
+        project = _lead_project(request, slug)
+        data = serializers.AnchorImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = anchors_import(project=project, lines=data.validated_data["file"], created_by=request.user)
+        if not result.ok:
+            return Response(
+                {"detail": f"Nothing was imported: {len(result.errors)} line(s) are invalid.", "errors": result.errors},
+                status=422,
+            )
+        return Response({"created": result.created}, status=status.HTTP_201_CREATED)
+
+
+class CalibrationSetApi(APIView):
+    @extend_schema(request=serializers.CalibrationSetInput, responses=OpenApiResponse(description="Coverage"))
+    def post(self, request, slug: str):
+        """Choose the calibration set from the active anchors to cover domains and dimensions."""
+        project = _lead_project(request, slug)
+        data = serializers.CalibrationSetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(calibration_set_choose(project=project, size=data.validated_data.get("size")))
+
+
+class StandingListApi(APIView):
+    @extend_schema(responses=serializers.StandingRowOutput(many=True))
+    def get(self, request, slug: str):
+        """Each annotator's standing and anchor accuracy (95% Wilson interval)."""
+        project = _lead_project(request, slug)
+        return Response(serializers.StandingRowOutput(selectors.standings_table(project=project), many=True).data)
+
+
+class StandingOverrideApi(APIView):
+    @extend_schema(request=serializers.OverrideInput, responses=serializers.StandingChangeOutput)
+    def post(self, request, slug: str, username: str):
+        """Set an annotator's standing by hand; the reason goes into the audit trail."""
+        project = _lead_project(request, slug)
+        annotator = selectors.annotator_in_project(project=project, username=username)
+        data = serializers.OverrideInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        standing_override(project=project, annotator=annotator, to_state=data.validated_data["state"],
+                          reason=data.validated_data["reason"], actor=request.user)
+        change = selectors.standing_history(project=project, annotator_id=annotator.pk).first()
+        return Response(serializers.StandingChangeOutput(change).data)
+
+
+class RecalibrateApi(APIView):
+    @extend_schema(request=serializers.RecalibrateInput, responses=serializers.StandingChangeOutput)
+    def post(self, request, slug: str, username: str):
+        """Assign a fresh calibration round: the annotator sees only calibration items until they pass."""
+        project = _lead_project(request, slug)
+        annotator = selectors.annotator_in_project(project=project, username=username)
+        data = serializers.RecalibrateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        recalibration_assign(project=project, annotator=annotator, assigned_by=request.user,
+                             reason=data.validated_data["reason"])
+        change = selectors.standing_history(project=project, annotator_id=annotator.pk).first()
+        return Response(serializers.StandingChangeOutput(change).data)
+
+
+class StandingHistoryApi(APIView):
+    @extend_schema(responses=serializers.StandingChangeOutput(many=True))
+    def get(self, request, slug: str):
+        """The audit trail of standing changes (optionally `?annotator=USERNAME`)."""
+        project = _lead_project(request, slug)
+        annotator_id = None
+        if request.query_params.get("annotator"):
+            annotator_id = selectors.annotator_in_project(project=project, username=request.query_params["annotator"]).pk
+        changes = selectors.standing_history(project=project, annotator_id=annotator_id)[:500]
+        return Response(serializers.StandingChangeOutput(changes, many=True).data)

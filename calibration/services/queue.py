@@ -1,0 +1,205 @@
+"""What an annotator works on: the calibration round while they are not yet active, and the live
+queue with hidden anchors mixed in once they are.
+
+Hidden anchors go through the same lease, payload and submit path as live items. The only
+difference in the work done per request is which rows the candidate query reads; every submit
+looks up "is this item an anchor?" whether it is or not.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.errors import Conflict, ValidationFailed
+from annotation.models import Assignment, Judgment, Project
+from annotation.services.judgments import JudgmentInput, canonical_fields, judgment_submit, judgment_validate
+from annotation.services.routing import assignment_held, assignment_lease, queue_sweep
+from annotation.sides import to_shown
+
+from ..errors import CalibrationRequired
+from ..models import (
+    Anchor,
+    AnchorResult,
+    CalibrationQuestion,
+    CalibrationRound,
+    ResultContext,
+    RoundStatus,
+    StandingState,
+)
+from .standing import hidden_result_record, round_finish, standing_with_policy
+
+_rng = random.SystemRandom()
+
+
+def _hidden_pool(*, project: Project, annotator) -> Q:
+    """Active anchors this annotator has not met in a calibration round (a repeat would be
+    recognisable, and they saw its expert answer there)."""
+    seen_in_rounds = CalibrationQuestion.objects.filter(
+        round__project=project, round__annotator=annotator
+    ).values("anchor__item_id")
+    return Q(anchor__active=True) & ~Q(pk__in=seen_in_rounds)
+
+
+def queue_next(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
+    """The next item for an active annotator: a held lease, else a hidden anchor with the
+    project's probability, else a live item. Anyone else gets CalibrationRequired."""
+    standing, policy = standing_with_policy(project=project, annotator=annotator)
+    if standing.state != StandingState.ACTIVE:
+        raise CalibrationRequired(standing.state)
+    now = now or timezone.now()
+    queue_sweep(project=project, now=now)
+    held = assignment_held(project=project, annotator=annotator, now=now)
+    if held is not None:
+        return held
+    # An independent draw per request: no schedule to learn ("every 10th is gold").
+    if policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
+        hidden = assignment_lease(
+            project=project, annotator=annotator, now=now,
+            held_out=_hidden_pool(project=project, annotator=annotator),
+        )
+        if hidden is not None:
+            return hidden
+    return assignment_lease(project=project, annotator=annotator, now=now)
+
+
+@dataclass
+class SubmitOutcome:
+    judgment: Judgment
+    created: bool
+    feedback: dict | None = None  # only for hidden anchors of projects that show feedback
+
+
+def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool) -> dict:
+    """The expert answer in the terms the annotator saw (left/right)."""
+    return {
+        "correct": correct,
+        "expert_choice": to_shown(anchor.expert_choice, shown_left=shown_left),
+        "expert_strength": anchor.expert_strength,
+        "expert_dimensions": {
+            k: to_shown(v, shown_left=shown_left) for k, v in anchor.expert_dimension_choices.items()
+        },
+        "explanation": anchor.explanation,
+        "clear_cut": anchor.clear_cut,
+    }
+
+
+def queue_submit(
+    *, assignment_id: int, annotator, data: JudgmentInput, client_token, now: datetime | None = None
+) -> SubmitOutcome:
+    """Submit through the live path; an answer on a hidden anchor is also scored."""
+    with transaction.atomic():
+        judgment, created = judgment_submit(
+            assignment_id=assignment_id, annotator=annotator, data=data, client_token=client_token, now=now
+        )
+        anchor = Anchor.objects.filter(item_id=judgment.item_id).first()
+        if not created or anchor is None:
+            return SubmitOutcome(judgment=judgment, created=created)
+        _standing, policy = standing_with_policy(project=judgment.project, annotator=annotator)
+        result = hidden_result_record(judgment=judgment, anchor=anchor, policy=policy, now=now)
+    feedback = None
+    if policy.show_hidden_feedback:
+        feedback = expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct)
+    return SubmitOutcome(judgment=judgment, created=True, feedback=feedback)
+
+
+# ---------------------------------------------------------------- calibration rounds
+
+
+def round_open(*, project: Project, annotator) -> CalibrationRound | None:
+    return CalibrationRound.objects.filter(project=project, annotator=annotator, status=RoundStatus.OPEN).first()
+
+
+def question_next(*, project: Project, annotator) -> CalibrationQuestion | None:
+    """The next unanswered question of the annotator's open round (None: no open round)."""
+    standing, _policy = standing_with_policy(project=project, annotator=annotator)
+    if standing.state != StandingState.CALIBRATING:
+        return None
+    return (
+        CalibrationQuestion.objects.filter(
+            round__project=project, round__annotator=annotator, round__status=RoundStatus.OPEN,
+            answered_at__isnull=True,
+        )
+        .select_related("round", "anchor__item__prompt", "anchor__item__response_a", "anchor__item__response_b")
+        .order_by("position")
+        .first()
+    )
+
+
+@dataclass
+class CalibrationAnswerOutcome:
+    result: AnchorResult
+    feedback: dict
+    round: CalibrationRound
+    finished: bool
+    state: str  # the annotator's standing after this answer
+
+
+def calibration_answer(
+    *, question_id: int, annotator, data: JudgmentInput, now: datetime | None = None
+) -> CalibrationAnswerOutcome:
+    """Answer one calibration question; the expert answer comes back as feedback. The last answer
+    of a round judges the round. A repeated answer returns the first one (no double counting)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        question = (
+            CalibrationQuestion.objects.select_for_update(of=("self",))
+            .select_related("round__project", "anchor")
+            .filter(pk=question_id, round__annotator=annotator)
+            .first()
+        )
+        if question is None:
+            raise Http404("No such calibration question.")
+        round_ = question.round
+        anchor = question.anchor
+        if question.answered_at is not None:
+            result = AnchorResult.objects.get(question=question)
+            return CalibrationAnswerOutcome(
+                result=result,
+                feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=result.correct),
+                round=round_, finished=round_.status != RoundStatus.OPEN,
+                state=standing_with_policy(project=round_.project, annotator=annotator)[0].state,
+            )
+        if round_.status != RoundStatus.OPEN:
+            raise Conflict("This calibration round is closed.")
+        errors = judgment_validate(project=round_.project, data=data)
+        if errors:
+            raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+        fields = canonical_fields(data, shown_left=question.shown_left)
+        correct = fields["choice"] == anchor.expert_choice
+        result = AnchorResult.objects.create(
+            project=round_.project,
+            anchor=anchor,
+            annotator=annotator,
+            context=ResultContext.CALIBRATION,
+            question=question,
+            time_spent_ms=data.time_spent_ms,
+            shown_left=question.shown_left,
+            correct=correct,
+            clear_cut=anchor.clear_cut,
+            **fields,
+        )
+        question.answered_at = now
+        question.save(update_fields=["answered_at"])
+        round_ = CalibrationRound.objects.select_for_update().get(pk=round_.pk)
+        if anchor.clear_cut:
+            round_.clear_cut_answered += 1
+            round_.clear_cut_wrong += 0 if correct else 1
+            round_.save(update_fields=["clear_cut_answered", "clear_cut_wrong"])
+        unanswered = round_.questions.filter(answered_at__isnull=True).exists()
+        _standing, policy = standing_with_policy(project=round_.project, annotator=annotator)
+        state = StandingState.CALIBRATING
+        if not unanswered:
+            state = round_finish(round_=round_, policy=policy, now=now).state
+        return CalibrationAnswerOutcome(
+            result=result,
+            feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=correct),
+            round=round_,
+            finished=not unanswered,
+            state=state,
+        )
