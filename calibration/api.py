@@ -113,6 +113,8 @@ class CalibrationAnswerApi(APIView):
     @extend_schema(request=SubmitInput, responses=serializers.AnswerOutput)
     def post(self, request, question_id: int):
         """Answer a calibration question; the expert's answer and explanation come back."""
+        # Someone else's question is 404 whatever the body holds.
+        selectors.question_for_annotator(question_id=question_id, annotator=request.user)
         data = SubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         outcome = calibration_answer(

@@ -62,3 +62,22 @@ def member(project: Project, role: str = Role.ANNOTATOR, **kwargs):
     user = UserFactory(**kwargs)
     Membership.objects.create(project=project, user=user, role=role)
     return user
+
+
+def make_anchor(
+    project: Project,
+    *,
+    in_set: bool = False,
+    clear_cut: bool = True,
+    choice: str = "a",
+    domain: str = "general",
+    explanation: str = "A is right: B gets the fact wrong.",
+):
+    """An item turned into an anchor through the service leads use."""
+    from calibration.services.anchors import ExpertAnswer, anchor_create
+
+    item = ItemFactory(project=project, prompt__domain=domain)
+    answer = ExpertAnswer(
+        choice=choice, strength="clear" if choice in ("a", "b") else "", explanation=explanation, clear_cut=clear_cut
+    )
+    return anchor_create(item=item, answer=answer, in_calibration_set=in_set)

@@ -10,7 +10,7 @@ from annotation.models import Role
 from annotation.services.judgments import judgment_submit
 from annotation.services.routing import assignment_next
 from tests.conftest import api_as, good_input
-from tests.factories import ItemFactory, ProjectFactory, member
+from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,11 @@ def world():
         assignment = assignment_next(project=project, annotator=user)
         judgment_submit(assignment_id=assignment.pk, annotator=user, data=good_input(), client_token=uuid.uuid4())
     people["open"] = assignment_next(project=project, annotator=people["other_annotator"])
+    people["anchor"] = make_anchor(project)  # hidden gold, not a calibration set: nobody is gated
     return project, people
 
+
+LEADS_ONLY = {"anonymous": 401, "outsider": 404, "annotator": 403, "engineer": 403}
 
 API_CASES = [
     # (method, url template, refused roles -> expected status)
@@ -43,6 +46,23 @@ API_CASES = [
     ("put", "/api/judgments/{theirs}/", {"anonymous": 401, "annotator": 404, "lead": 404, "engineer": 404}),
     ("get", "/api/imports/999999/", {"anonymous": 401, "annotator": 404}),
     ("post", "/api/projects/{slug}/spec/", {"anonymous": 401, "annotator": 403, "engineer": 403, "outsider": 404}),
+    # calibration: an annotator's own
+    ("get", "/api/projects/{slug}/calibration/", {"anonymous": 401, "outsider": 404, "lead": 403, "engineer": 403}),
+    ("post", "/api/projects/{slug}/calibration/next/", {"anonymous": 401, "outsider": 404, "lead": 403, "engineer": 403}),
+    ("post", "/api/calibration/questions/999999/answer/", {"anonymous": 401, "annotator": 404, "lead": 404}),
+    # calibration: leads only
+    ("get", "/api/projects/{slug}/calibration/policy/", LEADS_ONLY),
+    ("patch", "/api/projects/{slug}/calibration/policy/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/calibration/set/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/anchors/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/anchors/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/anchors/import/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/anchors/{anchor}/", LEADS_ONLY),
+    ("patch", "/api/projects/{slug}/anchors/{anchor}/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/standings/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/standings/history/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/standings/{annotator}/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/standings/{annotator}/recalibrate/", LEADS_ONLY),
 ]
 
 
@@ -50,7 +70,8 @@ API_CASES = [
 def test_api_refuses(world, method, template, refused):
     project, people = world
     theirs = people["other_annotator"].judgments.get()
-    url = template.format(slug=project.slug, open=people["open"].pk, theirs=theirs.pk)
+    url = template.format(slug=project.slug, open=people["open"].pk, theirs=theirs.pk,
+                          anchor=people["anchor"].pk, annotator=people["annotator"].username)
     for who, status in refused.items():
         from rest_framework.test import APIClient
 
@@ -82,11 +103,17 @@ def test_next_item_payload_reveals_no_labels_models_or_canonical_sides(world):
     assert "m1" not in str(body) and "m2" not in str(body)
 
 
+LEAD_PAGE = {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}
+
 PAGE_CASES = [
     ("/", {"anonymous": 302}),
     ("/p/{slug}/label/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/lead/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/export/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
+    ("/p/{slug}/calibration/", LEAD_PAGE),
+    ("/p/{slug}/anchors/", LEAD_PAGE),
+    ("/p/{slug}/anchors/new/?item={item}", LEAD_PAGE),
+    ("/p/{slug}/anchors/{anchor}/", LEAD_PAGE),
 ]
 
 
@@ -97,10 +124,38 @@ def test_pages_refuse(world, template, refused):
         client = Client()
         if who != "anonymous":
             client.force_login(people[who])
-        response = client.get(template.format(slug=project.slug))
+        response = client.get(template.format(slug=project.slug, anchor=people["anchor"].pk,
+                                              item=people["open"].item_id))
         assert response.status_code == status, f"{who} {template}"
         if status == 302:
             assert "/accounts/login/" in response["Location"]
+
+
+LEAD_POSTS = [
+    "/p/{slug}/calibration/policy/", "/p/{slug}/calibration/{annotator}/override/",
+    "/p/{slug}/calibration/{annotator}/recalibrate/", "/p/{slug}/calibration/alerts/1/ack/",
+    "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
+    "/p/{slug}/anchors/{anchor}/",
+]
+
+
+@pytest.mark.parametrize("path", LEAD_POSTS)
+def test_lead_posts_refuse_everyone_else(world, path):
+    project, people = world
+    url = path.format(slug=project.slug, annotator=people["annotator"].username, item=people["open"].item_id,
+                      anchor=people["anchor"].pk)
+    assert Client().post(url).status_code == 302
+    for who, status in (("annotator", 403), ("engineer", 403), ("outsider", 404)):
+        client = Client()
+        client.force_login(people[who])
+        assert client.post(url, {"state": "excluded", "reason": "x", "choice": "a"}).status_code == status, who
+
+
+def test_calibration_answer_page_refuses_other_peoples_questions(world):
+    project, people = world
+    client = Client()
+    client.force_login(people["annotator"])
+    assert client.post(f"/p/{project.slug}/label/calibration/999999/answer/", {"choice": "left"}).status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/", "/p/{slug}/label/{open}/skip/"])

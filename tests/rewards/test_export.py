@@ -109,3 +109,29 @@ def test_trl_trains_one_step_on_the_export_unchanged(labelled, tmp_path, fmt):
     dpo = train_dpo_one_step(str(path), str(tmp_path / "dpo"))
     assert reward["global_step"] == 1 and math.isfinite(reward["loss"])
     assert dpo["global_step"] == 1 and math.isfinite(dpo["loss"])
+
+
+def test_excluded_annotators_are_left_out_by_default_and_counted(labelled, tmp_path, capsys):
+    from annotation.models import Judgment, Role
+    from calibration.services.standing import standing_override
+
+    project, _items = labelled
+    second = Judgment.objects.filter(project=project).order_by("id")[3].annotator  # votes a, b, both_bad
+    lead = member(project, Role.LEAD)
+    standing_override(project=project, annotator=second, to_state="excluded", reason="Failed audits", actor=lead)
+
+    rows, _ = export(project, tmp_path)
+    assert len(rows) == 3  # 5 decisive judgments minus the excluded annotator's 2
+    assert "Left out 3 judgments of 1 excluded annotator(s)" in capsys.readouterr().err
+    out = tmp_path / "all.jsonl"
+    call_command("export_preferences", project=project.slug, fmt="trl", aggregate="none", out=str(out), include_excluded=True)
+    assert len(out.read_text().splitlines()) == 5
+    assert Judgment.objects.filter(annotator=second).count() == 3  # kept for analysis
+
+    response = api_as(lead).get(f"/api/projects/{project.slug}/export/?format=trl")
+    body = b"".join(response.streaming_content).decode().splitlines()
+    assert len(body) == 3
+    assert (response["X-Excluded-Annotators"], response["X-Excluded-Judgments"]) == ("1", "3")
+    everything = api_as(lead).get(f"/api/projects/{project.slug}/export/?format=trl&include_excluded=true")
+    assert len(b"".join(everything.streaming_content).decode().splitlines()) == 5
+    assert everything["X-Excluded-Judgments"] == "0"
