@@ -1,0 +1,102 @@
+"""python manage.py seed_demo: a demo project with users of every role, items to label, anchors
+and annotators at every calibration standing, so every page has something to show.
+
+It lives in `frontend` because it composes every app (annotation, calibration); each step goes
+through the same services the site uses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
+
+from annotation.models import Project, Role
+from annotation.services.imports import import_file
+from annotation.services.judgments import JudgmentInput
+from annotation.services.projects import membership_add, project_create
+from annotation.sides import to_shown
+from calibration.services.anchors import anchors_import
+from calibration.services.queue import calibration_answer, question_next
+from calibration.services.standing import standing_with_policy
+
+DEMO_PASSWORD = "demo-pass-123"
+DEMO_USERS = [
+    ("admin", None),
+    ("lead", Role.LEAD),
+    ("engineer", Role.ENGINEER),
+    ("annotator1", Role.ANNOTATOR),
+    ("annotator2", Role.ANNOTATOR),
+    ("annotator3", Role.ANNOTATOR),
+]
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURE = ROOT / "annotation" / "fixtures" / "demo_items.jsonl"
+ANCHORS = ROOT / "calibration" / "fixtures" / "demo_anchors.jsonl"
+SPEC = """# Helpful assistant: behaviour spec
+
+**Prefer** the response that answers the question that was asked, correctly and safely.
+
+1. *Accuracy first.* A confident wrong answer is worse than a hedged right one.
+2. *Length is not quality.* Do not prefer the longer answer unless the extra text helps.
+3. *Safety.* Refuse clearly harmful requests briefly and offer a safe alternative.
+4. *Tone.* Plain, respectful, no flattery of the user.
+
+Mark **both bad** when neither response is acceptable to ship.
+"""
+
+
+class Command(BaseCommand):
+    help = "Create the demo project, users (password: %s) and items; safe to run twice." % DEMO_PASSWORD
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        project = Project.objects.filter(slug="demo").first()
+        if project is None:
+            project = project_create(
+                slug="demo",
+                name="Demo: helpful assistant",
+                spec_text=SPEC,
+                overlap=3,
+                min_rationale_chars=15,
+            )
+            result = import_file(project=project, path=FIXTURE)
+            self.stdout.write(f"Imported {result.items_created} demo items.")
+            with open(ANCHORS, "rb") as fh:
+                anchors = anchors_import(project=project, lines=fh)
+            if not anchors.ok:
+                raise CommandError(f"demo anchors are invalid: {anchors.errors[:3]}")
+            self.stdout.write(f"Imported {anchors.created} anchors.")
+        for username, role in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_superuser = user.is_staff = role is None
+                user.save()
+            if role:
+                membership_add(project=project, user=user, role=role)
+            Token.objects.get_or_create(user=user)
+        self._calibrate(project)
+        self.stdout.write("Demo logins (password %s): %s" % (DEMO_PASSWORD, ", ".join(u for u, _ in DEMO_USERS)))
+
+    def _calibrate(self, project: Project) -> None:
+        """annotator1 passed calibration, annotator2 has not started, annotator3 failed once."""
+        User = get_user_model()
+        for username, wrong in (("annotator1", 0), ("annotator3", 8)):
+            user = User.objects.get(username=username)
+            answered = 0
+            while (question := question_next(project=project, annotator=user)) is not None:
+                expert = to_shown(question.anchor.expert_choice, shown_left=question.shown_left)
+                # Agree with the expert, or (for the first `wrong` questions) pick something else.
+                choice = expert if answered >= wrong else ("right" if expert == "left" else "left")
+                calibration_answer(
+                    question_id=question.pk,
+                    annotator=user,
+                    data=JudgmentInput(
+                        choice=choice,
+                        strength="clear" if choice in ("left", "right") else "",
+                        rationale="Demo answer: compared both responses against the spec.",
+                        time_spent_ms=20_000,
+                    ),
+                )
+                answered += 1
+        standing_with_policy(project=project, annotator=User.objects.get(username="annotator2"))
