@@ -200,7 +200,16 @@ class Item(models.Model):
                 F("id"),
                 name="item_open_idx",
                 condition=Q(assigned_count__lt=F("target_judgments"), status="active", in_live_queue=True),
-            )
+            ),
+            # The same for items held out of the live queue (anchors), so serving one reads the
+            # same kind of index as serving a live item and costs the same.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_held_out_idx",
+                condition=Q(assigned_count__lt=F("target_judgments"), status="active", in_live_queue=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -15,6 +15,7 @@ from annotation.permissions import can_annotate, can_lead
 from annotation.serializers import AssignmentOutput, SubmitInput
 
 from . import selectors, serializers
+from .after_response import AfterResponse
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
 from .services.policy import policy_get, policy_update
 from .services.queue import calibration_answer, question_next, queue_next, queue_submit
@@ -75,16 +76,18 @@ class SubmitApi(APIView):
             # Someone else's assignment is 404 whatever the body holds (the service checks it too).
             annotation_selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
             raise ValidationError(data.errors)
+        later = AfterResponse()
         outcome = queue_submit(
             assignment_id=assignment_id,
             annotator=request.user,
             data=judgment_input(data.validated_data),
             client_token=data.validated_data["client_token"],
+            defer=later,
         )
         body = {"id": outcome.judgment.pk, "created": outcome.created}
         if outcome.feedback is not None:
             body["feedback"] = outcome.feedback
-        return Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+        return later.attach(Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK))
 
 
 class MyCalibrationApi(APIView):

@@ -20,6 +20,7 @@ from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import spec_publish
 from annotation.services.routing import annotator_progress, assignment_skip
 from calibration import selectors as calibration_selectors
+from calibration.after_response import AfterResponse
 from calibration.errors import CalibrationRequired
 from calibration.models import StandingState
 from calibration.services.anchors import (
@@ -186,8 +187,11 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
         client_token, time_spent_ms = uuid.uuid4(), 0
         form["client_token"] = str(client_token)
     data = _judgment_input(form, time_spent_ms)
+    later = AfterResponse()  # hidden-anchor scoring runs after the response (same timing as live)
     try:
-        outcome = queue_submit(assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token)
+        outcome = queue_submit(
+            assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token, defer=later
+        )
     except ValidationFailed as exc:
         # Everything typed comes back in the form: nothing is lost on a validation error.
         ctx = _item_context(request, project, assignment, form=form, errors=exc.field_errors, message=exc.message)
@@ -198,7 +202,7 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     if outcome.feedback is not None:  # a hidden anchor, on a project that shows feedback
         ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
         return render(request, "frontend/_feedback.html", ctx)
-    return _render_next(request, project)
+    return later.attach(_render_next(request, project))
 
 
 def _judgment_input(form: dict, time_spent_ms: int) -> JudgmentInput:

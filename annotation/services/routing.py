@@ -79,7 +79,7 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
     An annotator who already holds an unexpired lease gets the same item back (a reload or a
     second tab must not burn another slot). Never an item they judged or skipped, never an item
     that already has k judgments or leases. Only the live queue: callers that mix in items held
-    out of it (calibration's hidden anchors) use `assignment_lease` with `held_out`.
+    out of it (calibration's hidden anchors) use `assignment_lease(held_out=True)`.
     """
     now = now or timezone.now()
     queue_sweep(project=project, now=now)
@@ -90,15 +90,16 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
 
 
 def assignment_lease(
-    *, project: Project, annotator, now: datetime | None = None, held_out: Q | None = None
+    *, project: Project, annotator, now: datetime | None = None, held_out: bool = False, extra: Q | None = None
 ) -> Assignment | None:
-    """Lease a new item to this annotator: from the live queue, or, given `held_out`, from the
-    items held out of it that match that filter. Same query shape and same row locking either
-    way, so the two cannot be told apart by how they are served."""
+    """Lease a new item to this annotator: from the live queue, or with `held_out` from the items
+    held out of it (calibration anchors), optionally narrowed by `extra`. The query, its shape and
+    its row locking are the same either way, so the two cannot be told apart by how they are
+    served (callers pass the same `extra` for both)."""
     now = now or timezone.now()
     for _attempt in range(5):
         try:
-            return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out)
+            return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out, extra=extra)
         except IntegrityError:
             # The same annotator raced themselves (two tabs) for one item: pick again.
             continue
@@ -144,16 +145,16 @@ def _not_mine_already(annotator) -> RawSQL:
     )
 
 
-def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: Q | None) -> Assignment | None:
+def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, extra: Q | None) -> Assignment | None:
     with transaction.atomic():
         pool = Item.objects.filter(
             project=project,
             status=ItemStatus.ACTIVE,
             assigned_count__lt=F("target_judgments"),
-            in_live_queue=held_out is None,
+            in_live_queue=not held_out,
         )
-        if held_out is not None:
-            pool = pool.filter(held_out)
+        if extra is not None:
+            pool = pool.filter(extra)
         item = (
             pool.alias(available=_not_mine_already(annotator))
             .filter(available=True)

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from annotation.errors import Conflict, ValidationFailed
 from annotation.importing import LineError, ParsedItem, numbered_lines, parse_item, parse_json_object
-from annotation.models import Choice, Item, ItemKind, Project, Prompt, Strength
+from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt, Strength
 from annotation.services.imports import items_create
 
 from ..models import Anchor, AnchorResult, AnchorRevision
@@ -123,8 +123,10 @@ def anchor_update(
         results.filter(choice=anchor.expert_choice).update(correct=True)
     if in_calibration_set is not None:
         anchor.in_calibration_set = in_calibration_set
-    if active is not None:
+    if active is not None and active != anchor.active:
         anchor.active = active
+        # A retired anchor's item is paused, so routing (which serves only active items) drops it.
+        Item.objects.filter(pk=anchor.item_id).update(status=ItemStatus.ACTIVE if active else ItemStatus.PAUSED)
     anchor.full_clean()
     anchor.save()
     return anchor

@@ -173,6 +173,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-leases": {"task": "annotation.tasks.expire_stale_leases", "schedule": 60.0},
+    "score-missing-hidden-answers": {"task": "calibration.tasks.score_missing_hidden_answers", "schedule": 60.0},
 }
 
 # Shared cache: Redis in production (import progress crosses processes), files otherwise.

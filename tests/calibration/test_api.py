@@ -75,3 +75,32 @@ def test_seed_demo_builds_every_standing_and_runs_twice(db):
     assert states == {"annotator1": "active", "annotator2": "calibrating", "annotator3": "needs_retraining"}
     assert Anchor.objects.filter(project__slug="demo").count() == 34
     assert Anchor.objects.filter(project__slug="demo", in_calibration_set=True).count() == 20
+
+
+def test_lead_pages_show_standing_accuracy_and_anchor_agreement(db):
+    from django.test import Client
+
+    call_command("seed_demo")
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="lead"))
+    page = client.get("/p/demo/calibration/").content.decode()
+    assert 'data-annotator="annotator3"' in page and "Needs retraining" in page
+    assert "Failed calibration round 1" in page  # the alert and the audit trail
+    assert "<polyline" in page  # trend sparkline
+    anchors = client.get("/p/demo/anchors/").content.decode()
+    assert "Calibration set: 20 anchors" in anchors and 'id="anchor-table"' in anchors
+    first_anchor = Anchor.objects.filter(project__slug="demo").order_by("id").first()
+    form = client.get(f"/p/demo/anchors/{first_anchor.pk}/").content.decode()
+    assert first_anchor.explanation.split(";")[0] in form
+    # an edit without a reason is refused and keeps what was typed
+    edited = client.post(f"/p/demo/anchors/{first_anchor.pk}/", {
+        "choice": "a", "strength": "slight", "explanation": "Changed my mind.", "clear_cut": "on", "active": "on"})
+    assert edited.status_code == 422 and "Changed my mind." in edited.content.decode()
+    saved = client.post(f"/p/demo/anchors/{first_anchor.pk}/", {
+        "choice": "a", "strength": "slight", "explanation": "Changed my mind.", "clear_cut": "on", "active": "on",
+        "reason": "Second expert disagreed"})
+    assert saved.status_code == 302
+    first_anchor.refresh_from_db()
+    assert first_anchor.revision == 2 and first_anchor.revisions.get().reason == "Second expert disagreed"

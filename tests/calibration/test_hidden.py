@@ -73,11 +73,12 @@ def test_hidden_anchors_exclude_those_met_in_calibration(calibrated_project, new
 def _normalise(text: str, texts: list[str], numbers: list[int]) -> str:
     for t in texts:
         text = text.replace(t, "<TEXT>")
-    for n in numbers:
-        text = re.sub(rf"(?<!\d){n}(?!\d)", "<ID>", text)
+    # tokens and times first: an id could also occur inside them
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", "<TIME>", text)
     text = re.sub(r'value="[0-9a-f-]{36}"', 'value="<TOKEN>"', text)
     text = re.sub(r"csrfmiddlewaretoken\" value=\"[^\"]+\"", "<CSRF>", text)
+    for n in numbers:
+        text = re.sub(rf"(?<!\d){n}(?!\d)", "<ID>", text)
     return text
 
 
@@ -147,3 +148,45 @@ def test_feedback_on_hidden_anchors_only_when_the_project_shows_it(db, monkeypat
     assert b.item.in_live_queue
     page = client.post(f"/p/{project.slug}/label/{b.pk}/submit/", {**submit_payload(), "choice": "left"})
     assert "Because B invents a date." not in page.content.decode()  # live items never carry feedback
+
+
+@pytest.mark.django_db(transaction=True)
+def test_web_submit_scores_a_hidden_anchor_after_the_response(monkeypatch):
+    project = ProjectFactory()
+    ItemFactory.create_batch(2, project=project)
+    make_anchor(project)
+    user = member(project, Role.ANNOTATOR)
+    monkeypatch.setattr(queue_module._rng, "random", lambda: 0.0)
+    for via in ("api", "page"):
+        assignment = queue_next(project=project, annotator=user)
+        assert not assignment.item.in_live_queue or via == "page"
+        if via == "api":
+            response = api_as(user).post(f"/api/assignments/{assignment.pk}/submit/", submit_payload(), format="json")
+            assert response.status_code == 201
+        else:
+            client = Client()
+            client.force_login(user)
+            response = client.post(f"/p/{project.slug}/label/{assignment.pk}/submit/", submit_payload())
+            assert response.status_code == 200
+        # The test client closes the response before handing it back, as a WSGI server does
+        # after writing it: the deferred scoring has run by now.
+        if not assignment.item.in_live_queue:
+            assert AnchorResult.objects.filter(judgment__assignment=assignment).count() == 1
+
+
+def test_judgments_on_anchors_left_unscored_are_scored_by_the_sweep(db, monkeypatch):
+    from annotation.services.judgments import judgment_submit
+    from calibration.services.queue import hidden_answers_score_missing
+
+    project = ProjectFactory()
+    make_anchor(project)
+    user = member(project, Role.ANNOTATOR)
+    monkeypatch.setattr(queue_module._rng, "random", lambda: 0.0)
+    assignment = queue_next(project=project, annotator=user)
+    # As if the process died between the response and the deferred scoring:
+    judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
+                    data=JudgmentInput(choice="left", strength="clear", rationale="Left is right here."))
+    assert not AnchorResult.objects.exists()
+    assert hidden_answers_score_missing() == 1
+    assert AnchorResult.objects.filter(judgment__assignment=assignment).count() == 1
+    assert hidden_answers_score_missing() == 0
