@@ -1,8 +1,9 @@
 """python manage.py seed_demo: a demo project with users of every role, items to label, anchors
 and annotators at every calibration standing, so every page has something to show.
 
-It lives in `frontend` because it composes every app (annotation, calibration); each step goes
-through the same services the site uses."""
+It lives in `training`, the highest app below `frontend`, because it composes the apps beneath it
+(annotation, calibration, and later reward models and runs); each step goes through the same
+services the site uses."""
 from __future__ import annotations
 
 from pathlib import Path
