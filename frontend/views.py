@@ -31,7 +31,7 @@ from calibration.services.anchors import (
     calibration_set_choose,
     calibration_set_coverage,
 )
-from calibration.services.policy import POLICY_FIELDS, policy_get, policy_update
+from calibration.services.policy import POLICY_FIELDS, policy_update
 from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
 from calibration.services.standing import change_acknowledge, recalibration_assign, standing_override
 from rewards.formats import FORMATS
@@ -182,11 +182,10 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
     try:
         client_token = uuid.UUID(form["client_token"])
-        time_spent_ms = max(0, int(float(form["time_spent_ms"] or 0)))
     except ValueError:
-        client_token, time_spent_ms = uuid.uuid4(), 0
+        client_token = uuid.uuid4()
         form["client_token"] = str(client_token)
-    data = _judgment_input(form, time_spent_ms)
+    data = _judgment_input(form, _time_spent(form))
     later = AfterResponse()  # hidden-anchor scoring runs after the response (same timing as live)
     try:
         outcome = queue_submit(
@@ -327,7 +326,7 @@ def calibration_page(request: HttpRequest, slug: str) -> HttpResponse:
             "rows": calibration_selectors.standings_table(project=project),
             "alerts": list(calibration_selectors.alerts_open(project=project)[:50]),
             "history": list(calibration_selectors.standing_history(project=project)[:40]),
-            "policy": policy_get(project=project),
+            "policy": calibration_selectors.policy_read(project=project),
             "states": StandingState.choices,
         },
     )
@@ -499,14 +498,9 @@ def anchor_edit(request: HttpRequest, slug: str, anchor_id: int) -> HttpResponse
     if request.method != "POST":
         return render(request, "frontend/anchor_form.html", _anchor_form_context(project, anchor.item, anchor=anchor))
     form = _posted_anchor_form(request.POST)
-    answer = _expert_from_post(request.POST)
-    changed = (answer.choice, answer.strength, answer.explanation.strip(), answer.clear_cut, answer.dimensions) != (
-        anchor.expert_choice, anchor.expert_strength, anchor.explanation, anchor.clear_cut,
-        anchor.expert_dimension_choices,
-    )
     try:
         anchor_update(anchor_id=anchor.pk, project=project, editor=request.user, reason=form["reason"],
-                      answer=answer if changed else None, in_calibration_set=form["in_calibration_set"],
+                      answer=_expert_from_post(request.POST), in_calibration_set=form["in_calibration_set"],
                       active=request.POST.get("active") == "on")
     except ValidationFailed as exc:
         ctx = _anchor_form_context(project, anchor.item, anchor=anchor, form=form, errors=exc.field_errors,

@@ -12,7 +12,7 @@ from annotation.importing import LineError, ParsedItem, numbered_lines, parse_it
 from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt, Strength
 from annotation.services.imports import items_create
 
-from ..models import Anchor, AnchorResult, AnchorRevision
+from ..models import Anchor, AnchorResult, AnchorRevision, CalibrationPolicy
 from .policy import policy_get
 
 MAX_EXPLANATION = 20_000
@@ -99,8 +99,11 @@ def anchor_update(
     active: bool | None = None,
 ) -> Anchor:
     """Edit an anchor. A change of the expert answer keeps the old one as a revision and rescores
-    every result on this anchor (the standing changes those results caused stay in the audit)."""
+    every result on this anchor (the standing changes those results caused stay in the audit).
+    An `answer` equal to the current one is no change: no reason needed, no revision."""
     anchor = Anchor.objects.select_for_update().get(pk=anchor_id, project=project)
+    if answer is not None and _unchanged(anchor, answer):
+        answer = None
     if answer is not None:
         _check(project, answer)
         if not reason.strip():
@@ -130,6 +133,13 @@ def anchor_update(
     anchor.full_clean()
     anchor.save()
     return anchor
+
+
+def _unchanged(anchor: Anchor, answer: ExpertAnswer) -> bool:
+    probe = Anchor(expert_choice=anchor.expert_choice)
+    _apply(probe, answer)
+    fields = ("expert_choice", "expert_strength", "expert_dimension_choices", "explanation", "clear_cut")
+    return all(getattr(probe, f) == getattr(anchor, f) for f in fields)
 
 
 def calibration_set_choose(*, project: Project, size: int | None = None) -> dict:
@@ -193,7 +203,7 @@ def calibration_set_coverage(*, project: Project) -> dict:
         .values_list("prompt__domain", flat=True)
         .distinct()
     )
-    policy = policy_get(project=project)
+    policy = CalibrationPolicy.objects.filter(project=project).first() or CalibrationPolicy(project=project)
     return {
         "size": len(in_set),
         "target": policy.calibration_size,

@@ -160,6 +160,10 @@ def test_editing_the_expert_answer_keeps_history_and_rescores(live_project, monk
     anchor.refresh_from_db()
     result.refresh_from_db()
     assert anchor.revision == 2 and not result.correct
+    same = ExpertAnswer(choice=flipped, strength="slight", explanation="B is right after all.")
+    anchor_update(anchor_id=anchor.pk, project=project, editor=lead, answer=same, in_calibration_set=True)
+    anchor.refresh_from_db()
+    assert anchor.revision == 2 and anchor.in_calibration_set  # no change of answer: no reason, no revision
     revision = anchor.revisions.get()
     assert (revision.expert_choice, revision.reason, revision.replaced_by) == (original, "The expert misread B", lead)
 
