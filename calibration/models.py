@@ -272,3 +272,119 @@ class AnchorResult(models.Model):
                 condition=Q(question__isnull=False) | Q(judgment__isnull=False), name="result_has_source"
             )
         ]
+
+
+class AnalyticsPolicy(models.Model):
+    """A project's thresholds for bias flags and its dataset-health targets."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="analytics_policy")
+    length_gap_chars = models.PositiveIntegerField(
+        default=30, help_text="Length bias looks only at pairs whose lengths differ by more than this (characters)."
+    )
+    bias_margin = models.FloatField(
+        default=0.15, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Length, confidence and formatting flags: how far above the pool's or the experts' rate "
+                  "an annotator's rate must be (0.15 = 15 points).",
+    )
+    position_margin = models.FloatField(
+        default=0.10, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Position flag: how far from 50% the share of left choices must be.",
+    )
+    significance = models.FloatField(
+        default=0.01, validators=[MinValueValidator(1e-6), MaxValueValidator(0.5)],
+        help_text="A flag also needs its test's p-value below this.",
+    )
+    min_judgments = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1)],
+        help_text="Fewest relevant judgments before any flag can be raised.",
+    )
+    assertive_gap = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0)],
+        help_text="One response counts as more assertive when its boosters minus hedges per 100 words "
+                  "exceed the other's by this much.",
+    )
+    reading_chars_per_second = models.FloatField(
+        default=50.0, validators=[MinValueValidator(1.0)],
+        help_text="Fastest plausible reading pace: a judgment quicker than reading the prompt and both "
+                  "responses at this pace is too fast.",
+    )
+    fast_share = models.FloatField(
+        default=0.20, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Speed flag: share of an annotator's judgments that are too fast.",
+    )
+    contested_disagreement = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="An item is contested when at least this share of its annotator pairs disagree.",
+    )
+    hard_share_min = models.FloatField(
+        default=0.20, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Target share of hard cases: lower bound.",
+    )
+    hard_share_max = models.FloatField(
+        default=0.30, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Target share of hard cases: upper bound.",
+    )
+    domain_targets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Target mix of domains, e.g. {"coding": 0.3, "medical": 0.2}. Empty: no target.',
+    )
+    difficulty_targets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Target mix of difficulties, e.g. {"easy": 0.3, "medium": 0.45, "hard": 0.25}.',
+    )
+    time_window_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(366)],
+        help_text="Width of the windows for agreement over time (days).",
+    )
+    bootstrap_samples = models.PositiveSmallIntegerField(
+        default=200, validators=[MinValueValidator(20), MaxValueValidator(5000)],
+        help_text="Bootstrap resamples behind every confidence interval.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        if self.hard_share_max < self.hard_share_min:
+            errors["hard_share_max"] = "The upper bound cannot be below the lower bound."
+        for name in ("domain_targets", "difficulty_targets"):
+            targets = getattr(self, name)
+            if not isinstance(targets, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and 0 <= v <= 1 for k, v in targets.items()
+            ):
+                errors[name] = "Give an object of name: share, each share between 0 and 1."
+            elif sum(targets.values()) > 1.0001:
+                errors[name] = "The shares add up to more than 1."
+        if errors:
+            raise ValidationError(errors)
+
+
+class SnapshotStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class AnalyticsSnapshot(models.Model):
+    """The dashboard's numbers for a project, computed in the background and read from here."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="analytics_snapshots")
+    status = models.CharField(max_length=16, choices=SnapshotStatus.choices, default=SnapshotStatus.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    phase = models.CharField(max_length=32, blank=True, help_text="What the computation is doing now.")
+    percent = models.PositiveSmallIntegerField(default=0)
+    judgments_seen = models.PositiveIntegerField(default=0, help_text="Judgments in the project when it ran.")
+    last_judgment_at = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-requested_at"], name="snapshot_latest_idx")]

@@ -1,0 +1,422 @@
+"""The agreement, bias and dataset-health dashboard: load a project's judgments into arrays once,
+compute every number with the pure modules (agreement, bias, health), and keep the result as an
+AnalyticsSnapshot that pages read. Computed by a Celery task, never inside a request."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Case, IntegerField, Max, Q, Value, When
+from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KT
+from django.utils import timezone
+
+from annotation.errors import ValidationFailed
+from annotation.models import Item, Judgment, Project
+
+from .. import agreement, bias, health
+from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
+
+CHOICES = ("a", "b", "tie", "both_bad")
+# The signed strength scale for ordinal α: A much better ... tie ... B much better.
+ORDINAL = (("a", "strong"), ("a", "clear"), ("a", "slight"), ("tie", ""), ("b", "slight"), ("b", "clear"), ("b", "strong"))
+HARD_TAGS = {"hard", "hard_case", "adversarial", "policy_edge"}
+CONTESTED_LISTED = 100
+# A computation still "running" after this long lost its worker (a crash, a kill): the next
+# request marks it failed instead of waiting on it forever.
+STALE_AFTER = dt.timedelta(minutes=30)
+
+ANALYTICS_FIELDS = (
+    "length_gap_chars", "bias_margin", "position_margin", "significance", "min_judgments", "assertive_gap",
+    "reading_chars_per_second", "fast_share", "contested_disagreement", "hard_share_min", "hard_share_max",
+    "domain_targets", "difficulty_targets", "time_window_days", "bootstrap_samples",
+)
+
+
+# --- settings --------------------------------------------------------------------------------
+
+def analytics_policy_get(*, project: Project) -> AnalyticsPolicy:
+    policy, _ = AnalyticsPolicy.objects.get_or_create(project=project)
+    return policy
+
+
+def analytics_policy_update(*, project: Project, changes: dict) -> AnalyticsPolicy:
+    unknown = set(changes) - set(ANALYTICS_FIELDS)
+    if unknown:
+        raise ValidationFailed("Unknown settings.", field_errors={k: "Unknown setting." for k in sorted(unknown)})
+    policy = analytics_policy_get(project=project)
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    try:
+        policy.full_clean()
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "Please fix the highlighted settings.",
+            field_errors={k: " ".join(v) for k, v in exc.message_dict.items()},
+        ) from None
+    policy.save()
+    return policy
+
+
+def thresholds_of(policy: AnalyticsPolicy) -> bias.Thresholds:
+    return bias.Thresholds(
+        length_gap_chars=policy.length_gap_chars, margin=policy.bias_margin, position_margin=policy.position_margin,
+        alpha=policy.significance, min_n=policy.min_judgments, assertive_gap=policy.assertive_gap,
+        reading_chars_per_second=policy.reading_chars_per_second, fast_share=policy.fast_share,
+    )
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+@dataclass
+class Dataset:
+    item_ids: np.ndarray
+    previews: list[str]
+    domain: list[str]
+    difficulty: list[str]
+    hard: np.ndarray
+    items: bias.Items
+    clear_cut: np.ndarray
+    annotator_ids: np.ndarray
+    usernames: list[str]
+    standing: list[str]
+    judgments: bias.Judgments
+    ordinal: np.ndarray  # per judgment, index into ORDINAL or -1
+    dimensions: dict[str, np.ndarray]  # per judgment, index into CHOICES or -1
+    created: np.ndarray  # epoch seconds
+
+
+def _code(expression, mapping: dict) -> Case:
+    return Case(*(When(**{expression: k}, then=Value(v)) for k, v in mapping.items()), default=Value(-1),
+                output_field=IntegerField())
+
+
+def _epoch(field: str) -> RawSQL:
+    # Epoch seconds computed by the database: converting a million datetimes in Python costs
+    # more than the rest of the load.
+    column = f'"{Judgment._meta.db_table}"."{field}"'
+    if connection.vendor == "postgresql":
+        return RawSQL(f"EXTRACT(EPOCH FROM {column})::bigint", [], output_field=IntegerField())
+    return RawSQL(f"CAST(strftime('%%s', {column}) AS INTEGER)", [], output_field=IntegerField())
+
+
+def _fetch(queryset) -> list[tuple]:
+    # The ORM builds the query; the cursor returns plain tuples without Django's per-row work.
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _preview(messages, limit: int = 120) -> str:
+    text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict) and m.get("role") == "user")
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def dataset_load(*, project: Project) -> Dataset:
+    dims = project.dimension_keys
+    choice_code = {c: i for i, c in enumerate(CHOICES)}
+    ordinal_code = Case(
+        *(When(choice=c, strength=s, then=Value(i)) for i, (c, s) in enumerate(ORDINAL) if c != "tie"),
+        When(choice="tie", then=Value(3)), default=Value(-1), output_field=IntegerField(),
+    )
+    annotations = {
+        "c": _code("choice", choice_code),
+        "o": ordinal_code,
+        "left_a": Case(When(shown_left="a", then=Value(1)), default=Value(0), output_field=IntegerField()),
+        "epoch": _epoch("created_at"),
+    }
+    for i, key in enumerate(dims):
+        annotations[f"d{i}"] = _code(f"d{i}_text", choice_code)
+    queryset = (
+        Judgment.objects.filter(project=project)
+        .annotate(**{f"d{i}_text": KT(f"dimension_choices__{key}") for i, key in enumerate(dims)})
+        .annotate(**annotations)
+        .order_by()
+        .values_list("item_id", "annotator_id", "c", "o", "left_a", "time_spent_ms", "epoch",
+                     *(f"d{i}" for i in range(len(dims))))
+    )
+    rows = _fetch(queryset)
+    table = np.array(rows, dtype=np.int64).reshape(len(rows), 7 + len(dims))
+
+    item_rows = sorted(_fetch(
+        Item.objects.filter(project=project, judgment_count__gt=0).order_by().values_list(
+            "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
+            "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
+        )
+    ))
+    item_ids = np.array([r[0] for r in item_rows], dtype=np.int64)
+    # A raw cursor returns JSON decoded on PostgreSQL and as text on SQLite.
+    def _json(value):
+        return json.loads(value) if isinstance(value, str) else (value or [])
+
+    fa = [bias.text_features(r[5]) for r in item_rows]
+    fb = [bias.text_features(r[6]) for r in item_rows]
+    messages = [_json(r[4]) for r in item_rows]
+    prompt_chars = np.array([sum(len(str(m.get("content", ""))) for m in ms if isinstance(m, dict)) for ms in messages])
+    expert = np.array([choice_code.get(r[7], -1) if r[7] and r[9] else -1 for r in item_rows], dtype=np.int64)
+    items = bias.Items(
+        len_a=np.array([f.chars for f in fa], dtype=float), len_b=np.array([f.chars for f in fb], dtype=float),
+        assert_a=np.array([f.assertiveness for f in fa]), assert_b=np.array([f.assertiveness for f in fb]),
+        list_a=np.array([f.is_list for f in fa]), list_b=np.array([f.is_list for f in fb]),
+        read_chars=np.array([f.chars for f in fa]) + np.array([f.chars for f in fb]) + prompt_chars,
+        expert=expert,
+    )
+    item_index = np.searchsorted(item_ids, table[:, 0])
+    # Judgments whose item has judgment_count 0 cannot exist, but be safe against a racing write.
+    known = (item_index < len(item_ids)) & (item_ids[np.minimum(item_index, len(item_ids) - 1)] == table[:, 0])
+    table, item_index = table[known], item_index[known]
+    annotator_ids, annotator_index = np.unique(table[:, 1], return_inverse=True)
+    users = dict(get_user_model().objects.filter(pk__in=annotator_ids.tolist()).values_list("pk", "username"))
+    standings = dict(Standing.objects.filter(project=project).values_list("annotator_id", "state"))
+    return Dataset(
+        item_ids=item_ids,
+        previews=[_preview(ms) for ms in messages],
+        domain=[r[1] or "" for r in item_rows],
+        difficulty=[r[2] or "" for r in item_rows],
+        hard=np.array([r[2] == "hard" or bool(HARD_TAGS & set(_json(r[3]))) for r in item_rows], dtype=bool),
+        items=items,
+        clear_cut=np.array([bool(r[8]) for r in item_rows]),
+        annotator_ids=annotator_ids,
+        usernames=[users.get(int(pk), str(pk)) for pk in annotator_ids],
+        standing=[standings.get(int(pk), StandingState.ACTIVE) for pk in annotator_ids],
+        judgments=bias.Judgments(
+            item=item_index, annotator=annotator_index.reshape(-1), choice=table[:, 2], a_left=table[:, 4].astype(bool),
+            time_ms=table[:, 5],
+        ),
+        ordinal=table[:, 3],
+        dimensions={key: table[:, 7 + i] for i, key in enumerate(dims)},
+        created=table[:, 6],
+    )
+
+
+# --- computing -------------------------------------------------------------------------------
+
+def _summary(data: Dataset, mask: np.ndarray | None, policy: AnalyticsPolicy, values: np.ndarray | None = None,
+             with_ordinal: bool = True) -> dict:
+    item = data.judgments.item if mask is None else data.judgments.item[mask]
+    nominal_values = data.judgments.choice if values is None else values
+    nominal_values = nominal_values if mask is None else nominal_values[mask]
+    units, dense = np.unique(item, return_inverse=True)
+    nominal = agreement.value_counts(dense, nominal_values, len(CHOICES), len(units))
+    ordinal = None
+    if with_ordinal:
+        ordinal_values = data.ordinal if mask is None else data.ordinal[mask]
+        ordinal = agreement.value_counts(dense, ordinal_values, len(ORDINAL), len(units))
+    return agreement.agreement_summary(nominal, ordinal, samples=policy.bootstrap_samples).as_dict()
+
+
+def _agreement_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
+    overall = _summary(data, None, policy)
+    dimensions = {key: _summary(data, values >= 0, policy, values=values, with_ordinal=False)
+                  for key, values in data.dimensions.items()}
+    domain_of = np.array(data.domain, dtype=object)[data.judgments.item] if data.domain else np.array([])
+    domains = {name or "(none)": _summary(data, domain_of == name, policy) for name in sorted(set(data.domain))}
+    windows = []
+    if data.created.size:
+        width = policy.time_window_days * 86400
+        start = int(data.created.min())
+        window = (data.created - start) // width
+        for w in range(int(window.max()) + 1):
+            mask = window == w
+            if not mask.any():
+                continue
+            begin = dt.datetime.fromtimestamp(start + w * width, tz=dt.UTC)
+            windows.append({"start": begin.date().isoformat(),
+                            "end": (begin + dt.timedelta(days=policy.time_window_days)).date().isoformat(),
+                            "judgments": int(mask.sum()), **_summary(data, mask, policy)})
+    return {"overall": overall, "dimensions": dimensions, "domains": domains, "time": windows}
+
+
+def _round_matrix(m: np.ndarray, digits: int = 3) -> list[list]:
+    return [[None if not np.isfinite(v) else round(float(v), digits) for v in row] for row in m]
+
+
+def _pairwise_block(data: Dataset) -> dict:
+    n = len(data.annotator_ids)
+    order = sorted(range(n), key=lambda i: data.usernames[i])
+    pk = agreement.cohen_kappa_matrix(data.judgments.item, data.judgments.annotator, data.judgments.choice, n,
+                                      len(CHOICES))
+    o = np.array(order, dtype=int)
+    kappa = pk.kappa[np.ix_(o, o)]
+    weights = np.where(np.isfinite(kappa), pk.n[np.ix_(o, o)], 0)
+    mean = float((np.nan_to_num(kappa) * weights).sum() / weights.sum()) if weights.sum() else None
+    return {
+        "annotators": [data.usernames[i] for i in order],
+        "kappa": _round_matrix(kappa),
+        "low": _round_matrix(pk.low[np.ix_(o, o)]),
+        "high": _round_matrix(pk.high[np.ix_(o, o)]),
+        "n": pk.n[np.ix_(o, o)].tolist(),
+        "weighted_mean_kappa": None if mean is None else round(mean, 4),
+        "pairs": int((np.isfinite(kappa).sum()) // 2),
+    }
+
+
+def _contested_block(data: Dataset, nominal: np.ndarray, policy: AnalyticsPolicy) -> dict:
+    disagreement = agreement.unit_disagreement(nominal)
+    contested = np.flatnonzero(np.nan_to_num(disagreement, nan=-1) >= policy.contested_disagreement)
+    ranked = contested[np.lexsort((-nominal[contested].sum(axis=1), -disagreement[contested]))]
+    rows = [{
+        "item_id": int(data.item_ids[i]),
+        "prompt": data.previews[i],
+        "domain": data.domain[i],
+        "anchor": bool(data.items.expert[i] >= 0),
+        "judgments": int(nominal[i].sum()),
+        "votes": dict(zip(CHOICES, (int(x) for x in nominal[i]))),
+        "disagreement": round(float(disagreement[i]), 4),
+    } for i in ranked[:CONTESTED_LISTED]]
+    return {"threshold": policy.contested_disagreement, "total": int(contested.size), "items": rows}
+
+
+def _annotator_block(data: Dataset, nominal: np.ndarray, policy: AnalyticsPolicy) -> list[dict]:
+    j = data.judgments
+    n = len(data.annotator_ids)
+    detected = bias.detect(j, data.items, n, thresholds_of(policy))
+    # Agreement with the others on the same items: the share of co-raters who made the same choice.
+    m = nominal.sum(axis=1)[j.item]
+    same = nominal[j.item, j.choice] - 1
+    has_others = m >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(has_others, same / (m - 1), 0.0)
+    agree_sum = np.bincount(j.annotator, weights=share, minlength=n)
+    agree_n = np.bincount(j.annotator, weights=has_others.astype(float), minlength=n)
+    expert = data.items.expert[j.item]
+    on_anchor = expert >= 0
+    anchor_n = np.bincount(j.annotator[on_anchor], minlength=n)
+    anchor_ok = np.bincount(j.annotator[on_anchor & (j.choice == expert)], minlength=n)
+    rows = []
+    for a in range(n):
+        d = detected[a]
+        rows.append({
+            "username": data.usernames[a],
+            "standing": data.standing[a],
+            "judgments": d["judgments"],
+            "agreement_with_others": round(float(agree_sum[a] / agree_n[a]), 4) if agree_n[a] else None,
+            "anchor_n": int(anchor_n[a]),
+            "anchor_accuracy": round(float(anchor_ok[a] / anchor_n[a]), 4) if anchor_n[a] else None,
+            "length": d["length"], "position": d["position"], "confidence": d["confidence"],
+            "formatting": d["formatting"], "speed": d["speed"],
+            "flags": [f.as_dict(data.item_ids) for f in d["flags"]],
+        })
+    return sorted(rows, key=lambda r: (-len(r["flags"]), r["username"]))
+
+
+def _health_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
+    j = data.judgments
+    counted = np.array([s != StandingState.EXCLUDED for s in data.standing], dtype=bool)[j.annotator] if len(
+        data.standing) else np.zeros(0, dtype=bool)
+    votes = agreement.value_counts(j.item[counted], j.choice[counted], len(CHOICES), len(data.item_ids))
+    out = health.dataset_health(
+        len_a=data.items.len_a, len_b=data.items.len_b, votes=votes, domain=data.domain,
+        difficulty=data.difficulty, hard=data.hard, length_gap_chars=policy.length_gap_chars,
+        domain_targets=policy.domain_targets, difficulty_targets=policy.difficulty_targets,
+        hard_share_min=policy.hard_share_min, hard_share_max=policy.hard_share_max,
+    )
+    out["excluded_judgments"] = int((~counted).sum())
+    return out
+
+
+def analytics_compute(*, project: Project, progress=None) -> dict:
+    """Every dashboard number for a project. `progress(phase, percent)` is told as it goes."""
+    report = progress or (lambda phase, percent: None)
+    policy = analytics_policy_get(project=project)
+    timings: dict[str, int] = {}
+
+    def timed(name: str, percent: int, fn):
+        report(name, percent)
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = round((time.perf_counter() - t0) * 1000)
+        return result
+
+    data = timed("loading judgments", 5, lambda: dataset_load(project=project))
+    nominal = agreement.value_counts(data.judgments.item, data.judgments.choice, len(CHOICES), len(data.item_ids))
+    payload = {
+        "counts": {
+            "judgments": int(data.judgments.item.size),
+            "items": int((nominal.sum(axis=1) > 0).sum()),
+            "items_with_overlap": int((nominal.sum(axis=1) >= 2).sum()),
+            "annotators": len(data.annotator_ids),
+            "anchor_judgments": int((data.items.expert[data.judgments.item] >= 0).sum()),
+        },
+        "agreement": timed("agreement", 20, lambda: _agreement_block(data, policy)),
+        "pairwise": timed("pairwise kappa", 50, lambda: _pairwise_block(data)),
+        "contested": timed("contested items", 60, lambda: _contested_block(data, nominal, policy)),
+        "annotators": timed("bias detectors", 65, lambda: _annotator_block(data, nominal, policy)),
+        "health": timed("dataset health", 90, lambda: _health_block(data, policy)),
+        "thresholds": {name: getattr(policy, name) for name in ANALYTICS_FIELDS},
+        "dimensions": project.dimension_keys,
+    }
+    flag_counts: dict[str, int] = {}
+    for row in payload["annotators"]:
+        for f in row["flags"]:
+            flag_counts[f["kind"]] = flag_counts.get(f["kind"], 0) + 1
+    payload["flag_counts"] = flag_counts
+    payload["timings_ms"] = timings
+    return payload
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+def _judgment_marks(project: Project) -> tuple[int, dt.datetime | None]:
+    agg = Judgment.objects.filter(project=project).aggregate(last=Max("updated_at"))
+    return Judgment.objects.filter(project=project).count(), agg["last"]
+
+
+def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
+    """Queue a fresh computation, unless one is already queued or running (then that one)."""
+    from ..tasks import compute_analytics
+
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        pending = AnalyticsSnapshot.objects.filter(
+            project=project, status__in=[SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]
+        ).first()
+        if pending and pending.started_at and timezone.now() - pending.started_at > STALE_AFTER:
+            snapshot_fail(snapshot_id=pending.pk, reason="The worker stopped answering: no result after "
+                                                        f"{STALE_AFTER.total_seconds() / 60:.0f} minutes.")
+            pending = None
+        if pending:
+            return pending
+        snapshot = AnalyticsSnapshot.objects.create(project=project, requested_by=user if user and user.is_authenticated else None)
+        transaction.on_commit(lambda: compute_analytics.delay(snapshot.pk))
+    return snapshot
+
+
+def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
+    """Compute a queued snapshot. Idempotent by status: anything not queued is left alone."""
+    claimed = AnalyticsSnapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.QUEUED).update(
+        status=SnapshotStatus.RUNNING, started_at=timezone.now(), phase="starting", percent=0
+    )
+    if not claimed:
+        return None
+    snapshot = AnalyticsSnapshot.objects.select_related("project").get(pk=snapshot_id)
+    started = time.perf_counter()
+    seen, last = _judgment_marks(snapshot.project)
+
+    def progress(phase: str, percent: int) -> None:
+        AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(phase=phase, percent=percent)
+
+    try:
+        payload = analytics_compute(project=snapshot.project, progress=progress)
+    except Exception as exc:
+        snapshot_fail(snapshot_id=snapshot_id, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(
+        status=SnapshotStatus.SUCCEEDED, payload=payload, finished_at=timezone.now(), phase="done", percent=100,
+        duration_ms=round((time.perf_counter() - started) * 1000), judgments_seen=seen, last_judgment_at=last,
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def snapshot_fail(*, snapshot_id: int, reason: str) -> None:
+    AnalyticsSnapshot.objects.filter(
+        Q(pk=snapshot_id), Q(status=SnapshotStatus.QUEUED) | Q(status=SnapshotStatus.RUNNING)
+    ).update(status=SnapshotStatus.FAILED, error=reason[:2000], finished_at=timezone.now())

@@ -1,0 +1,90 @@
+"""Store a simulated annotator pool (calibration.simulation) as real rows: users, items, anchors,
+assignments and judgments. For the analytics tests, bench/analytics.py and the demo project, so the
+dashboard has a pool whose biases are known. Never used on real projects' data paths."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import (
+    Assignment, AssignmentStatus, Item, ItemStatus, Judgment, Membership, Project, Prompt, Response, Role,
+)
+
+from .. import simulation as sim_mod
+from ..models import Anchor, Standing, StandingState
+
+_CHOICE = ("a", "b", "tie", "both_bad")
+
+
+def simulation_store(*, project: Project, sim: sim_mod.Simulation, prefix: str, start: dt.datetime | None = None,
+                     batch_size: int = 5000, progress=None) -> dict:
+    """Write the simulation into `project`; returns {"users": [...], "items": [pk...]}."""
+    report = progress or (lambda done, total: None)
+    start = start or (timezone.now() - dt.timedelta(days=int(sim.day.max()) + 1 if sim.day.size else 1))
+    User = get_user_model()
+    with transaction.atomic():
+        users = [User(username=f"{prefix}-{kind}-{i}") for i, kind in enumerate(sim.kinds)]
+        for u in users:
+            u.set_unusable_password()
+        users = User.objects.bulk_create(users)
+        Membership.objects.bulk_create([Membership(project=project, user=u, role=Role.ANNOTATOR) for u in users])
+        now = timezone.now()
+        Standing.objects.bulk_create([
+            Standing(project=project, annotator=u, state=StandingState.ACTIVE, since=start, reason="simulated")
+            for u in users
+        ])
+        n_items = len(sim.prompts)
+        prompts = Prompt.objects.bulk_create([
+            Prompt(project=project, messages=[{"role": "user", "content": sim.prompts[i]}],
+                   domain=sim_mod.DOMAINS[sim.domain[i]], difficulty=sim_mod.DIFFICULTIES[sim.difficulty[i]],
+                   source="simulation")
+            for i in range(n_items)
+        ], batch_size=batch_size)
+        responses = Response.objects.bulk_create([
+            Response(prompt=prompts[i], text=text, model_name=side)
+            for i in range(n_items) for side, text in (("a", sim.text_a[i]), ("b", sim.text_b[i]))
+        ], batch_size=batch_size)
+        per_item = np.bincount(sim.item, minlength=n_items)
+        items = Item.objects.bulk_create([
+            Item(project=project, prompt=prompts[i], response_a=responses[2 * i], response_b=responses[2 * i + 1],
+                 status=ItemStatus.ACTIVE, target_judgments=Item.UNLIMITED_TARGET if sim.is_anchor[i] else int(per_item[i]),
+                 assigned_count=int(per_item[i]), judgment_count=int(per_item[i]),
+                 in_live_queue=not bool(sim.is_anchor[i]))
+            for i in range(n_items)
+        ], batch_size=batch_size)
+        Anchor.objects.bulk_create([
+            Anchor(project=project, item=items[i], expert_choice=_CHOICE[sim.truth[i]], expert_strength="clear",
+                   explanation="Simulated: the true answer.", clear_cut=True)
+            for i in np.flatnonzero(sim.is_anchor)
+        ], batch_size=batch_size)
+
+        total = sim.item.size
+        for lo in range(0, total, batch_size):
+            hi = min(lo + batch_size, total)
+            rows = range(lo, hi)
+            assignments = Assignment.objects.bulk_create([
+                Assignment(project=project, item=items[sim.item[j]], annotator=users[sim.annotator[j]],
+                           status=AssignmentStatus.SUBMITTED, shown_left="a" if sim.a_left[j] else "b",
+                           leased_at=now, lease_expires_at=now, finished_at=now)
+                for j in rows
+            ])
+            judgments = Judgment.objects.bulk_create([
+                Judgment(assignment=assignments[j - lo], project=project, item=items[sim.item[j]],
+                         annotator=users[sim.annotator[j]], choice=_CHOICE[sim.choice[j]],
+                         strength=sim_mod.STRENGTHS[sim.strength[j]] if sim.strength[j] >= 0 else "",
+                         rationale="Simulated judgment.", time_spent_ms=int(sim.time_ms[j]),
+                         shown_left="a" if sim.a_left[j] else "b", client_token=uuid.uuid4())
+                for j in rows
+            ])
+            # created_at is auto_now_add: set the simulated day afterwards, one UPDATE per day.
+            days = sim.day[lo:hi]
+            for day in np.unique(days):
+                ids = [judgments[k].pk for k in np.flatnonzero(days == day)]
+                Judgment.objects.filter(pk__in=ids).update(created_at=start + dt.timedelta(days=int(day), hours=12))
+            report(hi, total)
+    return {"users": users, "items": [it.pk for it in items]}

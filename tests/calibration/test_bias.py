@@ -1,0 +1,150 @@
+"""Bias detectors: oracles for the statistics they use, text features, and a simulated pool with
+known biases whose flags are reported as a confusion table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from calibration import bias, health
+from calibration import simulation as sm
+
+statsmodels_api = pytest.importorskip("statsmodels.api")
+
+POOL = ["expert"] * 6 + ["noisy"] * 3 + ["length", "position", "assertive", "formatting", "fast"]
+
+
+def items_of(s: sm.Simulation) -> bias.Items:
+    fa = [bias.text_features(t) for t in s.text_a]
+    fb = [bias.text_features(t) for t in s.text_b]
+    len_a = np.array([f.chars for f in fa], dtype=float)
+    len_b = np.array([f.chars for f in fb], dtype=float)
+    return bias.Items(
+        len_a=len_a, len_b=len_b,
+        assert_a=np.array([f.assertiveness for f in fa]), assert_b=np.array([f.assertiveness for f in fb]),
+        list_a=np.array([f.is_list for f in fa]), list_b=np.array([f.is_list for f in fb]),
+        read_chars=len_a + len_b + 40, expert=np.where(s.is_anchor, s.truth, bias.NO_EXPERT),
+    )
+
+
+def judgments_of(s: sm.Simulation) -> bias.Judgments:
+    return bias.Judgments(item=s.item, annotator=s.annotator, choice=s.choice, a_left=s.a_left, time_ms=s.time_ms)
+
+
+def flag_confusion(kinds: list[str], detected: list[dict]) -> dict[str, dict[str, int]]:
+    """kind of annotator -> flag kind (or 'none') -> how many annotators of that kind got it."""
+    table: dict[str, dict[str, int]] = {}
+    for kind, row in zip(kinds, detected):
+        got = [f.kind for f in row["flags"]] or ["none"]
+        for flag in got:
+            table.setdefault(kind, {}).setdefault(flag, 0)
+            table[kind][flag] += 1
+    return table
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_simulated_pool_each_biased_annotator_is_flagged_for_its_bias_and_no_honest_one_is(seed, capsys):
+    s = sm.simulate(kinds=POOL, n_items=600, per_item=7, seed=seed)
+    detected = bias.detect(judgments_of(s), items_of(s), len(POOL))
+    confusion = flag_confusion(POOL, detected)
+    with capsys.disabled():
+        print(f"\nflag confusion, seed {seed} (annotator kind -> flags raised):")
+        for kind in sm.KINDS:
+            print(f"  {kind:>10}: {confusion.get(kind)}")
+    for kind, row in zip(POOL, detected):
+        kinds = {f.kind for f in row["flags"]}
+        expected = {sm.EXPECTED_FLAG[kind]} if kind in sm.EXPECTED_FLAG else set()
+        assert kinds == expected, (kind, [f.explanation for f in row["flags"]])
+
+
+def test_a_flag_carries_numbers_examples_and_a_plain_explanation():
+    s = sm.simulate(kinds=POOL, n_items=600, per_item=7, seed=4)
+    detected = bias.detect(judgments_of(s), items_of(s), len(POOL))
+    flag = next(f for f in detected[POOL.index("length")]["flags"] if f.kind == "length")
+    assert flag.evidence["rate"] > flag.evidence["pool_rate"] + 0.15
+    assert flag.evidence["n"] >= 20 and flag.evidence["pool_p"] < 0.01
+    assert flag.evidence["logit_low"] > 0  # the regression agrees: length drives the choice
+    assert "longer response" in flag.explanation and "%" in flag.explanation
+    # Examples are items where this annotator took the longer side.
+    gap = items_of(s).len_b - items_of(s).len_a
+    assert len(flag.examples) == 5
+    for item in flag.examples:
+        mine = (s.item == item) & (s.annotator == POOL.index("length"))
+        chose = s.choice[mine][0]
+        assert (chose == bias.B) == (gap[item] > 0)
+
+
+def test_thresholds_are_respected():
+    s = sm.simulate(kinds=POOL, n_items=600, per_item=7, seed=1)
+    strict = bias.Thresholds(margin=0.6, position_margin=0.45, fast_share=1.01)
+    detected = bias.detect(judgments_of(s), items_of(s), len(POOL), strict)
+    assert all(not row["flags"] for row in detected)
+    few = bias.Thresholds(min_n=10_000)
+    assert all(not row["flags"] for row in bias.detect(judgments_of(s), items_of(s), len(POOL), few))
+
+
+def test_wrong_but_assertive_on_anchors_is_measured_against_the_pool():
+    kinds = ["expert"] * 6 + ["assertive"]
+    s = sm.simulate(kinds=kinds, n_items=900, per_item=7, anchor_share=0.6, seed=5)
+    detected = bias.detect(judgments_of(s), items_of(s), len(kinds))
+    biased = detected[-1]["confidence"]
+    honest = detected[0]["confidence"]
+    assert biased["wrong_assertive_n"] >= 20
+    assert biased["wrong_assertive_rate"] > biased["wrong_assertive_pool_rate"] + 0.3
+    assert abs(honest["wrong_assertive_rate"] - honest["wrong_assertive_pool_rate"]) < 0.15
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_logit_slope_equals_statsmodels(seed):
+    rng = np.random.default_rng(seed)
+    x = np.tanh(rng.normal(size=400))
+    y = (rng.random(400) < 1 / (1 + np.exp(-(0.3 + 1.5 * x)))).astype(float)
+    ours = bias.logit_slope(x, y)
+    fit = statsmodels_api.Logit(y, statsmodels_api.add_constant(x)).fit(disp=0)
+    low, high = fit.conf_int()[1]
+    assert (ours.coef, ours.se, ours.low, ours.high) == pytest.approx((fit.params[1], fit.bse[1], low, high), abs=1e-7)
+
+
+def test_logit_slope_declines_separated_or_constant_data():
+    assert bias.logit_slope(np.array([-1.0, -0.5, 0.5, 1.0]), np.array([0.0, 0.0, 1.0, 1.0])) is None
+    assert bias.logit_slope(np.zeros(10), np.array([0.0, 1.0] * 5)) is None
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (5, 10), (9, 10), (60, 100), (41, 100), (150, 200)])
+def test_position_binomial_test_equals_scipy(k, n):
+    assert bias.two_sided_binom_half(np.array([k]), np.array([n]))[0] == pytest.approx(
+        stats.binomtest(k, n, 0.5).pvalue, rel=1e-9)
+
+
+def test_text_features_count_hedges_boosters_and_lists():
+    f = bias.text_features("I think it might work. Perhaps not.")
+    assert (f.hedges, f.boosters) == (3, 0)
+    g = bias.text_features("It will definitely work. Clearly, this is certainly true, of course.")
+    assert g.boosters == 4 and g.hedges == 0 and g.assertiveness > 0 > f.assertiveness
+    # Whole words only: "mayor" is not "may", "clearance" is not "clear".
+    assert bias.text_features("The mayor approved the clearance.").hedges == 0
+    assert bias.text_features("The mayor approved the clearance.").boosters == 0
+    assert bias.text_features("- one\n- two\n- three").is_list
+    assert bias.text_features("1. one\n2) two").is_list
+    assert not bias.text_features("A sentence - with a dash.\nAnother line.").is_list
+
+
+def test_dataset_health_sees_a_set_that_teaches_longer_is_better():
+    len_a = np.array([100.0, 300, 120, 400, 50, 60])
+    len_b = np.array([300.0, 100, 400, 120, 55, 65])
+    votes = np.array([[0, 3, 0, 0], [3, 0, 0, 0], [1, 2, 0, 0], [2, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 2]])
+    h = health.dataset_health(
+        len_a=len_a, len_b=len_b, votes=votes, domain=["code", "code", "math", "math", "law", "law"],
+        difficulty=["easy", "hard", "easy", "easy", "easy", "easy"], hard=np.array([0, 1, 0, 0, 0, 0], dtype=bool),
+        length_gap_chars=30, domain_targets={"code": 0.2, "math": 0.2, "law": 0.2, "medical": 0.4},
+        difficulty_targets={}, hard_share_min=0.2, hard_share_max=0.3,
+    )
+    assert h["pairs"] == 4  # item 4 is a 1-1 split, item 5 is both-bad only
+    assert h["length"]["chosen_longer_share"] == 1.0 and h["length"]["pairs_with_gap"] == 4
+    assert h["tie_rate"] == pytest.approx(1 / 16) and h["both_bad_rate"] == pytest.approx(2 / 16)
+    assert h["hard_share"] == pytest.approx(1 / 6, abs=1e-4)
+    assert any("longer is better" in w for w in h["warnings"])
+    assert any("Hard cases are 17%" in w for w in h["warnings"])
+    medical = next(r for r in h["domains"] if r["name"] == "medical")
+    assert medical["items"] == 0 and any("'medical'" in w for w in h["warnings"])
+    assert sum(h["length"]["histogram"]["counts"]) == 4
