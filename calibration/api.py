@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
 from annotation.api import judgment_input
-from annotation.permissions import can_annotate, can_lead
+from annotation.permissions import can_annotate, can_lead, can_see_all_judgments
 from annotation.serializers import AssignmentOutput, SubmitInput
 
-from . import selectors, serializers
+from . import analytics_tables, selectors, serializers
 from .after_response import AfterResponse
+from .services.analytics import analytics_policy_update, snapshot_request
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
 from .services.policy import policy_get, policy_update
 from .services.queue import calibration_answer, question_next, queue_next, queue_submit
@@ -270,3 +272,86 @@ class StandingHistoryApi(APIView):
             annotator_id = selectors.annotator_in_project(project=project, username=request.query_params["annotator"]).pk
         changes = selectors.standing_history(project=project, annotator_id=annotator_id)[:500]
         return Response(serializers.StandingChangeOutput(changes, many=True).data)
+
+
+# ---------------------------------------------------------------- analytics (leads and engineers)
+
+
+def _analytics_project(request, slug: str):
+    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
+    if not can_see_all_judgments(user=request.user, project=project):
+        raise PermissionDenied("Only leads and engineers see the project's analytics.")
+    return project
+
+
+def snapshot_summary(snapshot) -> dict | None:
+    if snapshot is None:
+        return None
+    return {
+        "id": snapshot.pk, "status": snapshot.status, "phase": snapshot.phase, "percent": snapshot.percent,
+        "requested_at": snapshot.requested_at, "started_at": snapshot.started_at,
+        "finished_at": snapshot.finished_at, "duration_ms": snapshot.duration_ms,
+        "judgments_seen": snapshot.judgments_seen, "error": snapshot.error,
+    }
+
+
+class AnalyticsApi(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description=(
+        "The latest computed dashboard: {snapshot, pending, failed, new_judgments, payload}. "
+        "payload is null until a first computation finishes (POST analytics/refresh/)."))})
+    def get(self, request, slug: str):
+        """Agreement, pairwise κ, contested items, annotator bias flags and dataset health."""
+        project = _analytics_project(request, slug)
+        state = selectors.analytics_state(project=project)
+        return Response({
+            "snapshot": snapshot_summary(state["latest"]),
+            "pending": snapshot_summary(state["pending"]),
+            "failed": snapshot_summary(state["failed"]),
+            "new_judgments": state["new_judgments"],
+            "payload": state["latest"].payload if state["latest"] else None,
+        })
+
+
+class AnalyticsRefreshApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="{id, status}: queued for a worker.")})
+    def post(self, request, slug: str):
+        """Queue a fresh computation (joins one already queued or running)."""
+        project = _analytics_project(request, slug)
+        snapshot = snapshot_request(project=project, user=request.user)
+        return Response(snapshot_summary(snapshot), status=status.HTTP_202_ACCEPTED)
+
+
+class AnalyticsTableApi(APIView):
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="The table as CSV.")})
+    def get(self, request, slug: str, table: str):
+        """One dashboard table as CSV: agreement, annotators, flags, pairwise, contested, coverage."""
+        project = _analytics_project(request, slug)
+        if table not in analytics_tables.TABLES:
+            raise NotFound(f"No table '{table}'. Tables: {', '.join(analytics_tables.TABLES)}.")
+        latest = selectors.analytics_state(project=project)["latest"]
+        if latest is None:
+            raise NotFound("Nothing computed yet: POST analytics/refresh/ first.")
+        return csv_response(project.slug, table, latest.payload)
+
+
+def csv_response(slug: str, table: str, payload: dict) -> HttpResponse:
+    header, rows = analytics_tables.TABLES[table](payload)
+    response = HttpResponse(analytics_tables.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug}-{table}.csv"'
+    return response
+
+
+class AnalyticsPolicyApi(APIView):
+    @extend_schema(responses=serializers.AnalyticsPolicySerializer)
+    def get(self, request, slug: str):
+        project = _analytics_project(request, slug)
+        return Response(serializers.AnalyticsPolicySerializer(selectors.analytics_policy_read(project=project)).data)
+
+    @extend_schema(request=serializers.AnalyticsPolicySerializer, responses=serializers.AnalyticsPolicySerializer)
+    def patch(self, request, slug: str):
+        """Change bias thresholds and dataset-health targets (leads only)."""
+        project = _lead_project(request, slug)
+        data = serializers.AnalyticsPolicySerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        policy = analytics_policy_update(project=project, changes=dict(data.validated_data))
+        return Response(serializers.AnalyticsPolicySerializer(policy).data)

@@ -253,19 +253,18 @@ class LogitFit:
     n: int
 
 
-def logit_slope(x: np.ndarray, y: np.ndarray, iterations: int = 25) -> LogitFit | None:
-    """Maximum-likelihood logistic regression y ~ 1 + x by Newton's method, with a Wald 95%
-    interval for the slope. Two parameters per annotator: a loop of 2x2 solves is far cheaper
-    than fitting statsmodels' Logit (the tests' oracle) 200 times."""
-    n = len(y)
-    if n < 3 or len(np.unique(y)) < 2 or np.ptp(x) == 0:
+def logit_fit(X: np.ndarray, y: np.ndarray, iterations: int = 25) -> tuple[np.ndarray, np.ndarray] | None:
+    """Maximum-likelihood logistic regression by Newton's method: (coefficients, standard errors),
+    or None where the data are separated or a column is constant. A handful of parameters per
+    annotator: a loop of small solves is far cheaper than fitting statsmodels' Logit (the tests'
+    oracle) once per annotator."""
+    n, k = X.shape
+    if n <= k or len(np.unique(y)) < 2:
         return None
-    X = np.column_stack([np.ones(n), x])
-    beta = np.zeros(2)
+    beta = np.zeros(k)
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-(X @ beta)))
-        w = p * (1 - p)
-        hess = X.T @ (X * w[:, None])
+        hess = X.T @ (X * (p * (1 - p))[:, None])
         try:
             step = np.linalg.solve(hess, X.T @ (y - p))
         except np.linalg.LinAlgError:
@@ -276,13 +275,24 @@ def logit_slope(x: np.ndarray, y: np.ndarray, iterations: int = 25) -> LogitFit 
     p = 1 / (1 + np.exp(-(X @ beta)))
     hess = X.T @ (X * (p * (1 - p))[:, None])
     try:
-        se = float(np.sqrt(np.linalg.inv(hess)[1, 1]))
+        se = np.sqrt(np.diag(np.linalg.inv(hess)))
     except np.linalg.LinAlgError:
         return None
-    if not np.isfinite(se) or se > 100 or abs(beta[1]) > 50:  # separated data: no finite estimate
+    if not np.all(np.isfinite(se)) or se.max() > 100 or np.abs(beta).max() > 50:  # separated: no finite estimate
         return None
+    return beta, se
+
+
+def logit_slope(x: np.ndarray, y: np.ndarray) -> LogitFit | None:
+    """y ~ 1 + x, with a Wald 95% interval for the slope."""
+    if len(y) < 3 or np.ptp(x) == 0:
+        return None
+    fit = logit_fit(np.column_stack([np.ones(len(x)), x]), y)
+    if fit is None:
+        return None
+    beta, se = fit
     z = 1.959963984540054
-    return LogitFit(float(beta[1]), se, float(beta[1] - z * se), float(beta[1] + z * se), n)
+    return LogitFit(float(beta[1]), float(se[1]), float(beta[1] - z * se[1]), float(beta[1] + z * se[1]), len(y))
 
 
 # --- the detectors ---------------------------------------------------------------------------
@@ -340,6 +350,18 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
     too_fast = reported & (judgments.time_ms < needed_ms)
     pool_median = float(np.median(judgments.time_ms[reported])) if reported.any() else float("nan")
 
+    # Features travel together (a list is often longer; a hedged answer may be longer), so a
+    # confidence or formatting flag must also survive a regression that controls for length,
+    # position and the other features: the controlled coefficient must be above zero at the
+    # significance level (Wald, one-sided).
+    sign = lambda side: np.where(side == B, 1.0, np.where(side == A, -1.0, 0.0))  # noqa: E731
+    design = np.column_stack([
+        np.ones(choice.size), xs, sign(longer)[judgments.item], sign(assertive)[judgments.item],
+        sign(listed)[judgments.item], np.where(judgments.a_left.astype(bool), -1.0, 1.0),
+    ])
+    controlled_col = {"confidence": 3, "formatting": 4}
+    z_crit = float(stats.norm.isf(t.alpha))
+
     order = np.argsort(who, kind="stable")
     bounds = np.searchsorted(who[order], np.arange(n_annotators + 1))
     for a in range(n_annotators):
@@ -351,6 +373,17 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
                                           what="the longer response",
                                           situation=f"comparisons where the lengths differ by more than {t.length_gap_chars} characters")
         d = rows[decisive[rows]]
+        controlled = logit_fit(design[d], ys[d])
+
+        def survives(kind: str, evidence: dict) -> bool:
+            if controlled is None:
+                return True  # too little or separated data: the rate test stands alone
+            col = controlled_col[kind]
+            z = controlled[0][col] / controlled[1][col]
+            evidence["controlled_coef"] = _r(controlled[0][col])
+            evidence["controlled_z"] = _r(z)
+            return bool(z > z_crit)
+
         fit = logit_slope(xs[d], ys[d])
         evidence["logit_coef"] = _r(fit.coef) if fit else None
         evidence["logit_low"] = _r(fit.low) if fit else None
@@ -379,14 +412,14 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
                 flag = Flag("confidence", "Prefers assertive responses", "This annotator: " + sentence, evidence,
                             wrong_assertive.examples[a])
         row["confidence"] = evidence
-        if flag:
+        if flag and survives("confidence", evidence):
             row["flags"].append(flag)
 
         evidence, flag = _preference_flag(formatting, a, t, kind="formatting", title="Prefers list formatting",
                                           what="the list-formatted response",
                                           situation="comparisons where exactly one response is a list")
         row["formatting"] = evidence
-        if flag:
+        if flag and survives("formatting", evidence):
             row["flags"].append(flag)
 
         n_dec = int(left_n[a])

@@ -10,6 +10,8 @@ from django.http import Http404
 from annotation.models import Item, Membership, Project, Role
 
 from .models import (
+    AnalyticsPolicy,
+    AnalyticsSnapshot,
     Anchor,
     AnchorResult,
     AnchorRevision,
@@ -21,6 +23,7 @@ from .models import (
     Standing,
     StandingChange,
     StandingState,
+    SnapshotStatus,
 )
 from .stats import rolling_accuracy, sparkline_points, wilson_interval
 
@@ -249,3 +252,34 @@ def question_for_annotator(*, question_id: int, annotator) -> CalibrationQuestio
     if question is None:
         raise Http404("No such calibration question.")
     return question
+
+
+# --- analytics -------------------------------------------------------------------------------
+
+def analytics_policy_read(*, project: Project) -> AnalyticsPolicy:
+    """The project's analytics settings, unsaved defaults if none were ever set."""
+    return AnalyticsPolicy.objects.filter(project=project).first() or AnalyticsPolicy(project=project)
+
+
+def analytics_state(*, project: Project) -> dict:
+    """The latest finished snapshot (what pages show), the pending one if any, the latest failure
+    if it is newer than the last success, and how many judgments came in since the shown one."""
+    snapshots = AnalyticsSnapshot.objects.filter(project=project).order_by("-requested_at")
+    latest = snapshots.filter(status=SnapshotStatus.SUCCEEDED).first()
+    pending = snapshots.filter(status__in=[SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]).defer("payload").first()
+    failed = snapshots.filter(status=SnapshotStatus.FAILED).defer("payload").first()
+    if failed and latest and failed.requested_at < latest.requested_at:
+        failed = None
+    new = 0
+    if latest is not None:
+        from annotation.models import Judgment
+
+        new = Judgment.objects.filter(project=project).count() - latest.judgments_seen
+    return {"latest": latest, "pending": pending, "failed": failed, "new_judgments": max(new, 0)}
+
+
+def analytics_snapshot_progress(*, project: Project, snapshot_id: int) -> AnalyticsSnapshot:
+    snapshot = AnalyticsSnapshot.objects.filter(project=project, pk=snapshot_id).defer("payload").first()
+    if snapshot is None:
+        raise Http404("No such computation.")
+    return snapshot

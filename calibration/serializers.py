@@ -5,7 +5,8 @@ from rest_framework import serializers
 from annotation.models import Choice, Strength
 from annotation.serializers import MessageOutput, ResponseOutput
 
-from .models import Anchor, AnchorRevision, CalibrationPolicy, StandingChange, StandingState
+from .models import AnalyticsPolicy, Anchor, AnchorRevision, CalibrationPolicy, StandingChange, StandingState
+from .services.analytics import ANALYTICS_FIELDS
 from .services.policy import POLICY_FIELDS
 
 
@@ -50,6 +51,12 @@ class CalibrationStatusOutput(serializers.Serializer):
     round = serializers.DictField(allow_null=True)
     last_failed_round = serializers.DictField(allow_null=True)
     missed = serializers.ListField(child=serializers.DictField())
+
+
+class AnalyticsPolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AnalyticsPolicy
+        fields = list(ANALYTICS_FIELDS)
 
 
 class PolicySerializer(serializers.ModelSerializer):

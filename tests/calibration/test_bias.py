@@ -148,3 +148,29 @@ def test_dataset_health_sees_a_set_that_teaches_longer_is_better():
     medical = next(r for r in h["domains"] if r["name"] == "medical")
     assert medical["items"] == 0 and any("'medical'" in w for w in h["warnings"])
     assert sum(h["length"]["histogram"]["counts"]) == 4
+
+
+def test_a_length_biased_annotator_is_not_blamed_for_lists_that_happen_to_be_longer():
+    # In this draw the list-formatted side is the longer one far more often than not, so the
+    # length-biased annotator also "prefers lists" by raw rate; the controlled regression clears it.
+    kinds = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
+    s = sm.simulate(kinds=kinds, n_items=500, per_item=7, seed=11, days=21)
+    items = items_of(s)
+    one = items.list_a ^ items.list_b
+    list_len = np.where(items.list_a, items.len_a, items.len_b)[one]
+    other_len = np.where(items.list_a, items.len_b, items.len_a)[one]
+    assert (list_len > other_len + 30).mean() > (other_len > list_len + 30).mean() + 0.2
+    row = bias.detect(judgments_of(s), items, len(kinds))[kinds.index("length")]
+    assert row["formatting"]["rate"] > row["formatting"]["pool_rate"] + 0.15  # the raw rate is confounded
+    assert {f.kind for f in row["flags"]} == {"length"}
+    assert row["formatting"]["controlled_z"] < 2
+
+
+def test_multivariable_logit_equals_statsmodels():
+    rng = np.random.default_rng(7)
+    X = np.column_stack([np.ones(600), rng.normal(size=600), rng.choice([-1.0, 0.0, 1.0], 600), rng.normal(size=600)])
+    y = (rng.random(600) < 1 / (1 + np.exp(-(X @ np.array([0.2, 1.0, -0.7, 0.0]))))).astype(float)
+    beta, se = bias.logit_fit(X, y)
+    fit = statsmodels_api.Logit(y, X).fit(disp=0)
+    np.testing.assert_allclose(beta, fit.params, atol=1e-7)
+    np.testing.assert_allclose(se, fit.bse, atol=1e-7)

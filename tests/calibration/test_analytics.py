@@ -1,0 +1,203 @@
+"""The analytics snapshot on PostgreSQL: a simulated pool stored as real judgments goes through the
+loader and every block of the dashboard; the Celery worker computes snapshots; who may see them."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from annotation.models import Role
+from calibration import agreement as ag
+from calibration import simulation as sm
+from calibration.models import AnalyticsSnapshot, SnapshotStatus, StandingState
+from calibration.services.analytics import (
+    analytics_compute, analytics_policy_update, dataset_load, snapshot_request, snapshot_run,
+)
+from calibration.services.simulation import simulation_store
+from calibration.services.standing import standing_override
+from config.celery import app
+from tests.conftest import api_as
+from tests.factories import ProjectFactory, member
+
+krippendorff = pytest.importorskip("krippendorff")
+POOL = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
+
+
+@pytest.fixture
+def simulated(db):
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=POOL, n_items=500, per_item=7, seed=11, days=21)
+    stored = simulation_store(project=project, sim=sim, prefix=f"sim{project.pk}")
+    return project, sim, stored
+
+
+def test_loaded_judgments_match_what_was_stored(simulated):
+    project, sim, stored = simulated
+    data = dataset_load(project=project)
+    assert data.judgments.item.size == sim.item.size
+    assert data.item_ids.tolist() == sorted(stored["items"])
+    # Same choices per (item, annotator) as simulated, in canonical a/b terms.
+    by_pk = {pk: i for i, pk in enumerate(stored["items"])}
+    got = {(int(data.item_ids[i]), data.usernames[a]): c for i, a, c in
+           zip(data.judgments.item, data.judgments.annotator, data.judgments.choice)}
+    users = stored["users"]
+    for j in range(0, sim.item.size, 97):
+        key = (stored["items"][sim.item[j]], users[sim.annotator[j]].username)
+        assert got[key] == sim.choice[j]
+    assert set(np.unique(data.created // 86400)).__len__() > 10  # simulated days survived the load
+    assert (data.items.expert >= 0).sum() == sim.is_anchor.sum()
+    assert by_pk  # items map back
+
+
+def test_dashboard_numbers_on_a_simulated_pool(simulated, capsys):
+    project, sim, _ = simulated
+    started = time.perf_counter()
+    payload = analytics_compute(project=project)
+    elapsed = time.perf_counter() - started
+
+    overall = payload["agreement"]["overall"]
+    # Oracle: the krippendorff package on the same data as a dense annotators x items matrix.
+    dense = np.full((len(POOL), len(sim.prompts)), np.nan)
+    dense[sim.annotator, sim.item] = sim.choice
+    expected = krippendorff.alpha(reliability_data=dense, level_of_measurement="nominal", value_domain=[0, 1, 2, 3])
+    assert overall["alpha_nominal"]["value"] == pytest.approx(expected, abs=1e-4)
+    assert overall["alpha_nominal"]["low"] < overall["alpha_nominal"]["value"] < overall["alpha_nominal"]["high"]
+    assert overall["units"] == 500 and overall["ratings"] == sim.item.size
+    assert "alpha_ordinal" in overall
+    assert set(payload["agreement"]["domains"]) == set(sm.DOMAINS)
+    assert len(payload["agreement"]["time"]) == 3  # 21 days in 7-day windows
+    assert sum(w["judgments"] for w in payload["agreement"]["time"]) == sim.item.size
+
+    pairwise = payload["pairwise"]
+    assert len(pairwise["annotators"]) == len(POOL) and len(pairwise["kappa"]) == len(POOL)
+    assert pairwise["kappa"][0][0] is None and pairwise["kappa"][0][1] is not None
+
+    flags = {row["username"].split("-")[1]: {f["kind"] for f in row["flags"]} for row in payload["annotators"]}
+    with capsys.disabled():
+        print(f"\nanalytics on {sim.item.size} judgments in {elapsed * 1000:.0f} ms; flags by kind: {flags}")
+    for kind, got in flags.items():
+        assert got == ({sm.EXPECTED_FLAG[kind]} if kind in sm.EXPECTED_FLAG else set()), kind
+    # Example items are real item ids of this project.
+    example = next(f for row in payload["annotators"] for f in row["flags"])
+    assert example["examples"] and all(isinstance(x, int) for x in example["examples"])
+
+    contested = payload["contested"]
+    assert contested["total"] > 0
+    first = contested["items"][0]
+    assert first["disagreement"] >= 0.5 and sum(first["votes"].values()) == first["judgments"]
+    assert payload["health"]["pairs"] > 400
+    assert payload["counts"]["annotators"] == len(POOL)
+
+
+def test_per_dimension_agreement_uses_only_judgments_with_that_dimension(db):
+
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=["expert"] * 4, n_items=60, per_item=3, seed=2)
+    simulation_store(project=project, sim=sim, prefix=f"dim{project.pk}")
+    from annotation.models import Judgment
+
+    # Half the judgments carry a helpfulness choice equal to their main choice.
+    ids = list(Judgment.objects.filter(project=project).order_by("id").values_list("id", "choice"))
+    for pk, choice in ids[::2]:
+        Judgment.objects.filter(pk=pk).update(dimension_choices={"helpfulness": choice})
+    payload = analytics_compute(project=project)
+    dims = payload["agreement"]["dimensions"]
+    assert dims["helpfulness"]["ratings"] <= len(ids[::2])
+    assert dims["accuracy"]["units"] == 0 and dims["accuracy"]["alpha_nominal"]["value"] is None
+
+
+def test_excluded_annotators_stay_in_agreement_but_leave_dataset_health(simulated):
+    project, sim, stored = simulated
+    before = analytics_compute(project=project)
+    lead = member(project, Role.LEAD)
+    length_user = stored["users"][POOL.index("length")]
+    standing_override(project=project, annotator=length_user, to_state=StandingState.EXCLUDED, actor=lead,
+                      reason="Length bias confirmed.")
+    after = analytics_compute(project=project)
+    assert after["agreement"]["overall"]["ratings"] == before["agreement"]["overall"]["ratings"]
+    assert after["health"]["excluded_judgments"] == int((sim.annotator == POOL.index("length")).sum())
+    row = next(r for r in after["annotators"] if r["username"] == length_user.username)
+    assert row["standing"] == "excluded"
+
+
+def test_thresholds_are_project_settings(simulated):
+    project, _, _ = simulated
+    analytics_policy_update(project=project, changes={"bias_margin": 0.9, "position_margin": 0.49, "fast_share": 1.0,
+                                                      "min_judgments": 100000})
+    payload = analytics_compute(project=project)
+    assert all(not row["flags"] for row in payload["annotators"])
+    assert payload["thresholds"]["bias_margin"] == 0.9
+
+
+def test_bad_settings_are_refused_with_field_errors(db):
+    from annotation.errors import ValidationFailed
+
+    project = ProjectFactory()
+    with pytest.raises(ValidationFailed) as exc:
+        analytics_policy_update(project=project, changes={"hard_share_min": 0.4, "hard_share_max": 0.2,
+                                                          "domain_targets": {"code": 0.8, "math": 0.5}})
+    assert set(exc.value.field_errors) == {"hard_share_max", "domain_targets"}
+
+
+def test_a_snapshot_is_computed_once_and_a_second_request_joins_the_pending_one(simulated, django_capture_on_commit_callbacks):
+    project, _, _ = simulated
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = snapshot_request(project=project)
+        second = snapshot_request(project=project)
+    assert first.pk == second.pk and len(callbacks) == 1
+    done = snapshot_run(snapshot_id=first.pk)
+    assert done.status == SnapshotStatus.SUCCEEDED and done.duration_ms > 0 and done.percent == 100
+    assert done.judgments_seen == 500 * 7 and done.payload["counts"]["judgments"] == 500 * 7
+    assert snapshot_run(snapshot_id=first.pk) is None  # idempotent by status
+
+
+def test_a_computation_that_crashes_is_marked_failed_with_its_reason(db, monkeypatch):
+    from calibration.services import analytics
+
+    project = ProjectFactory()
+    snapshot = AnalyticsSnapshot.objects.create(project=project)
+    monkeypatch.setattr(analytics, "dataset_load", lambda **kw: (_ for _ in ()).throw(MemoryError("out of memory")))
+    with pytest.raises(MemoryError):
+        snapshot_run(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    assert snapshot.status == SnapshotStatus.FAILED and "out of memory" in snapshot.error
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("celery")
+def test_the_celery_worker_computes_a_requested_snapshot(settings):
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=POOL, n_items=80, per_item=5, seed=3)
+    simulation_store(project=project, sim=sim, prefix=f"cel{project.pk}")
+    lead = member(project, Role.LEAD)
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+        response = api_as(lead).post(f"/api/projects/{project.slug}/analytics/refresh/")
+        assert response.status_code == 202, response.content
+        snapshot_id = response.json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            snapshot = AnalyticsSnapshot.objects.get(pk=snapshot_id)
+            if snapshot.status in (SnapshotStatus.SUCCEEDED, SnapshotStatus.FAILED):
+                break
+            time.sleep(0.2)
+    assert snapshot.status == SnapshotStatus.SUCCEEDED, snapshot.error
+    body = api_as(lead).get(f"/api/projects/{project.slug}/analytics/").json()
+    assert body["snapshot"]["id"] == snapshot_id and body["payload"]["counts"]["judgments"] == 400
+
+
+def test_overall_alpha_equals_the_oracle_after_dimension_codes_and_missing_values(simulated):
+    # The ordinal α of the dashboard is the package's ordinal α on the signed strength scale.
+    project, sim, _ = simulated
+    payload = analytics_compute(project=project)
+    signed = np.where(sim.choice == 0, 2 - sim.strength, np.where(sim.choice == 1, 4 + sim.strength,
+                                                                 np.where(sim.choice == 2, 3, -1)))
+    dense = np.full((len(POOL), len(sim.prompts)), np.nan)
+    ok = signed >= 0
+    dense[sim.annotator[ok], sim.item[ok]] = signed[ok]
+    expected = krippendorff.alpha(reliability_data=dense, level_of_measurement="ordinal", value_domain=list(range(7)))
+    assert payload["agreement"]["overall"]["alpha_ordinal"]["value"] == pytest.approx(expected, abs=1e-4)
+    assert ag.CI_LEVEL == 0.95
