@@ -27,4 +27,10 @@ urlpatterns = [
     path("p/<slug:slug>/lead/import/", views.lead_import, name="lead-import"),
     path("imports/<int:job_id>/", views.import_status, name="import-status"),
     path("p/<slug:slug>/export/", views.export_page, name="export"),
+    path("p/<slug:slug>/analytics/", views.analytics_page, name="analytics"),
+    path("p/<slug:slug>/analytics/refresh/", views.analytics_refresh, name="analytics-refresh"),
+    path("p/<slug:slug>/analytics/progress/<int:snapshot_id>/", views.analytics_progress, name="analytics-progress"),
+    path("p/<slug:slug>/analytics/policy/", views.analytics_policy, name="analytics-policy"),
+    path("p/<slug:slug>/analytics/tables/<str:table>.csv", views.analytics_csv, name="analytics-csv"),
+    path("p/<slug:slug>/analytics/annotators/<str:username>/", views.analytics_annotator, name="analytics-annotator"),
 ]

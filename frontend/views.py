@@ -1,11 +1,12 @@
 """htmx pages. No business logic: each view checks the role, calls a service or selector, renders."""
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,11 +15,14 @@ from django.views.decorators.http import require_POST
 from annotation import selectors
 from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Strength
-from annotation.permissions import can_annotate, can_export, can_import, can_lead, roles_of
+from annotation.permissions import (
+    can_annotate, can_export, can_import, can_lead, can_see_all_judgments, roles_of,
+)
 from annotation.services.imports import import_job_create, import_job_progress
 from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import spec_publish
 from annotation.services.routing import annotator_progress, assignment_skip
+from calibration import analytics_tables
 from calibration import selectors as calibration_selectors
 from calibration.after_response import AfterResponse
 from calibration.errors import CalibrationRequired
@@ -31,6 +35,7 @@ from calibration.services.anchors import (
     calibration_set_choose,
     calibration_set_coverage,
 )
+from calibration.services.analytics import ANALYTICS_FIELDS, analytics_policy_update, snapshot_request
 from calibration.services.policy import POLICY_FIELDS, policy_update
 from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
 from calibration.services.standing import change_acknowledge, recalibration_assign, standing_override
@@ -508,3 +513,123 @@ def anchor_edit(request: HttpRequest, slug: str, anchor_id: int) -> HttpResponse
         return render(request, "frontend/anchor_form.html", ctx, status=422)
     messages.success(request, f"Anchor {anchor.pk} saved.")
     return _lead_redirect(slug, "anchors")
+
+
+# ---------------------------------------------------------------- analytics dashboard
+
+
+def _chart_data(payload: dict) -> dict:
+    """Only what the charts draw, embedded with json_script (escaped, never executed)."""
+    pairwise = payload.get("pairwise", {})
+    health = payload.get("health", {})
+    return {
+        "time": [{"start": w["start"], "alpha": w["alpha_nominal"], "alpha_ordinal": w.get("alpha_ordinal"),
+                  "judgments": w["judgments"]} for w in payload.get("agreement", {}).get("time", [])],
+        "kappa": {"annotators": pairwise.get("annotators", []), "kappa": pairwise.get("kappa", []),
+                  "n": pairwise.get("n", [])},
+        "length": [{"username": r["username"], "rate": r["length"]["rate"], "pool": r["length"]["pool_rate"],
+                    "n": r["length"]["n"], "flagged": any(f["kind"] == "length" for f in r["flags"])}
+                   for r in payload.get("annotators", [])],
+        "histogram": health.get("length", {}).get("histogram", {}),
+        "domains": health.get("domains", []),
+        "difficulty": health.get("difficulty", []),
+    }
+
+
+def _analytics_fields(policy) -> list[dict]:
+    fields = []
+    for name in ANALYTICS_FIELDS:
+        field = policy._meta.get_field(name)
+        value = getattr(policy, name)
+        kind = "json" if name.endswith("_targets") else "number"
+        fields.append({"name": name, "label": field.verbose_name.capitalize(), "help": field.help_text,
+                       "value": json.dumps(value) if kind == "json" else value, "kind": kind})
+    return fields
+
+
+@login_required
+def analytics_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_see_all_judgments)
+    state = calibration_selectors.analytics_state(project=project)
+    if state["latest"] is None and state["pending"] is None and state["failed"] is None:
+        # First visit: start the computation; the page shows its progress.
+        state["pending"] = snapshot_request(project=project, user=request.user)
+    payload = state["latest"].payload if state["latest"] else {}
+    return render(request, "frontend/analytics.html", {
+        "project": project,
+        "state": state,
+        "payload": payload,
+        "overall": payload.get("agreement", {}).get("overall", {}),
+        "charts": _chart_data(payload) if payload else None,
+        "can_lead": can_lead(user=request.user, project=project),
+        "fields": _analytics_fields(calibration_selectors.analytics_policy_read(project=project)),
+        "tables": list(analytics_tables.TABLES),
+    })
+
+
+@login_required
+@require_POST
+def analytics_refresh(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_see_all_judgments)
+    snapshot = snapshot_request(project=project, user=request.user)
+    if request.htmx:
+        return render(request, "frontend/_analytics_progress.html", {"project": project, "snapshot": snapshot})
+    return _lead_redirect(slug, "analytics")
+
+
+@login_required
+def analytics_progress(request: HttpRequest, slug: str, snapshot_id: int) -> HttpResponse:
+    project = _project_for(request, slug, can_see_all_judgments)
+    snapshot = calibration_selectors.analytics_snapshot_progress(project=project, snapshot_id=snapshot_id)
+    response = render(request, "frontend/_analytics_progress.html", {"project": project, "snapshot": snapshot})
+    if snapshot.status in ("succeeded", "failed"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+def analytics_csv(request: HttpRequest, slug: str, table: str) -> HttpResponse:
+    project = _project_for(request, slug, can_see_all_judgments)
+    latest = calibration_selectors.analytics_state(project=project)["latest"]
+    if table not in analytics_tables.TABLES or latest is None:
+        raise Http404("No such table, or nothing computed yet.")
+    header, rows = analytics_tables.TABLES[table](latest.payload)
+    response = HttpResponse(analytics_tables.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-{table}.csv"'
+    return response
+
+
+@login_required
+def analytics_annotator(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project = _project_for(request, slug, can_see_all_judgments)
+    latest = calibration_selectors.analytics_state(project=project)["latest"]
+    row = next((r for r in (latest.payload.get("annotators", []) if latest else []) if r["username"] == username), None)
+    if row is None:
+        raise Http404("No analytics for this annotator yet.")
+    return render(request, "frontend/analytics_annotator.html", {"project": project, "row": row, "snapshot": latest})
+
+
+@login_required
+@require_POST
+def analytics_policy(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_for(request, slug, can_lead)
+    changes = {}
+    errors = {}
+    for name in ANALYTICS_FIELDS:
+        raw = request.POST.get(name, "")
+        if name.endswith("_targets"):
+            try:
+                changes[name] = json.loads(raw or "{}")
+            except ValueError:
+                errors[name] = 'Not JSON: write {"name": share, ...}.'
+        elif raw != "":
+            changes[name] = raw  # full_clean converts and validates
+    try:
+        if errors:
+            raise ValidationFailed("Please fix the highlighted settings.", field_errors=errors)
+        analytics_policy_update(project=project, changes=changes)
+        messages.success(request, "Analytics settings saved. Refresh the numbers to apply them.")
+    except ValidationFailed as exc:
+        detail = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
+        messages.error(request, f"{exc.message} {detail}")
+    return _lead_redirect(slug, "analytics")

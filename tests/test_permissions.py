@@ -32,6 +32,8 @@ def world():
 
 
 LEADS_ONLY = {"anonymous": 401, "outsider": 404, "annotator": 403, "engineer": 403}
+# Agreement and bias numbers show everyone's labels: never to annotators.
+ANALYSTS = {"anonymous": 401, "outsider": 404, "annotator": 403}
 
 API_CASES = [
     # (method, url template, refused roles -> expected status)
@@ -63,6 +65,12 @@ API_CASES = [
     ("get", "/api/projects/{slug}/standings/history/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/standings/{annotator}/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/standings/{annotator}/recalibrate/", LEADS_ONLY),
+    # analytics: leads and engineers read and refresh; only leads change the thresholds
+    ("get", "/api/projects/{slug}/analytics/", ANALYSTS),
+    ("post", "/api/projects/{slug}/analytics/refresh/", ANALYSTS),
+    ("get", "/api/projects/{slug}/analytics/tables/annotators.csv", ANALYSTS),
+    ("get", "/api/projects/{slug}/analytics/policy/", ANALYSTS),
+    ("patch", "/api/projects/{slug}/analytics/policy/", LEADS_ONLY),
 ]
 
 
@@ -104,6 +112,7 @@ def test_next_item_payload_reveals_no_labels_models_or_canonical_sides(world):
 
 
 LEAD_PAGE = {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}
+ANALYST_PAGE = {"anonymous": 302, "annotator": 403, "outsider": 404}
 
 PAGE_CASES = [
     ("/", {"anonymous": 302}),
@@ -114,6 +123,10 @@ PAGE_CASES = [
     ("/p/{slug}/anchors/", LEAD_PAGE),
     ("/p/{slug}/anchors/new/?item={item}", LEAD_PAGE),
     ("/p/{slug}/anchors/{anchor}/", LEAD_PAGE),
+    ("/p/{slug}/analytics/", ANALYST_PAGE),
+    ("/p/{slug}/analytics/tables/annotators.csv", ANALYST_PAGE),
+    ("/p/{slug}/analytics/annotators/{annotator}/", ANALYST_PAGE),
+    ("/p/{slug}/analytics/progress/1/", ANALYST_PAGE),
 ]
 
 
@@ -125,7 +138,7 @@ def test_pages_refuse(world, template, refused):
         if who != "anonymous":
             client.force_login(people[who])
         response = client.get(template.format(slug=project.slug, anchor=people["anchor"].pk,
-                                              item=people["open"].item_id))
+                                              item=people["open"].item_id, annotator=people["annotator"].username))
         assert response.status_code == status, f"{who} {template}"
         if status == 302:
             assert "/accounts/login/" in response["Location"]
@@ -135,7 +148,7 @@ LEAD_POSTS = [
     "/p/{slug}/calibration/policy/", "/p/{slug}/calibration/{annotator}/override/",
     "/p/{slug}/calibration/{annotator}/recalibrate/", "/p/{slug}/calibration/alerts/1/ack/",
     "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
-    "/p/{slug}/anchors/{anchor}/",
+    "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/",
 ]
 
 
@@ -158,12 +171,14 @@ def test_calibration_answer_page_refuses_other_peoples_questions(world):
     assert client.post(f"/p/{project.slug}/label/calibration/999999/answer/", {"choice": "left"}).status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/", "/p/{slug}/label/{open}/skip/"])
+@pytest.mark.parametrize("path", ["/p/{slug}/label/next/", "/p/{slug}/lead/import/", "/p/{slug}/label/{open}/submit/",
+                                  "/p/{slug}/label/{open}/skip/", "/p/{slug}/analytics/refresh/"])
 def test_htmx_posts_refuse_annotators_of_other_roles_and_anonymous(world, path):
     project, people = world
     url = path.format(slug=project.slug, open=people["open"].pk)
     assert Client().post(url).status_code == 302
-    refused = {"next": "engineer", "import": "annotator", "submit": "annotator", "skip": "annotator"}
+    refused = {"next": "engineer", "import": "annotator", "submit": "annotator", "skip": "annotator",
+               "refresh": "annotator"}
     who = next(v for k, v in refused.items() if k in url)
     client = Client()
     client.force_login(people[who])

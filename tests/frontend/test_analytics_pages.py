@@ -1,0 +1,141 @@
+"""The analytics dashboard pages: what leads and engineers see, CSV downloads, drill-down,
+background refresh with progress, settings, and untrusted text kept inert."""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from django.test import Client
+
+from annotation.models import Prompt, Role
+from calibration import agreement as ag
+from calibration import simulation as sm
+from calibration.models import AnalyticsSnapshot, SnapshotStatus
+from calibration.services.analytics import snapshot_request, snapshot_run
+from calibration.services.simulation import simulation_store
+from tests.factories import ProjectFactory, member
+
+pytestmark = pytest.mark.django_db
+POOL = ["expert"] * 5 + ["length", "position", "fast"]
+
+
+@pytest.fixture
+def dashboard(django_capture_on_commit_callbacks):
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=POOL, n_items=240, per_item=6, seed=21, days=14)
+    stored = simulation_store(project=project, sim=sim, prefix=f"pg{project.pk}")
+    # Put hostile text in the prompt of the most contested item, so it reaches the contested table.
+    votes = ag.value_counts(sim.item, sim.choice, 4, len(sim.prompts))
+    contested = int(np.nanargmax(ag.unit_disagreement(votes)))
+    Prompt.objects.filter(items__pk=stored["items"][contested]).update(
+        messages=[{"role": "user", "content": "<img src=x onerror=alert(1)> =HYPERLINK(\"x\")"}])
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot = snapshot_request(project=project)
+    snapshot_run(snapshot_id=snapshot.pk)
+    return project, stored
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_lead_sees_every_section_with_the_computation_time(dashboard):
+    project, _ = dashboard
+    lead = member(project, Role.LEAD)
+    page = client_for(lead).get(f"/p/{project.slug}/analytics/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for section in ("overview", "agreement-breakdown", "pairwise", "annotators", "length-bias", "contested", "health",
+                    "analytics-settings", "analytics-data", "chart-kappa", "chart-alpha-time", "chart-length",
+                    "chart-coverage"):
+        assert f'id="{section}"' in html, section
+    snapshot = AnalyticsSnapshot.objects.get(project=project)
+    assert f"{snapshot.duration_ms} ms" in html
+    assert "Prefers longer responses" in html and "Prefers the left response" in html
+    assert "Save settings" in html
+    assert "/static/frontend/vendor/chart-4.6.1.umd.min.js" in html and "cdn" not in html.lower()
+
+
+def test_an_engineer_reads_the_dashboard_but_gets_no_settings_form(dashboard):
+    project, _ = dashboard
+    html = client_for(member(project, Role.ENGINEER)).get(f"/p/{project.slug}/analytics/").content.decode()
+    assert 'id="annotators"' in html and "Save settings" not in html
+
+
+def test_model_and_user_text_is_escaped_on_the_page(dashboard):
+    project, _ = dashboard
+    lead = member(project, Role.LEAD)
+    payload = AnalyticsSnapshot.objects.get(project=project).payload
+    assert any("<img" in c["prompt"] for c in payload["contested"]["items"])
+    html = client_for(lead).get(f"/p/{project.slug}/analytics/").content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_every_table_downloads_as_csv(dashboard):
+    project, stored = dashboard
+    client = client_for(member(project, Role.LEAD))
+    for table in ("agreement", "annotators", "flags", "pairwise", "contested", "coverage"):
+        response = client.get(f"/p/{project.slug}/analytics/tables/{table}.csv")
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv"), table
+        rows = list(csv.reader(io.StringIO(response.content.decode())))
+        assert len(rows) >= 2, table
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/p/{project.slug}/analytics/tables/annotators.csv").content.decode())))
+    assert {r["annotator"] for r in rows} == {u.username for u in stored["users"]}
+    flagged = {r["annotator"].split("-")[1]: r["flags"] for r in rows}
+    assert flagged["length"] == "length" and flagged["position"] == "position" and flagged["fast"] == "speed"
+    pairs = list(csv.DictReader(io.StringIO(client.get(f"/p/{project.slug}/analytics/tables/pairwise.csv").content.decode())))
+    assert len(pairs) == len(POOL) * (len(POOL) - 1) // 2
+    # A prompt starting a spreadsheet formula is neutralised in the CSV.
+    contested = client.get(f"/p/{project.slug}/analytics/tables/contested.csv").content.decode()
+    assert ',=HYPERLINK' not in contested
+    assert client.get(f"/p/{project.slug}/analytics/tables/nope.csv").status_code == 404
+
+
+def test_drill_down_shows_the_flag_its_evidence_and_examples(dashboard):
+    project, stored = dashboard
+    length_user = stored["users"][POOL.index("length")]
+    html = client_for(member(project, Role.LEAD)).get(
+        f"/p/{project.slug}/analytics/annotators/{length_user.username}/").content.decode()
+    assert "Prefers longer responses" in html and "chose the longer response in" in html
+    assert "Example items:" in html and "logit_coef" in html
+    assert client_for(member(project, Role.LEAD)).get(f"/p/{project.slug}/analytics/annotators/nobody/").status_code == 404
+
+
+def test_refresh_queues_in_the_background_and_the_progress_partial_reloads_when_done(dashboard, django_capture_on_commit_callbacks):
+    project, _ = dashboard
+    client = client_for(member(project, Role.LEAD))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(f"/p/{project.slug}/analytics/refresh/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and "Waiting for a worker" in response.content.decode()
+    assert len(callbacks) == 1  # the Celery task is sent after commit, not run in the request
+    pending = AnalyticsSnapshot.objects.get(project=project, status=SnapshotStatus.QUEUED)
+    progress = client.get(f"/p/{project.slug}/analytics/progress/{pending.pk}/")
+    assert "HX-Refresh" not in progress and 'hx-trigger="load delay:1s"' in progress.content.decode()
+    snapshot_run(snapshot_id=pending.pk)
+    done = client.get(f"/p/{project.slug}/analytics/progress/{pending.pk}/")
+    assert done["HX-Refresh"] == "true"
+
+
+def test_the_first_visit_starts_a_computation_and_shows_its_progress(db, django_capture_on_commit_callbacks):
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        html = client_for(lead).get(f"/p/{project.slug}/analytics/").content.decode()
+    assert "Waiting for a worker" in html and len(callbacks) == 1
+    assert 'id="analytics-data"' not in html
+
+
+def test_a_lead_changes_thresholds_and_bad_values_are_refused(dashboard):
+    project, _ = dashboard
+    client = client_for(member(project, Role.LEAD))
+    client.post(f"/p/{project.slug}/analytics/policy/", {"bias_margin": "0.3", "domain_targets": '{"coding": 0.5}'})
+    api = client.get(f"/api/projects/{project.slug}/analytics/policy/").json()
+    assert api["bias_margin"] == 0.3 and api["domain_targets"] == {"coding": 0.5}
+    response = client.post(f"/p/{project.slug}/analytics/policy/", {"bias_margin": "7", "domain_targets": "{oops"}, follow=True)
+    html = response.content.decode()
+    assert "bias_margin" in html and "domain_targets" in html
+    assert client.get(f"/api/projects/{project.slug}/analytics/policy/").json()["bias_margin"] == 0.3
