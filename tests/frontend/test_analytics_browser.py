@@ -1,0 +1,63 @@
+"""A lead opens the analytics dashboard in real headless Chromium: the first visit queues the
+computation, a real Celery worker (real Redis) computes it, the page reloads itself and every chart
+is drawn on its canvas."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from annotation.models import Role
+from calibration import simulation as sm
+from calibration.models import AnalyticsSnapshot
+from calibration.services.simulation import simulation_store
+from config.celery import app
+from tests.factories import ProjectFactory, member
+from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
+
+CHARTS = ("chart-alpha-time", "chart-kappa", "chart-length", "chart-length-hist", "chart-coverage", "chart-difficulty")
+
+PAINTED = """(id) => {
+  const c = document.getElementById(id);
+  if (!c || c.width === 0 || c.height === 0) return 0;
+  const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+  return painted;
+}"""
+
+
+def test_lead_opens_the_dashboard_and_finds_every_chart_drawn(page, live_server, settings):  # noqa: F811
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=["expert"] * 5 + ["length", "position"], n_items=150, per_item=5, seed=8, days=21)
+    simulation_store(project=project, sim=sim, prefix=f"br{project.pk}")
+    member(project, Role.LEAD, username="chart-lead")
+
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+        login_with_keyboard(page, live_server.url, "chart-lead", "pw-12345678")
+        page.goto(f"{live_server.url}/p/{project.slug}/analytics/")
+        # The first visit queues the work; the progress partial polls and reloads the page when done.
+        page.wait_for_selector("#chart-kappa[data-drawn='true']", timeout=60_000)
+        for chart in CHARTS:
+            assert page.evaluate(PAINTED, chart) > 500, f"{chart} is blank"
+        assert page.locator("#annotators tr.suspect").count() >= 2
+        assert "ms" in page.text_content("#computation-ms")
+
+        # Recompute from the button: a progress bar, then the page reloads itself with the new numbers.
+        with page.expect_navigation(timeout=60_000):
+            page.click("text=Recompute now")
+            page.wait_for_selector("#analytics-progress progress, #analytics-progress .progress-line")
+        page.wait_for_selector("#chart-kappa[data-drawn='true']")
+        assert AnalyticsSnapshot.objects.filter(project=project, status="succeeded").count() == 2
+        assert page.locator("#analytics-progress").count() == 0
+
+        # Drill down into a flagged annotator.
+        page.click("#annotators tr.suspect a")
+        page.wait_for_selector(".flag-detail")
+        assert "Example items" in page.text_content("#flags")
