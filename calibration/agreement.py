@@ -135,8 +135,10 @@ def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:
 
 
 def _bootstrap_weights(n_units: int, samples: int, rng: np.random.Generator) -> np.ndarray:
-    # Multinomial draw counts: resampling units with replacement, as weights.
-    return rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=samples).astype(float)
+    """How many times each unit is drawn in each resample (units drawn with replacement): the
+    same distribution as a multinomial draw, but one bincount instead of `samples` multinomials."""
+    draws = rng.integers(0, n_units, size=(samples, n_units)) + n_units * np.arange(samples)[:, None]
+    return np.bincount(draws.ravel(), minlength=samples * n_units).reshape(samples, n_units).astype(float)
 
 
 @dataclass(frozen=True)

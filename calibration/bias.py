@@ -27,19 +27,24 @@ LEXICON_DIR = Path(__file__).with_name("lexicon")
 
 # --- text features ---------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
-def _lexicon_pattern(name: str) -> re.Pattern:
-    terms = [
+def _lexicon(name: str) -> list[str]:
+    return [
         line.strip().lower()
         for line in (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    # Longest first so a phrase wins over its first word.
-    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'])(?:{alternatives})(?![\w'])")
 
 
-_WORD = re.compile(r"\b\w+\b")
+@lru_cache(maxsize=None)
+def _lexicon_pattern() -> re.Pattern:
+    """One pass finds both: group 1 is a hedge, group 2 a booster; longest first, so a phrase
+    wins over its first word."""
+    def alternatives(terms: list[str]) -> str:
+        return "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+
+    return re.compile(rf"(?<![\w'])(?:({alternatives(_lexicon('hedges'))})|({alternatives(_lexicon('boosters'))}))(?![\w'])")
+
+
 _LIST_LINE = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+\S", re.MULTILINE)
 
 
@@ -58,12 +63,17 @@ class TextFeatures:
 
 
 def text_features(text: str) -> TextFeatures:
-    lower = text.lower()
+    hedges = boosters = 0
+    for hedge, _ in _lexicon_pattern().findall(text.lower()):
+        if hedge:
+            hedges += 1
+        else:
+            boosters += 1
     return TextFeatures(
         chars=len(text),
-        words=len(_WORD.findall(text)),
-        hedges=len(_lexicon_pattern("hedges").findall(lower)),
-        boosters=len(_lexicon_pattern("boosters").findall(lower)),
+        words=len(text.split()),
+        hedges=hedges,
+        boosters=boosters,
         is_list=len(_LIST_LINE.findall(text)) >= 2,
     )
 
@@ -203,10 +213,10 @@ def feature_preference(judgments: Judgments, feature_side: np.ndarray, n_annotat
     example_lists: list[list[int]] = [[] for _ in range(n_annotators)]
     chosen = np.flatnonzero((x == 1) & comparable)
     order = chosen[np.lexsort((ref[chosen], who[chosen]))]
-    for j in order:
-        bucket = example_lists[who[j]]
-        if len(bucket) < examples:
-            bucket.append(int(item[j]))
+    starts = np.searchsorted(who[order], np.arange(n_annotators))
+    ends = np.searchsorted(who[order], np.arange(n_annotators), side="right")
+    for a in range(n_annotators):
+        example_lists[a] = [int(i) for i in item[order[starts[a]:min(ends[a], starts[a] + examples)]]]
     return FeaturePreference(n, rate, pool_n, pool_rate, pool_p, expert_n, anchor_rate, expert_rate, expert_p,
                              example_lists)
 

@@ -383,6 +383,9 @@ class AnalyticsSnapshot(models.Model):
     percent = models.PositiveSmallIntegerField(default=0)
     judgments_seen = models.PositiveIntegerField(default=0, help_text="Judgments in the project when it ran.")
     last_judgment_at = models.DateTimeField(null=True, blank=True)
+    last_judgment_id = models.BigIntegerField(
+        default=0, help_text="Highest judgment id seen: newer ones are counted cheaply by the (project, id) index."
+    )
     payload = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
 

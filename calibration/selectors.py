@@ -274,7 +274,9 @@ def analytics_state(*, project: Project) -> dict:
     if latest is not None:
         from annotation.models import Judgment
 
-        new = Judgment.objects.filter(project=project).count() - latest.judgments_seen
+        # Counting all of a large project's judgments takes a while; counting past an id is an
+        # index range scan.
+        new = Judgment.objects.filter(project=project, id__gt=latest.last_judgment_id).count()
     return {"latest": latest, "pending": pending, "failed": failed, "new_judgments": max(new, 0)}
 
 

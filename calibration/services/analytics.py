@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, IntegerField, Max, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.utils import timezone
@@ -119,8 +121,40 @@ def _preview(messages, limit: int = 120) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def dataset_load(*, project: Project) -> Dataset:
-    dims = project.dimension_keys
+def _json(value):
+    # A raw cursor returns JSON decoded on PostgreSQL and as text on SQLite.
+    return json.loads(value) if isinstance(value, str) else (value or [])
+
+
+def _item_rows(project: Project) -> list[tuple]:
+    return sorted(_fetch(
+        Item.objects.filter(project=project, judgment_count__gt=0).order_by().values_list(
+            "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
+            "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
+        )
+    ))
+
+
+def _item_features(item_rows: list[tuple]) -> tuple[list, bias.Items]:
+    """Pure Python over the texts: no database, so it can run beside the judgment query."""
+    choice_code = {c: i for i, c in enumerate(CHOICES)}
+    fa = [bias.text_features(r[5]) for r in item_rows]
+    fb = [bias.text_features(r[6]) for r in item_rows]
+    messages = [_json(r[4]) for r in item_rows]
+    prompt_chars = np.array([sum(len(str(m.get("content", ""))) for m in ms if isinstance(m, dict)) for ms in messages])
+    expert = np.array([choice_code.get(r[7], -1) if r[7] and r[9] else -1 for r in item_rows], dtype=np.int64)
+    items = bias.Items(
+        len_a=np.array([f.chars for f in fa], dtype=float), len_b=np.array([f.chars for f in fb], dtype=float),
+        assert_a=np.array([f.assertiveness for f in fa]), assert_b=np.array([f.assertiveness for f in fb]),
+        list_a=np.array([f.is_list for f in fa]), list_b=np.array([f.is_list for f in fb]),
+        read_chars=np.array([f.chars for f in fa]) + np.array([f.chars for f in fb]) + prompt_chars,
+        expert=expert,
+    )
+    return messages, items
+
+
+def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
+    """Portable path (SQLite in development): one integer column per field."""
     choice_code = {c: i for i, c in enumerate(CHOICES)}
     ordinal_code = Case(
         *(When(choice=c, strength=s, then=Value(i)) for i, (c, s) in enumerate(ORDINAL) if c != "tie"),
@@ -143,31 +177,50 @@ def dataset_load(*, project: Project) -> Dataset:
                      *(f"d{i}" for i in range(len(dims))))
     )
     rows = _fetch(queryset)
-    table = np.array(rows, dtype=np.int64).reshape(len(rows), 7 + len(dims))
+    return np.array(rows, dtype=np.int64).reshape(len(rows), 7 + len(dims))
 
-    item_rows = sorted(_fetch(
-        Item.objects.filter(project=project, judgment_count__gt=0).order_by().values_list(
-            "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
-            "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
-        )
-    ))
+
+PACKED_DIMENSIONS = 19  # 6 bits of choice/strength/side, then 3 bits per dimension, in 63 bits
+
+
+def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarray:
+    """PostgreSQL path: five integer columns, the small codes packed into one. Converting each
+    returned value costs the driver more than PostgreSQL spends on the query, so fewer, integer
+    columns load a million judgments several times faster than one column per field."""
+    code = "CASE {} WHEN 'a' THEN {} WHEN 'b' THEN {} WHEN 'tie' THEN {} WHEN 'both_bad' THEN {} ELSE {} END"
+    parts = [code.format("choice", 0, 1, 2, 3, 7),
+             "8 * (CASE strength WHEN 'slight' THEN 1 WHEN 'clear' THEN 2 WHEN 'strong' THEN 3 ELSE 0 END)",
+             "32 * (shown_left = 'a')::int"]
+    parts += [f"{1 << (6 + 3 * i)}::bigint * ({code.format('dimension_choices ->> %s', 1, 2, 3, 4, 0)})"
+              for i in range(len(dims))]
+    sql = (f'SELECT item_id, annotator_id, time_spent_ms, EXTRACT(EPOCH FROM created_at)::bigint, '
+           f'({" + ".join(parts)})::bigint FROM "{Judgment._meta.db_table}" WHERE project_id = %s')
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*dims, project.pk])
+        rows = cursor.fetchall()
+    raw = np.array(rows, dtype=np.int64).reshape(len(rows), 5)
+    packed = raw[:, 4]
+    choice = packed & 7
+    choice = np.where(choice == 7, -1, choice)
+    strength = (packed >> 3) & 3
+    ordinal = np.select([(choice == 0) & (strength > 0), choice == 2, (choice == 1) & (strength > 0)],
+                        [3 - strength, 3, 3 + strength], -1)
+    columns = [raw[:, 0], raw[:, 1], choice, ordinal, (packed >> 5) & 1, raw[:, 2], raw[:, 3]]
+    columns += [((packed >> (6 + 3 * i)) & 7) - 1 for i in range(len(dims))]
+    return np.column_stack(columns) if len(rows) else np.zeros((0, 7 + len(dims)), dtype=np.int64)
+
+
+def dataset_load(*, project: Project) -> Dataset:
+    dims = project.dimension_keys
+    fast = connection.vendor == "postgresql" and len(dims) <= PACKED_DIMENSIONS
+    # A helper thread measures the response texts while this one waits on the judgment query
+    # (the database driver releases the GIL while it waits); only this thread touches the database.
+    item_rows = _item_rows(project)
     item_ids = np.array([r[0] for r in item_rows], dtype=np.int64)
-    # A raw cursor returns JSON decoded on PostgreSQL and as text on SQLite.
-    def _json(value):
-        return json.loads(value) if isinstance(value, str) else (value or [])
-
-    fa = [bias.text_features(r[5]) for r in item_rows]
-    fb = [bias.text_features(r[6]) for r in item_rows]
-    messages = [_json(r[4]) for r in item_rows]
-    prompt_chars = np.array([sum(len(str(m.get("content", ""))) for m in ms if isinstance(m, dict)) for ms in messages])
-    expert = np.array([choice_code.get(r[7], -1) if r[7] and r[9] else -1 for r in item_rows], dtype=np.int64)
-    items = bias.Items(
-        len_a=np.array([f.chars for f in fa], dtype=float), len_b=np.array([f.chars for f in fb], dtype=float),
-        assert_a=np.array([f.assertiveness for f in fa]), assert_b=np.array([f.assertiveness for f in fb]),
-        list_a=np.array([f.is_list for f in fa]), list_b=np.array([f.is_list for f in fb]),
-        read_chars=np.array([f.chars for f in fa]) + np.array([f.chars for f in fb]) + prompt_chars,
-        expert=expert,
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        features = pool.submit(_item_features, item_rows)
+        table = (_judgment_columns_postgresql if fast else _judgment_columns_orm)(project, dims)
+        messages, items = features.result()
     item_index = np.searchsorted(item_ids, table[:, 0])
     # Judgments whose item has judgment_count 0 cannot exist, but be safe against a racing write.
     known = (item_index < len(item_ids)) & (item_ids[np.minimum(item_index, len(item_ids) - 1)] == table[:, 0])
@@ -216,8 +269,10 @@ def _agreement_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     overall = _summary(data, None, policy)
     dimensions = {key: _summary(data, values >= 0, policy, values=values, with_ordinal=False)
                   for key, values in data.dimensions.items()}
-    domain_of = np.array(data.domain, dtype=object)[data.judgments.item] if data.domain else np.array([])
-    domains = {name or "(none)": _summary(data, domain_of == name, policy) for name in sorted(set(data.domain))}
+    names, item_domain = np.unique(np.array(data.domain or [""], dtype=str), return_inverse=True)
+    domain_of = item_domain.reshape(-1)[data.judgments.item] if data.domain else np.zeros(0, dtype=int)
+    domains = {str(name) or "(none)": _summary(data, domain_of == code, policy) for code, name in enumerate(names)
+               if data.domain}
     windows = []
     if data.created.size:
         width = policy.time_window_days * 86400
@@ -364,9 +419,9 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
 
 # --- snapshots -------------------------------------------------------------------------------
 
-def _judgment_marks(project: Project) -> tuple[int, dt.datetime | None]:
-    agg = Judgment.objects.filter(project=project).aggregate(last=Max("updated_at"))
-    return Judgment.objects.filter(project=project).count(), agg["last"]
+def _judgment_marks(project: Project) -> dict:
+    return Judgment.objects.filter(project=project).aggregate(
+        judgments_seen=Count("id"), last_judgment_at=Max("updated_at"), last_judgment_id=Coalesce(Max("id"), 0))
 
 
 def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
@@ -398,7 +453,7 @@ def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
         return None
     snapshot = AnalyticsSnapshot.objects.select_related("project").get(pk=snapshot_id)
     started = time.perf_counter()
-    seen, last = _judgment_marks(snapshot.project)
+    marks = _judgment_marks(snapshot.project)
 
     def progress(phase: str, percent: int) -> None:
         AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(phase=phase, percent=percent)
@@ -410,7 +465,7 @@ def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
         raise
     AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(
         status=SnapshotStatus.SUCCEEDED, payload=payload, finished_at=timezone.now(), phase="done", percent=100,
-        duration_ms=round((time.perf_counter() - started) * 1000), judgments_seen=seen, last_judgment_at=last,
+        duration_ms=round((time.perf_counter() - started) * 1000), **marks,
     )
     snapshot.refresh_from_db()
     return snapshot

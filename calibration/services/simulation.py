@@ -8,7 +8,7 @@ import uuid
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import (
@@ -63,28 +63,73 @@ def simulation_store(*, project: Project, sim: sim_mod.Simulation, prefix: str, 
             for i in np.flatnonzero(sim.is_anchor)
         ], batch_size=batch_size)
 
-        total = sim.item.size
-        for lo in range(0, total, batch_size):
-            hi = min(lo + batch_size, total)
-            rows = range(lo, hi)
-            assignments = Assignment.objects.bulk_create([
-                Assignment(project=project, item=items[sim.item[j]], annotator=users[sim.annotator[j]],
-                           status=AssignmentStatus.SUBMITTED, shown_left="a" if sim.a_left[j] else "b",
-                           leased_at=now, lease_expires_at=now, finished_at=now)
-                for j in rows
-            ])
-            judgments = Judgment.objects.bulk_create([
-                Judgment(assignment=assignments[j - lo], project=project, item=items[sim.item[j]],
-                         annotator=users[sim.annotator[j]], choice=_CHOICE[sim.choice[j]],
-                         strength=sim_mod.STRENGTHS[sim.strength[j]] if sim.strength[j] >= 0 else "",
-                         rationale="Simulated judgment.", time_spent_ms=int(sim.time_ms[j]),
-                         shown_left="a" if sim.a_left[j] else "b", client_token=uuid.uuid4())
-                for j in rows
-            ])
-            # created_at is auto_now_add: set the simulated day afterwards, one UPDATE per day.
-            days = sim.day[lo:hi]
-            for day in np.unique(days):
-                ids = [judgments[k].pk for k in np.flatnonzero(days == day)]
-                Judgment.objects.filter(pk__in=ids).update(created_at=start + dt.timedelta(days=int(day), hours=12))
-            report(hi, total)
+        if connection.vendor == "postgresql":
+            _judgments_copy(project, sim, users, items, start, now, report)
+        else:
+            _judgments_bulk(project, sim, users, items, start, now, batch_size, report)
     return {"users": users, "items": [it.pk for it in items]}
+
+
+def _judgments_bulk(project, sim, users, items, start, now, batch_size, report) -> None:
+    total = sim.item.size
+    for lo in range(0, total, batch_size):
+        hi = min(lo + batch_size, total)
+        rows = range(lo, hi)
+        assignments = Assignment.objects.bulk_create([
+            Assignment(project=project, item=items[sim.item[j]], annotator=users[sim.annotator[j]],
+                       status=AssignmentStatus.SUBMITTED, shown_left="a" if sim.a_left[j] else "b",
+                       leased_at=now, lease_expires_at=now, finished_at=now)
+            for j in rows
+        ])
+        judgments = Judgment.objects.bulk_create([
+            Judgment(assignment=assignments[j - lo], project=project, item=items[sim.item[j]],
+                     annotator=users[sim.annotator[j]], choice=_CHOICE[sim.choice[j]],
+                     strength=sim_mod.STRENGTHS[sim.strength[j]] if sim.strength[j] >= 0 else "",
+                     rationale="Simulated judgment.", time_spent_ms=int(sim.time_ms[j]),
+                     shown_left="a" if sim.a_left[j] else "b", client_token=uuid.uuid4())
+            for j in rows
+        ])
+        # created_at is auto_now_add: set the simulated day afterwards, one UPDATE per day.
+        days = sim.day[lo:hi]
+        for day in np.unique(days):
+            ids = [judgments[k].pk for k in np.flatnonzero(days == day)]
+            Judgment.objects.filter(pk__in=ids).update(created_at=start + dt.timedelta(days=int(day), hours=12))
+        report(hi, total)
+
+
+def _judgments_copy(project, sim, users, items, start, now, report) -> None:
+    """PostgreSQL COPY: about 50 times faster than bulk_create, which matters for the million
+    judgments of bench/analytics.py. Assignment ids come back in COPY order: the table's sequence
+    hands them out row by row, and this runs inside the caller's transaction."""
+    total = sim.item.size
+    item_pk = np.array([it.pk for it in items])[sim.item]
+    user_pk = np.array([u.pk for u in users])[sim.annotator]
+    side = np.where(sim.a_left, "a", "b")
+    a_table, j_table = Assignment._meta.db_table, Judgment._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT COALESCE(MAX(id), 0) FROM "{a_table}"')
+        before = cursor.fetchone()[0]
+        cols = "project_id, item_id, annotator_id, status, shown_left, leased_at, lease_expires_at, finished_at"
+        with cursor.connection.cursor().copy(f'COPY "{a_table}" ({cols}) FROM STDIN') as copy:
+            for j in range(total):
+                copy.write_row((project.pk, int(item_pk[j]), int(user_pk[j]), AssignmentStatus.SUBMITTED, side[j],
+                                now, now, now))
+                if j % 100_000 == 0:
+                    report(j // 2, total)
+        cursor.execute(f'SELECT id FROM "{a_table}" WHERE project_id = %s AND id > %s ORDER BY id', [project.pk, before])
+        assignment_ids = [r[0] for r in cursor.fetchall()]
+        assert len(assignment_ids) == total, "another writer interleaved assignments"
+        cols = ("assignment_id, project_id, item_id, annotator_id, choice, strength, dimension_choices, rationale, "
+                "time_spent_ms, shown_left, client_token, revision, created_at, updated_at")
+        days = [start + dt.timedelta(days=int(d), hours=12) for d in range(int(sim.day.max()) + 1)] if total else []
+        with cursor.connection.cursor().copy(f'COPY "{j_table}" ({cols}) FROM STDIN') as copy:
+            for j in range(total):
+                when = days[sim.day[j]]
+                copy.write_row((
+                    assignment_ids[j], project.pk, int(item_pk[j]), int(user_pk[j]), _CHOICE[sim.choice[j]],
+                    sim_mod.STRENGTHS[sim.strength[j]] if sim.strength[j] >= 0 else "", "{}", "Simulated judgment.",
+                    int(sim.time_ms[j]), side[j], uuid.uuid4(), 1, when, when,
+                ))
+                if j % 100_000 == 0:
+                    report(total // 2 + j // 2, total)
+    report(total, total)

@@ -201,3 +201,34 @@ def test_overall_alpha_equals_the_oracle_after_dimension_codes_and_missing_value
     expected = krippendorff.alpha(reliability_data=dense, level_of_measurement="ordinal", value_domain=list(range(7)))
     assert payload["agreement"]["overall"]["alpha_ordinal"]["value"] == pytest.approx(expected, abs=1e-4)
     assert ag.CI_LEVEL == 0.95
+
+
+def test_the_postgresql_fast_load_reads_exactly_what_the_portable_one_reads(simulated):
+    from annotation.models import Judgment
+    from calibration.services.analytics import _judgment_columns_orm, _judgment_columns_postgresql
+
+    project, _, _ = simulated
+    # Give some judgments dimension choices and a missing strength, so every packed field is exercised.
+    ids = list(Judgment.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    Judgment.objects.filter(pk__in=ids[::3]).update(dimension_choices={"helpfulness": "b", "tone": "both_bad"})
+    Judgment.objects.filter(pk__in=ids[1::5]).update(dimension_choices={"accuracy": "tie", "safety": "a"})
+    Judgment.objects.filter(pk__in=ids[2::7], choice="a").update(strength="")
+    dims = project.dimension_keys
+    portable = _judgment_columns_orm(project, dims)
+    fast = _judgment_columns_postgresql(project, dims)
+    order_p, order_f = np.lexsort(portable[:, :2].T), np.lexsort(fast[:, :2].T)
+    np.testing.assert_array_equal(portable[order_p], fast[order_f])
+    assert (fast[:, 7:] >= 0).any() and (fast[:, 3] == -1).any()
+
+
+def test_new_judgments_since_the_snapshot_are_counted(simulated, django_capture_on_commit_callbacks):
+    from calibration import selectors
+
+    project, sim, stored = simulated
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot = snapshot_request(project=project)
+    snapshot_run(snapshot_id=snapshot.pk)
+    assert selectors.analytics_state(project=project)["new_judgments"] == 0
+    extra = sm.simulate(kinds=["expert"] * 3, n_items=4, per_item=3, seed=9)
+    simulation_store(project=project, sim=extra, prefix=f"late{project.pk}")
+    assert selectors.analytics_state(project=project)["new_judgments"] == 12

@@ -75,6 +75,14 @@ def test_seed_demo_builds_every_standing_and_runs_twice(db):
     assert states == {"annotator1": "active", "annotator2": "calibrating", "annotator3": "needs_retraining"}
     assert Anchor.objects.filter(project__slug="demo").count() == 34
     assert Anchor.objects.filter(project__slug="demo", in_calibration_set=True).count() == 20
+    # The simulated pool's dashboard is ready and finds what was planted.
+    from calibration.models import AnalyticsSnapshot
+
+    snapshot = AnalyticsSnapshot.objects.get(project__slug="demo-pool")
+    assert snapshot.status == "succeeded"
+    flags = {r["username"].split("-")[1]: {f["kind"] for f in r["flags"]} for r in snapshot.payload["annotators"]}
+    assert flags == {"expert": set(), "noisy": set(), "length": {"length"}, "position": {"position"},
+                     "assertive": {"confidence"}, "formatting": {"formatting"}, "fast": {"speed"}}
 
 
 def test_lead_pages_show_standing_accuracy_and_anchor_agreement(db):

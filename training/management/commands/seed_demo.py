@@ -17,7 +17,11 @@ from annotation.services.imports import import_file
 from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import membership_add, project_create
 from annotation.sides import to_shown
+from calibration.models import AnalyticsSnapshot
+from calibration.services.analytics import snapshot_run
 from calibration.services.anchors import anchors_import
+from calibration.services.simulation import simulation_store
+from calibration.simulation import simulate
 from calibration.services.queue import calibration_answer, question_next
 from calibration.services.standing import standing_with_policy
 
@@ -77,7 +81,26 @@ class Command(BaseCommand):
                 membership_add(project=project, user=user, role=role)
             Token.objects.get_or_create(user=user)
         self._calibrate(project)
+        self._simulated_pool()
         self.stdout.write("Demo logins (password %s): %s" % (DEMO_PASSWORD, ", ".join(u for u, _ in DEMO_USERS)))
+
+    def _simulated_pool(self) -> None:
+        """A second project whose judgments come from a simulated pool with known biases (honest
+        experts, noisy, length-, position-, assertiveness- and list-biased, too fast), so the
+        agreement and bias dashboard has something to find. Computed here, once."""
+        if Project.objects.filter(slug="demo-pool").exists():
+            return
+        User = get_user_model()
+        project = project_create(slug="demo-pool", name="Demo: simulated annotator pool", spec_text=SPEC, overlap=7,
+                                 min_rationale_chars=15)
+        for username, role in (("lead", Role.LEAD), ("engineer", Role.ENGINEER)):
+            membership_add(project=project, user=User.objects.get(username=username), role=role)
+        kinds = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
+        sim = simulate(kinds=kinds, n_items=600, per_item=7, seed=7, days=42)
+        simulation_store(project=project, sim=sim, prefix="pool")
+        snapshot = AnalyticsSnapshot.objects.create(project=project)
+        snapshot_run(snapshot_id=snapshot.pk)
+        self.stdout.write(f"Simulated {sim.item.size} judgments in project demo-pool; analytics computed.")
 
     def _calibrate(self, project: Project) -> None:
         """annotator1 passed calibration, annotator2 has not started, annotator3 failed once."""
