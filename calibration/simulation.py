@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bias import A, B, BOTH_BAD, TIE
+from .bias import A, B, BOTH_BAD, TIE, text_features
 
 KINDS = ("expert", "noisy", "length", "position", "assertive", "formatting", "fast")
 # The flag each kind should raise (honest kinds raise none).
@@ -102,8 +102,6 @@ def simulate(*, kinds: list[str], n_items: int, per_item: int, anchor_share: flo
     m = item.size
     kind = np.array(kinds)[annotator]
     a_left = rng.random(m) < 0.5
-
-    from .bias import text_features  # local: the features only matter once texts exist
 
     fa = [text_features(t) for t in text_a]
     fb = [text_features(t) for t in text_b]

@@ -92,19 +92,29 @@ def test_dashboard_numbers_on_a_simulated_pool(simulated, capsys):
 
 
 def test_per_dimension_agreement_uses_only_judgments_with_that_dimension(db):
+    from annotation.models import Judgment
 
     project = ProjectFactory()
     sim = sm.simulate(kinds=["expert"] * 4, n_items=60, per_item=3, seed=2)
     simulation_store(project=project, sim=sim, prefix=f"dim{project.pk}")
-    from annotation.models import Judgment
-
-    # Half the judgments carry a helpfulness choice equal to their main choice.
-    ids = list(Judgment.objects.filter(project=project).order_by("id").values_list("id", "choice"))
-    for pk, choice in ids[::2]:
-        Judgment.objects.filter(pk=pk).update(dimension_choices={"helpfulness": choice})
+    # Half the judgments carry a helpfulness choice: their main choice, or "tie" on every fifth.
+    rows = list(Judgment.objects.filter(project=project).order_by("id").values_list("id", "choice", "item_id",
+                                                                                  "annotator_id"))
+    labelled = []
+    for n, (pk, choice, item_id, annotator_id) in enumerate(rows[::2]):
+        value = "tie" if n % 5 == 0 else choice
+        Judgment.objects.filter(pk=pk).update(dimension_choices={"helpfulness": value})
+        labelled.append((item_id, annotator_id, ["a", "b", "tie", "both_bad"].index(value)))
     payload = analytics_compute(project=project)
     dims = payload["agreement"]["dimensions"]
-    assert dims["helpfulness"]["ratings"] <= len(ids[::2])
+    items = sorted({r[0] for r in labelled})
+    annotators = sorted({r[1] for r in labelled})
+    dense = np.full((len(annotators), len(items)), np.nan)
+    for item_id, annotator_id, value in labelled:
+        dense[annotators.index(annotator_id), items.index(item_id)] = value
+    expected = krippendorff.alpha(reliability_data=dense, level_of_measurement="nominal", value_domain=[0, 1, 2, 3])
+    assert dims["helpfulness"]["alpha_nominal"]["value"] == pytest.approx(expected, abs=1e-4)
+    assert dims["helpfulness"]["ratings"] == int((~np.isnan(dense[:, (~np.isnan(dense)).sum(axis=0) >= 2])).sum())
     assert dims["accuracy"]["units"] == 0 and dims["accuracy"]["alpha_nominal"]["value"] is None
 
 

@@ -174,3 +174,24 @@ def test_multivariable_logit_equals_statsmodels():
     fit = statsmodels_api.Logit(y, X).fit(disp=0)
     np.testing.assert_allclose(beta, fit.params, atol=1e-7)
     np.testing.assert_allclose(se, fit.bse, atol=1e-7)
+
+
+def test_the_expert_comparison_is_an_exact_one_sided_mcnemar_test():
+    # Two annotators on 40 anchors: the first takes the longer side on 30, the expert on 12.
+    rng = np.random.default_rng(3)
+    n = 40
+    len_a = rng.integers(100, 200, n).astype(float)
+    len_b = len_a + np.where(rng.random(n) < 0.5, 80.0, -80.0)
+    longer = np.where(len_b > len_a, bias.B, bias.A)
+    expert = np.where(np.arange(n) < 12, longer, 1 - longer)
+    annotator_choice = np.where(np.arange(n) < 30, longer, 1 - longer)
+    items = bias.Items(len_a=len_a, len_b=len_b, assert_a=np.zeros(n), assert_b=np.zeros(n), list_a=np.zeros(n, bool),
+                       list_b=np.zeros(n, bool), read_chars=len_a + len_b, expert=expert)
+    j = bias.Judgments(item=np.arange(n), annotator=np.zeros(n, dtype=int), choice=annotator_choice,
+                       a_left=np.ones(n, bool), time_ms=np.full(n, 60_000))
+    pref = bias.feature_preference(j, longer, 1, expert=expert)
+    above = int(((annotator_choice == longer) & (expert != longer)).sum())
+    below = int(((annotator_choice != longer) & (expert == longer)).sum())
+    assert (above, below) == (18, 0)
+    assert pref.expert_p[0] == pytest.approx(stats.binomtest(above, above + below, 0.5, alternative="greater").pvalue)
+    assert (pref.annotator_rate_on_anchors[0], pref.expert_rate[0]) == (0.75, 0.3)
