@@ -35,7 +35,9 @@ from calibration.services.anchors import (
     calibration_set_choose,
     calibration_set_coverage,
 )
-from calibration.services.analytics import ANALYTICS_FIELDS, analytics_policy_update, snapshot_request
+from calibration.services.analytics import (
+    ANALYTICS_FIELDS, analytics_policy_update, snapshot_refresh_if_stale, snapshot_request,
+)
 from calibration.services.policy import POLICY_FIELDS, policy_update
 from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
 from calibration.services.standing import change_acknowledge, recalibration_assign, standing_override
@@ -551,9 +553,9 @@ def _analytics_fields(policy) -> list[dict]:
 def analytics_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_for(request, slug, can_see_all_judgments)
     state = calibration_selectors.analytics_state(project=project)
-    if state["latest"] is None and state["pending"] is None and state["failed"] is None:
-        # First visit: start the computation; the page shows its progress.
-        state["pending"] = snapshot_request(project=project, user=request.user)
+    # The first visit, or one after new judgments with numbers over 10 minutes old, starts a
+    # computation in the background; the page shows the stored numbers and the progress.
+    state["pending"] = snapshot_refresh_if_stale(project=project, state=state, user=request.user)
     payload = state["latest"].payload if state["latest"] else {}
     return render(request, "frontend/analytics.html", {
         "project": project,

@@ -33,6 +33,8 @@ CONTESTED_LISTED = 100
 # A computation still "running" after this long lost its worker (a crash, a kill): the next
 # request marks it failed instead of waiting on it forever.
 STALE_AFTER = dt.timedelta(minutes=30)
+# A page visit recomputes numbers older than this when judgments came in since.
+REFRESH_AFTER = dt.timedelta(minutes=10)
 
 ANALYTICS_FIELDS = (
     "length_gap_chars", "bias_margin", "position_margin", "significance", "min_judgments", "assertive_gap",
@@ -442,6 +444,20 @@ def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
         snapshot = AnalyticsSnapshot.objects.create(project=project, requested_by=user if user and user.is_authenticated else None)
         transaction.on_commit(lambda: compute_analytics.delay(snapshot.pk))
     return snapshot
+
+
+def snapshot_refresh_if_stale(*, project: Project, state: dict, user=None) -> AnalyticsSnapshot | None:
+    """A page visit keeps the numbers fresh without recomputing on every visit: queue a new
+    computation when none exists yet, or when judgments came in and the shown one is older than
+    REFRESH_AFTER. `state` is selectors.analytics_state(); returns the pending snapshot if any."""
+    latest, pending = state["latest"], state["pending"]
+    if pending is not None:
+        return pending
+    if latest is None and state["failed"] is not None:
+        return None  # show the failure; a person decides to retry
+    if latest is None or (state["new_judgments"] and timezone.now() - latest.finished_at > REFRESH_AFTER):
+        return snapshot_request(project=project, user=user)
+    return None
 
 
 def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:

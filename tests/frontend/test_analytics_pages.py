@@ -139,3 +139,22 @@ def test_a_lead_changes_thresholds_and_bad_values_are_refused(dashboard):
     html = response.content.decode()
     assert "bias_margin" in html and "domain_targets" in html
     assert client.get(f"/api/projects/{project.slug}/analytics/policy/").json()["bias_margin"] == 0.3
+
+
+def test_a_visit_recomputes_only_when_judgments_came_in_and_the_numbers_are_old(dashboard, django_capture_on_commit_callbacks):
+    import datetime as dt
+
+    project, _ = dashboard
+    client = client_for(member(project, Role.LEAD))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.get(f"/p/{project.slug}/analytics/")
+    assert callbacks == []  # fresh numbers, nothing new
+    extra = sm.simulate(kinds=["expert"] * 3, n_items=4, per_item=3, seed=9)
+    simulation_store(project=project, sim=extra, prefix=f"late{project.pk}")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        html = client.get(f"/p/{project.slug}/analytics/").content.decode()
+    assert callbacks == [] and "12 new since" in html  # new judgments, but the numbers are recent
+    AnalyticsSnapshot.objects.filter(project=project).update(finished_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        html = client.get(f"/p/{project.slug}/analytics/").content.decode()
+    assert len(callbacks) == 1 and "Waiting for a worker" in html and 'id="annotators"' in html
