@@ -333,7 +333,7 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
     longer = np.where(gap > t.length_gap_chars, B, np.where(-gap > t.length_gap_chars, A, -1))
     length = feature_preference(judgments, longer, n_annotators, t.examples, expert)
     # Logistic coefficient of choosing b on tanh of the standardised length difference.
-    sd = float(np.std(gap)) or 1.0
+    sd = (float(np.std(gap)) if gap.size else 0.0) or 1.0
     xs = np.tanh(gap / sd)[judgments.item]
     ys = (choice == B).astype(float)
 

@@ -16,7 +16,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Choice, Item, Judgment, Project, Side, Strength
+from annotation.models import Choice, ImportStatus, Item, Judgment, Project, Side, Strength
 
 
 class CalibrationPolicy(models.Model):
@@ -360,11 +360,8 @@ class AnalyticsPolicy(models.Model):
             raise ValidationError(errors)
 
 
-class SnapshotStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+# Background computations share the import jobs' status vocabulary.
+SnapshotStatus = ImportStatus
 
 
 class AnalyticsSnapshot(models.Model):

@@ -11,19 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
-from django.db.models.functions import Coalesce
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.errors import ValidationFailed
 from annotation.models import Item, Judgment, Project
 
 from .. import agreement, bias, health
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
+from .policy import settings_apply
 
 CHOICES = ("a", "b", "tie", "both_bad")
 # The signed strength scale for ordinal α: A much better ... tie ... B much better.
@@ -51,21 +50,7 @@ def analytics_policy_get(*, project: Project) -> AnalyticsPolicy:
 
 
 def analytics_policy_update(*, project: Project, changes: dict) -> AnalyticsPolicy:
-    unknown = set(changes) - set(ANALYTICS_FIELDS)
-    if unknown:
-        raise ValidationFailed("Unknown settings.", field_errors={k: "Unknown setting." for k in sorted(unknown)})
-    policy = analytics_policy_get(project=project)
-    for name, value in changes.items():
-        setattr(policy, name, value)
-    try:
-        policy.full_clean()
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "Please fix the highlighted settings.",
-            field_errors={k: " ".join(v) for k, v in exc.message_dict.items()},
-        ) from None
-    policy.save()
-    return policy
+    return settings_apply(instance=analytics_policy_get(project=project), changes=changes, allowed=ANALYTICS_FIELDS)
 
 
 def thresholds_of(policy: AnalyticsPolicy) -> bias.Thresholds:
@@ -366,8 +351,9 @@ def _annotator_block(data: Dataset, nominal: np.ndarray, policy: AnalyticsPolicy
 
 def _health_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     j = data.judgments
-    counted = np.array([s != StandingState.EXCLUDED for s in data.standing], dtype=bool)[j.annotator] if len(
-        data.standing) else np.zeros(0, dtype=bool)
+    # Excluded annotators' labels are kept for analysis but do not go into training sets.
+    excluded = np.array([s == StandingState.EXCLUDED for s in data.standing] or [False])
+    counted = ~excluded[j.annotator]
     votes = agreement.value_counts(j.item[counted], j.choice[counted], len(CHOICES), len(data.item_ids))
     out = health.dataset_health(
         len_a=data.items.len_a, len_b=data.items.len_b, votes=votes, domain=data.domain,

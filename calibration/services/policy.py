@@ -27,19 +27,24 @@ def policy_get(*, project: Project) -> CalibrationPolicy:
     return policy
 
 
-def policy_update(*, project: Project, changes: dict) -> CalibrationPolicy:
-    unknown = set(changes) - set(POLICY_FIELDS)
+def settings_apply(*, instance, changes: dict, allowed: tuple[str, ...]):
+    """Validate and save a project's settings row (calibration or analytics): unknown names and
+    bad values come back as field errors, and nothing is saved unless every change is valid."""
+    unknown = set(changes) - set(allowed)
     if unknown:
         raise ValidationFailed("Unknown settings.", field_errors={k: "Unknown setting." for k in sorted(unknown)})
-    policy = policy_get(project=project)
     for name, value in changes.items():
-        setattr(policy, name, value)
+        setattr(instance, name, value)
     try:
-        policy.full_clean()
+        instance.full_clean()
     except ValidationError as exc:
         raise ValidationFailed(
             "Please fix the highlighted settings.",
             field_errors={k: " ".join(v) for k, v in exc.message_dict.items()},
         ) from None
-    policy.save()
-    return policy
+    instance.save()
+    return instance
+
+
+def policy_update(*, project: Project, changes: dict) -> CalibrationPolicy:
+    return settings_apply(instance=policy_get(project=project), changes=changes, allowed=POLICY_FIELDS)

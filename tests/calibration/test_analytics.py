@@ -242,3 +242,20 @@ def test_new_judgments_since_the_snapshot_are_counted(simulated, django_capture_
     extra = sm.simulate(kinds=["expert"] * 3, n_items=4, per_item=3, seed=9)
     simulation_store(project=project, sim=extra, prefix=f"late{project.pk}")
     assert selectors.analytics_state(project=project)["new_judgments"] == 12
+
+
+@pytest.mark.parametrize("judgments", [0, 1, 3])
+def test_tiny_projects_compute_without_numbers_they_cannot_have(db, judgments):
+    project = ProjectFactory()
+    if judgments:
+        sim = sm.simulate(kinds=["expert"] * 3, n_items=1, per_item=judgments, seed=1)
+        simulation_store(project=project, sim=sim, prefix=f"tiny{project.pk}")
+    payload = analytics_compute(project=project)
+    assert payload["counts"]["judgments"] == judgments
+    overall = payload["agreement"]["overall"]
+    if judgments < 2:
+        assert overall["units"] == 0 and overall["alpha_nominal"]["value"] is None
+    else:
+        assert overall["units"] == 1
+    assert payload["health"]["items_judged"] == (1 if judgments else 0)
+    assert payload["pairwise"]["pairs"] == 0  # never five shared items
