@@ -2,17 +2,17 @@
 statsmodels, scikit-learn, crowd-kit), plus properties any agreement coefficient must have."""
 from __future__ import annotations
 
+import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.stats.inter_rater as inter_rater
+from crowdkit.metrics import data as crowdkit_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import cohen_kappa_score
 
 from calibration import agreement as ag
-
-krippendorff = pytest.importorskip("krippendorff")
-inter_rater = pytest.importorskip("statsmodels.stats.inter_rater")
-from sklearn.metrics import cohen_kappa_score  # noqa: E402
 
 
 def _long(data: np.ndarray):
@@ -74,7 +74,6 @@ def test_alpha_equals_the_krippendorff_package_on_generated_data_with_missing_va
 
 @pytest.mark.parametrize("seed", range(3))
 def test_alpha_equals_crowd_kit(seed):
-    crowdkit_data = pytest.importorskip("crowdkit.metrics.data")
     data = _generated(seed)
     units, raters, values = _long(data)
     frame = pd.DataFrame({"task": units, "worker": raters, "label": values})

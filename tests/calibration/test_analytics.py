@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import krippendorff
 import numpy as np
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -13,7 +14,11 @@ from calibration import agreement as ag
 from calibration import simulation as sm
 from calibration.models import AnalyticsSnapshot, SnapshotStatus, StandingState
 from calibration.services.analytics import (
-    analytics_compute, analytics_policy_update, dataset_load, snapshot_request, snapshot_run,
+    analytics_compute,
+    analytics_policy_update,
+    dataset_load,
+    snapshot_request,
+    snapshot_run,
 )
 from calibration.services.simulation import simulation_store
 from calibration.services.standing import standing_override
@@ -21,7 +26,6 @@ from config.celery import app
 from tests.conftest import api_as
 from tests.factories import ProjectFactory, member
 
-krippendorff = pytest.importorskip("krippendorff")
 POOL = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
 
 
@@ -215,7 +219,10 @@ def test_overall_alpha_equals_the_oracle_after_dimension_codes_and_missing_value
 
 def test_the_postgresql_fast_load_reads_exactly_what_the_portable_one_reads(simulated):
     from annotation.models import Judgment
-    from calibration.services.analytics import _judgment_columns_orm, _judgment_columns_postgresql
+    from calibration.services.analytics import (
+        _judgment_columns_orm,
+        _judgment_columns_postgresql,
+    )
 
     project, _, _ = simulated
     # Give some judgments dimension choices and a missing strength, so every packed field is exercised.

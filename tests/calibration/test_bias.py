@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import statsmodels.api as statsmodels_api
 from scipy import stats
 
 from calibration import bias, health
 from calibration import simulation as sm
-
-statsmodels_api = pytest.importorskip("statsmodels.api")
 
 POOL = ["expert"] * 6 + ["noisy"] * 3 + ["length", "position", "assertive", "formatting", "fast"]
 
@@ -185,8 +184,6 @@ def test_the_expert_comparison_is_an_exact_one_sided_mcnemar_test():
     longer = np.where(len_b > len_a, bias.B, bias.A)
     expert = np.where(np.arange(n) < 12, longer, 1 - longer)
     annotator_choice = np.where(np.arange(n) < 30, longer, 1 - longer)
-    items = bias.Items(len_a=len_a, len_b=len_b, assert_a=np.zeros(n), assert_b=np.zeros(n), list_a=np.zeros(n, bool),
-                       list_b=np.zeros(n, bool), read_chars=len_a + len_b, expert=expert)
     j = bias.Judgments(item=np.arange(n), annotator=np.zeros(n, dtype=int), choice=annotator_choice,
                        a_left=np.ones(n, bool), time_ms=np.full(n, 60_000))
     pref = bias.feature_preference(j, longer, 1, expert=expert)
