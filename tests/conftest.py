@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from rest_framework.test import APIClient
@@ -65,3 +67,18 @@ def submit_payload(choice: str = "left", strength: str = "clear", **kw) -> dict:
         "client_token": str(uuid.uuid4()),
         **kw,
     }
+
+
+@contextmanager
+def celery_worker(settings) -> Iterator[None]:
+    """A real Celery worker in this process on the real Redis broker, consuming this xdist
+    process's own queue (config/settings/test.py), emptied of anything an earlier run left."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    app.control.purge()
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+        yield

@@ -1,4 +1,6 @@
 """Tests: PostgreSQL from DATABASE_URL (make test starts one), a real Redis broker from REDIS_URL."""
+import os
+
 from .base import *  # noqa: F403
 
 SECRET_KEY = "test-only-not-secret"
@@ -10,3 +12,12 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 # Threads in the tests (live server, concurrency) must not hold connections past their work.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# pytest-xdist gives each of its worker processes its own test database. Celery messages and
+# cache keys must then be its own too: otherwise a Celery worker started by one process takes a
+# task sent by the other and looks its row up in the wrong database (ids repeat across them).
+# The xdist_group marks do not keep such tests on one process under pytest 9.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER:
+    CELERY_TASK_DEFAULT_QUEUE = f"default-{_XDIST_WORKER}"  # noqa: F405 (from base)
+    CACHES["default"]["KEY_PREFIX"] = f"test-{_XDIST_WORKER}"  # noqa: F405

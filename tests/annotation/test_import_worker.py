@@ -5,12 +5,10 @@ import json
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation.models import ImportJob, Item, Role
-from config.celery import app
-from tests.conftest import api_as
+from tests.conftest import api_as, celery_worker
 from tests.factories import ProjectFactory, member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
@@ -18,10 +16,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("
 
 @pytest.fixture
 def worker(settings, tmp_path):
-    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
     settings.MEDIA_ROOT = tmp_path
-    app.conf.broker_url = settings.CELERY_BROKER_URL
-    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+    with celery_worker(settings):
         yield
 
 

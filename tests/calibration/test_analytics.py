@@ -7,7 +7,6 @@ import time
 import krippendorff
 import numpy as np
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from annotation.models import Role
 from calibration import agreement as ag
@@ -22,8 +21,7 @@ from calibration.services.analytics import (
 )
 from calibration.services.simulation import simulation_store
 from calibration.services.standing import standing_override
-from config.celery import app
-from tests.conftest import api_as
+from tests.conftest import api_as, celery_worker
 from tests.factories import ProjectFactory, member
 
 POOL = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
@@ -182,13 +180,11 @@ def test_a_computation_that_crashes_is_marked_failed_with_its_reason(db, monkeyp
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
 def test_the_celery_worker_computes_a_requested_snapshot(settings):
-    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
-    app.conf.broker_url = settings.CELERY_BROKER_URL
     project = ProjectFactory()
     sim = sm.simulate(kinds=POOL, n_items=80, per_item=5, seed=3)
     simulation_store(project=project, sim=sim, prefix=f"cel{project.pk}")
     lead = member(project, Role.LEAD)
-    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+    with celery_worker(settings):
         response = api_as(lead).post(f"/api/projects/{project.slug}/analytics/refresh/")
         assert response.status_code == 202, response.content
         snapshot_id = response.json()["id"]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from annotation.models import Role
 from calibration import simulation as sm
 from calibration.models import AnalyticsSnapshot
 from calibration.services.simulation import simulation_store
-from config.celery import app
+from tests.conftest import celery_worker
 from tests.factories import ProjectFactory, member
 from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 
@@ -32,14 +31,12 @@ PAINTED = """(id) => {
 
 
 def test_lead_opens_the_dashboard_and_finds_every_chart_drawn(page, live_server, settings):  # noqa: F811
-    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
-    app.conf.broker_url = settings.CELERY_BROKER_URL
     project = ProjectFactory()
     sim = sm.simulate(kinds=["expert"] * 5 + ["length", "position"], n_items=150, per_item=5, seed=8, days=21)
     simulation_store(project=project, sim=sim, prefix=f"br{project.pk}")
     member(project, Role.LEAD, username="chart-lead")
 
-    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+    with celery_worker(settings):
         login_with_keyboard(page, live_server.url, "chart-lead", "pw-12345678")
         page.goto(f"{live_server.url}/p/{project.slug}/analytics/")
         # The first visit queues the work; the progress partial polls and reloads the page when done.
