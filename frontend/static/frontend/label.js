@@ -70,7 +70,13 @@
       // Feedback after a calibration answer: Enter or N goes on.
       var next = document.getElementById("continue-button");
       var key0 = e.key.toLowerCase();
-      if (next && !e.ctrlKey && !e.metaKey && !e.altKey && (key0 === "enter" || key0 === "n")) { e.preventDefault(); next.click(); }
+      if (next && !e.ctrlKey && !e.metaKey && !e.altKey && (key0 === "enter" || key0 === "n")) {
+        e.preventDefault();
+        // A fast key can land before htmx has wired up the freshly swapped button (it does so
+        // after settling); wiring it now is idempotent and makes the key never fall through.
+        if (window.htmx) window.htmx.process(next);
+        next.click();
+      }
       return;
     }
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); f.requestSubmit(); return; }
