@@ -14,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
 from django.db.models.expressions import RawSQL
-from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -110,7 +109,7 @@ def _preview(messages, limit: int = 120) -> str:
 
 def _json(value):
     # A raw cursor returns JSON decoded on PostgreSQL and as text on SQLite.
-    return json.loads(value) if isinstance(value, str) else (value or [])
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _item_rows(project: Project) -> list[tuple]:
@@ -127,7 +126,7 @@ def _item_features(item_rows: list[tuple]) -> tuple[list, bias.Items]:
     choice_code = {c: i for i, c in enumerate(CHOICES)}
     fa = [bias.text_features(r[5]) for r in item_rows]
     fb = [bias.text_features(r[6]) for r in item_rows]
-    messages = [_json(r[4]) for r in item_rows]
+    messages = [_json(r[4]) or [] for r in item_rows]
     prompt_chars = np.array([sum(len(str(m.get("content", ""))) for m in ms if isinstance(m, dict)) for ms in messages])
     expert = np.array([choice_code.get(r[7], -1) if r[7] and r[9] else -1 for r in item_rows], dtype=np.int64)
     items = bias.Items(
@@ -141,29 +140,28 @@ def _item_features(item_rows: list[tuple]) -> tuple[list, bias.Items]:
 
 
 def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
-    """Portable path (SQLite in development): one integer column per field."""
+    """Portable path (SQLite in development): one integer column per field; the per-dimension
+    choices are decoded here, since JSON key comparisons differ between databases."""
     choice_code = {c: i for i, c in enumerate(CHOICES)}
     ordinal_code = Case(
         *(When(choice=c, strength=s, then=Value(i)) for i, (c, s) in enumerate(ORDINAL) if c != "tie"),
         When(choice="tie", then=Value(3)), default=Value(-1), output_field=IntegerField(),
     )
-    annotations = {
-        "c": _code("choice", choice_code),
-        "o": ordinal_code,
-        "left_a": Case(When(shown_left="a", then=Value(1)), default=Value(0), output_field=IntegerField()),
-        "epoch": _epoch("created_at"),
-    }
-    for i, key in enumerate(dims):
-        annotations[f"d{i}"] = _code(f"d{i}_text", choice_code)
     queryset = (
         Judgment.objects.filter(project=project)
-        .annotate(**{f"d{i}_text": KT(f"dimension_choices__{key}") for i, key in enumerate(dims)})
-        .annotate(**annotations)
+        .annotate(
+            c=_code("choice", choice_code),
+            o=ordinal_code,
+            left_a=Case(When(shown_left="a", then=Value(1)), default=Value(0), output_field=IntegerField()),
+            epoch=_epoch("created_at"),
+        )
         .order_by()
-        .values_list("item_id", "annotator_id", "c", "o", "left_a", "time_spent_ms", "epoch",
-                     *(f"d{i}" for i in range(len(dims))))
+        .values_list("item_id", "annotator_id", "c", "o", "left_a", "time_spent_ms", "epoch", "dimension_choices")
     )
-    rows = _fetch(queryset)
+    rows = []
+    for *numbers, dimension_choices in _fetch(queryset):
+        chosen = _json(dimension_choices) or {}
+        rows.append((*numbers, *(choice_code.get(chosen.get(key), -1) for key in dims)))
     return np.array(rows, dtype=np.int64).reshape(len(rows), 7 + len(dims))
 
 
@@ -220,7 +218,7 @@ def dataset_load(*, project: Project) -> Dataset:
         previews=[_preview(ms) for ms in messages],
         domain=[r[1] or "" for r in item_rows],
         difficulty=[r[2] or "" for r in item_rows],
-        hard=np.array([r[2] == "hard" or bool(HARD_TAGS & set(_json(r[3]))) for r in item_rows], dtype=bool),
+        hard=np.array([r[2] == "hard" or bool(HARD_TAGS & set(_json(r[3]) or [])) for r in item_rows], dtype=bool),
         items=items,
         clear_cut=np.array([bool(r[8]) for r in item_rows]),
         annotator_ids=annotator_ids,
