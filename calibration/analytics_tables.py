@@ -101,3 +101,9 @@ def to_csv(header: list[str], rows: Iterable[list]) -> str:
     for row in rows:
         writer.writerow([_safe(c) for c in row])
     return out.getvalue()
+
+
+def table_csv(table: str, payload: dict) -> str:
+    """One dashboard table of a snapshot payload as CSV text (KeyError for an unknown table)."""
+    header, rows = TABLES[table](payload)
+    return to_csv(header, rows)

@@ -335,8 +335,7 @@ class AnalyticsTableApi(APIView):
 
 
 def csv_response(slug: str, table: str, payload: dict) -> HttpResponse:
-    header, rows = analytics_tables.TABLES[table](payload)
-    response = HttpResponse(analytics_tables.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(analytics_tables.table_csv(table, payload), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{slug}-{table}.csv"'
     return response
 

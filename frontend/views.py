@@ -595,8 +595,7 @@ def analytics_csv(request: HttpRequest, slug: str, table: str) -> HttpResponse:
     latest = calibration_selectors.analytics_state(project=project)["latest"]
     if table not in analytics_tables.TABLES or latest is None:
         raise Http404("No such table, or nothing computed yet.")
-    header, rows = analytics_tables.TABLES[table](latest.payload)
-    response = HttpResponse(analytics_tables.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(analytics_tables.table_csv(table, latest.payload), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-{table}.csv"'
     return response
 

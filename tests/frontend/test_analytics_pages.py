@@ -93,6 +93,14 @@ def test_every_table_downloads_as_csv(dashboard):
     contested = client.get(f"/p/{project.slug}/analytics/tables/contested.csv").content.decode()
     assert ',=HYPERLINK' not in contested
     assert client.get(f"/p/{project.slug}/analytics/tables/nope.csv").status_code == 404
+    # The API serves the same tables to engineers' tokens.
+    from tests.conftest import api_as
+
+    engineer_api = api_as(member(project, Role.ENGINEER))
+    via_api = engineer_api.get(f"/api/projects/{project.slug}/analytics/tables/annotators.csv")
+    assert via_api.status_code == 200
+    assert via_api.content == client.get(f"/p/{project.slug}/analytics/tables/annotators.csv").content
+    assert engineer_api.get(f"/api/projects/{project.slug}/analytics/tables/nope.csv").status_code == 404
 
 
 def test_drill_down_shows_the_flag_its_evidence_and_examples(dashboard):
