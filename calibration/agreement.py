@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CI_LEVEL = 0.95
+BOOTSTRAP_CELLS = 4_000_000  # resample weights held at once (samples x units): about 32 MB
 
 
 @dataclass(frozen=True)
@@ -186,34 +187,44 @@ def agreement_summary(
     nan = Estimate(None, None, None)
     if units == 0:
         return AgreementSummary(0, ratings, nan, nan, nan, nan if ordinal is not None else None)
-    rng = np.random.default_rng(seed)
-    w = _bootstrap_weights(units, samples, rng)
-
     m, agree = _fleiss_parts(nominal)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pa_boot = (w @ agree) / w.sum(axis=1)
-        share_boot = (w @ nominal) / (w @ m)[:, None]
-        pe_boot = (share_boot**2).sum(axis=1)
-        fleiss_boot = (pa_boot - pe_boot) / (1 - pe_boot)
+    contribs = {}
+    for name, counts, level in (("nominal", nominal, "nominal"), ("ordinal", ordinal, "ordinal")):
+        if counts is not None and (counts.sum(axis=1) >= 2).any():
+            ok = counts.sum(axis=1) >= 2
+            contribs[name] = (ok, _unit_coincidences(counts[ok]), counts.shape[1], level)
 
-    def alpha_boot(counts: np.ndarray, level: str) -> Estimate:
-        ok = counts.sum(axis=1) >= 2
-        if not ok.any():
-            return nan
-        v = counts.shape[1]
-        contrib = _unit_coincidences(counts[ok])
-        point = _alpha_from_coincidences(contrib.sum(axis=0).reshape(v, v), level)
-        boot = _alpha_from_coincidences((w[:, ok] @ contrib).reshape(-1, v, v), level)
-        return Estimate(float(point), *_percentile_ci(boot))
-
+    # Resamples in chunks: the weights are samples x units, which must not grow without bound.
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[np.ndarray]] = {"percent": [], "fleiss": [], "nominal": [], "ordinal": []}
+    chunk = max(1, min(samples, BOOTSTRAP_CELLS // max(units, 1)))
     with np.errstate(divide="ignore", invalid="ignore"):
+        for done in range(0, samples, chunk):
+            w = _bootstrap_weights(units, min(chunk, samples - done), rng)
+            pa = (w @ agree) / w.sum(axis=1)
+            share = (w @ nominal) / (w @ m)[:, None]
+            pe = (share**2).sum(axis=1)
+            boots["percent"].append(pa)
+            boots["fleiss"].append((pa - pe) / (1 - pe))
+            for name, (ok, contrib, v, level) in contribs.items():
+                boots[name].append(_alpha_from_coincidences((w[:, ok] @ contrib).reshape(-1, v, v), level))
+
+        def estimate(point: float, name: str) -> Estimate:
+            return Estimate(point, *_percentile_ci(np.concatenate(boots[name])))
+
+        def alpha(name: str) -> Estimate:
+            if name not in contribs:
+                return nan
+            _, contrib, v, level = contribs[name]
+            return estimate(float(_alpha_from_coincidences(contrib.sum(axis=0).reshape(v, v), level)), name)
+
         return AgreementSummary(
             units=units,
             ratings=ratings,
-            percent=Estimate(percent_agreement(nominal), *_percentile_ci(pa_boot)),
-            fleiss=Estimate(fleiss_kappa(nominal), *_percentile_ci(fleiss_boot)),
-            alpha_nominal=alpha_boot(nominal, "nominal"),
-            alpha_ordinal=alpha_boot(ordinal, "ordinal") if ordinal is not None else None,
+            percent=estimate(percent_agreement(nominal), "percent"),
+            fleiss=estimate(fleiss_kappa(nominal), "fleiss"),
+            alpha_nominal=alpha("nominal"),
+            alpha_ordinal=alpha("ordinal") if ordinal is not None else None,
         )
 
 

@@ -151,7 +151,8 @@ class FeaturePreference:
     n: np.ndarray
     rate: np.ndarray
     pool_n: np.ndarray
-    pool_rate: np.ndarray  # the item-matched rate of the other annotators
+    matched_rate: np.ndarray  # the annotator's rate on the judgments that have a pool reference
+    pool_rate: np.ndarray  # the item-matched rate of the other annotators on those judgments
     pool_p: np.ndarray  # one-sided: annotator above pool
     expert_n: np.ndarray
     annotator_rate_on_anchors: np.ndarray
@@ -187,6 +188,7 @@ def feature_preference(judgments: Judgments, feature_side: np.ndarray, n_annotat
         expected = count(ref_c)
         variance = count(ref_c * (1 - ref_c))
         pool_rate = expected / pool_n
+        matched_rate = hits_c / pool_n
         z = (hits_c - expected) / np.sqrt(variance)
         pool_p = np.where(variance > 0, stats.norm.sf(z), np.where(hits_c > expected, 0.0, 1.0))
         pool_p = np.where(pool_n > 0, pool_p, np.nan)
@@ -217,7 +219,7 @@ def feature_preference(judgments: Judgments, feature_side: np.ndarray, n_annotat
     ends = np.searchsorted(who[order], np.arange(n_annotators), side="right")
     for a in range(n_annotators):
         example_lists[a] = [int(i) for i in item[order[starts[a]:min(ends[a], starts[a] + examples)]]]
-    return FeaturePreference(n, rate, pool_n, pool_rate, pool_p, expert_n, anchor_rate, expert_rate, expert_p,
+    return FeaturePreference(n, rate, pool_n, matched_rate, pool_rate, pool_p, expert_n, anchor_rate, expert_rate, expert_p,
                              example_lists)
 
 
@@ -226,6 +228,7 @@ def _preference_flag(pref: FeaturePreference, a: int, t: Thresholds, *, kind: st
     evidence = {
         "n": int(pref.n[a]),
         "rate": _r(pref.rate[a]),
+        "matched_rate": _r(pref.matched_rate[a]),
         "pool_rate": _r(pref.pool_rate[a]),
         "pool_n": int(pref.pool_n[a]),
         "pool_p": _r(pref.pool_p[a]),
@@ -235,9 +238,10 @@ def _preference_flag(pref: FeaturePreference, a: int, t: Thresholds, *, kind: st
         "expert_p": _r(pref.expert_p[a]),
     }
     reasons = []
-    if (pref.pool_n[a] >= t.min_n and pref.rate[a] - pref.pool_rate[a] >= t.margin and pref.pool_p[a] < t.alpha):
+    if (pref.pool_n[a] >= t.min_n and pref.matched_rate[a] - pref.pool_rate[a] >= t.margin
+            and pref.pool_p[a] < t.alpha):
         reasons.append(
-            f"chose {what} in {_pct(pref.rate[a])} of {int(pref.n[a])} {situation}; other annotators on the "
+            f"chose {what} in {_pct(pref.matched_rate[a])} of {int(pref.pool_n[a])} {situation}; other annotators on the "
             f"same items chose it {_pct(pref.pool_rate[a])} of the time ({_p(pref.pool_p[a])})"
         )
     if (pref.expert_n[a] >= t.min_n and pref.annotator_rate_on_anchors[a] - pref.expert_rate[a] >= t.margin
@@ -383,14 +387,20 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
                                           what="the longer response",
                                           situation=f"comparisons where the lengths differ by more than {t.length_gap_chars} characters")
         d = rows[decisive[rows]]
-        controlled = logit_fit(design[d], ys[d])
+        # Columns constant for this annotator (no lists anywhere, say) carry nothing to control for.
+        varying = [0] + [c for c in range(1, design.shape[1]) if d.size and np.ptp(design[d, c]) > 0]
+        controlled = logit_fit(design[np.ix_(d, varying)], ys[d]) if d.size else None
 
         def survives(kind: str, evidence: dict) -> bool:
-            if controlled is None:
-                return True  # too little or separated data: the rate test stands alone
             col = controlled_col[kind]
-            z = controlled[0][col] / controlled[1][col]
-            evidence["controlled_coef"] = _r(controlled[0][col])
+            if col not in varying:
+                return False  # the feature never differs: nothing to prefer
+            if controlled is None:
+                evidence["controlled_coef"] = None
+                return True  # separated data (a perfectly consistent preference): the rate test stands alone
+            k = varying.index(col)
+            z = controlled[0][k] / controlled[1][k]
+            evidence["controlled_coef"] = _r(controlled[0][k])
             evidence["controlled_z"] = _r(z)
             return bool(z > z_crit)
 
@@ -410,11 +420,11 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
         evidence["wrong_assertive_pool_rate"] = _r(wrong_assertive.pool_rate[a])
         evidence["wrong_assertive_p"] = _r(wrong_assertive.pool_p[a])
         wa = (wrong_assertive.pool_n[a] >= t.min_n
-              and wrong_assertive.rate[a] - wrong_assertive.pool_rate[a] >= t.margin
+              and wrong_assertive.matched_rate[a] - wrong_assertive.pool_rate[a] >= t.margin
               and wrong_assertive.pool_p[a] < t.alpha)
         if wa:
-            sentence = (f"On {int(wrong_assertive.n[a])} anchors where the wrong answer is the more assertive one, "
-                        f"picked it {_pct(wrong_assertive.rate[a])} of the time against the pool's "
+            sentence = (f"On {int(wrong_assertive.pool_n[a])} anchors where the wrong answer is the more assertive one, "
+                        f"picked it {_pct(wrong_assertive.matched_rate[a])} of the time against the pool's "
                         f"{_pct(wrong_assertive.pool_rate[a])} ({_p(wrong_assertive.pool_p[a])}).")
             if flag:
                 flag.explanation += " " + sentence

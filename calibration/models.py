@@ -11,6 +11,8 @@ annotator's Standing, and every move is kept in StandingChange.
 """
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -346,7 +348,13 @@ class AnalyticsPolicy(models.Model):
         from django.core.exceptions import ValidationError
 
         errors = {}
-        if self.hard_share_max < self.hard_share_min:
+        for field in self._meta.get_fields():
+            value = getattr(self, field.name, None) if isinstance(field, models.FloatField) else None
+            if isinstance(value, float) and not math.isfinite(value):
+                errors[field.name] = "Give a finite number."
+        low, high = self.hard_share_min, self.hard_share_max
+        # clean() runs even when a field failed its own checks: compare only real numbers.
+        if isinstance(low, float) and isinstance(high, float) and not errors and high < low:
             errors["hard_share_max"] = "The upper bound cannot be below the lower bound."
         for name in ("domain_targets", "difficulty_targets"):
             targets = getattr(self, name)

@@ -526,9 +526,9 @@ def _chart_data(payload: dict) -> dict:
     health = payload.get("health", {})
     return {
         "time": [{"start": w["start"], "alpha": w["alpha_nominal"], "alpha_ordinal": w.get("alpha_ordinal"),
-                  "judgments": w["judgments"]} for w in payload.get("agreement", {}).get("time", [])],
-        "kappa": {"annotators": pairwise.get("annotators", []), "kappa": pairwise.get("kappa", []),
-                  "n": pairwise.get("n", [])},
+                  "judgments": w["judgments"], "units": w["units"]}
+                 for w in payload.get("agreement", {}).get("time", [])],
+        "kappa": {key: pairwise.get(key, []) for key in ("annotators", "kappa", "n", "low", "high")},
         "length": [{"username": r["username"], "rate": r["length"]["rate"], "pool": r["length"]["pool_rate"],
                     "n": r["length"]["n"], "flagged": any(f["kind"] == "length" for f in r["flags"])}
                    for r in payload.get("annotators", [])],

@@ -33,6 +33,7 @@ CONTESTED_LISTED = 100
 STALE_AFTER = dt.timedelta(minutes=30)
 # A page visit recomputes numbers older than this when judgments came in since.
 REFRESH_AFTER = dt.timedelta(minutes=10)
+KEEP_SNAPSHOTS = 5
 
 ANALYTICS_FIELDS = (
     "length_gap_chars", "bias_margin", "position_margin", "significance", "min_judgments", "assertive_gap",
@@ -320,8 +321,9 @@ def _annotator_block(data: Dataset, nominal: np.ndarray, policy: AnalyticsPolicy
     detected = bias.detect(j, data.items, n, thresholds_of(policy))
     # Agreement with the others on the same items: the share of co-raters who made the same choice.
     m = nominal.sum(axis=1)[j.item]
-    same = nominal[j.item, j.choice] - 1
-    has_others = m >= 2
+    known = j.choice >= 0
+    same = np.where(known, nominal[j.item, np.maximum(j.choice, 0)] - 1, 0)
+    has_others = (m >= 2) & known
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(has_others, same / (m - 1), 0.0)
     agree_sum = np.bincount(j.annotator, weights=share, minlength=n)
@@ -419,9 +421,10 @@ def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
         pending = AnalyticsSnapshot.objects.filter(
             project=project, status__in=[SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]
         ).first()
-        if pending and pending.started_at and timezone.now() - pending.started_at > STALE_AFTER:
-            snapshot_fail(snapshot_id=pending.pk, reason="The worker stopped answering: no result after "
-                                                        f"{STALE_AFTER.total_seconds() / 60:.0f} minutes.")
+        since = pending and (pending.started_at or pending.requested_at)
+        if pending and timezone.now() - since > STALE_AFTER:
+            snapshot_fail(snapshot_id=pending.pk, reason="No worker finished it within "
+                                                        f"{STALE_AFTER.total_seconds() / 60:.0f} minutes (none running, or it died).")
             pending = None
         if pending:
             return pending
@@ -437,8 +440,8 @@ def snapshot_refresh_if_stale(*, project: Project, state: dict, user=None) -> An
     latest, pending = state["latest"], state["pending"]
     if pending is not None:
         return pending
-    if latest is None and state["failed"] is not None:
-        return None  # show the failure; a person decides to retry
+    if state["failed"] is not None:
+        return None  # the newest attempt failed: show why; a person decides to retry
     if latest is None or (state["new_judgments"] and timezone.now() - latest.finished_at > REFRESH_AFTER):
         return snapshot_request(project=project, user=user)
     return None
@@ -468,6 +471,11 @@ def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
         duration_ms=round((time.perf_counter() - started) * 1000), **marks,
     )
     snapshot.refresh_from_db()
+    # Payloads are megabytes: keep the last few successes for comparison, not every refresh.
+    keep = AnalyticsSnapshot.objects.filter(project=snapshot.project_id, status=SnapshotStatus.SUCCEEDED).order_by(
+        "-requested_at").values_list("pk", flat=True)[:KEEP_SNAPSHOTS]
+    AnalyticsSnapshot.objects.filter(project=snapshot.project_id, status=SnapshotStatus.SUCCEEDED).exclude(
+        pk__in=list(keep)).delete()
     return snapshot
 
 

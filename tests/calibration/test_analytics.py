@@ -2,6 +2,8 @@
 loader and every block of the dashboard; the Celery worker computes snapshots; who may see them."""
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 
 import krippendorff
@@ -41,7 +43,6 @@ def test_loaded_judgments_match_what_was_stored(simulated):
     assert data.judgments.item.size == sim.item.size
     assert data.item_ids.tolist() == sorted(stored["items"])
     # Same choices per (item, annotator) as simulated, in canonical a/b terms.
-    by_pk = {pk: i for i, pk in enumerate(stored["items"])}
     got = {(int(data.item_ids[i]), data.usernames[a]): c for i, a, c in
            zip(data.judgments.item, data.judgments.annotator, data.judgments.choice)}
     users = stored["users"]
@@ -50,7 +51,6 @@ def test_loaded_judgments_match_what_was_stored(simulated):
         assert got[key] == sim.choice[j]
     assert set(np.unique(data.created // 86400)).__len__() > 10  # simulated days survived the load
     assert (data.items.expert >= 0).sum() == sim.is_anchor.sum()
-    assert by_pk  # items map back
 
 
 def test_dashboard_numbers_on_a_simulated_pool(simulated, capsys):
@@ -225,13 +225,14 @@ def test_the_postgresql_fast_load_reads_exactly_what_the_portable_one_reads(simu
     ids = list(Judgment.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     Judgment.objects.filter(pk__in=ids[::3]).update(dimension_choices={"helpfulness": "b", "tone": "both_bad"})
     Judgment.objects.filter(pk__in=ids[1::5]).update(dimension_choices={"accuracy": "tie", "safety": "a"})
-    Judgment.objects.filter(pk__in=ids[2::7], choice="a").update(strength="")
+    blanked = Judgment.objects.filter(pk__in=ids[2::7], choice="a").update(strength="")
     dims = project.dimension_keys
     portable = _judgment_columns_orm(project, dims)
     fast = _judgment_columns_postgresql(project, dims)
     order_p, order_f = np.lexsort(portable[:, :2].T), np.lexsort(fast[:, :2].T)
     np.testing.assert_array_equal(portable[order_p], fast[order_f])
-    assert (fast[:, 7:] >= 0).any() and (fast[:, 3] == -1).any()
+    assert (fast[:, 7:] >= 0).any()
+    assert blanked > 0 and ((fast[:, 2] == 0) & (fast[:, 3] == -1)).sum() == blanked  # A without a strength
 
 
 def test_new_judgments_since_the_snapshot_are_counted(simulated, django_capture_on_commit_callbacks):
@@ -254,6 +255,7 @@ def test_tiny_projects_compute_without_numbers_they_cannot_have(db, judgments):
         sim = sm.simulate(kinds=["expert"] * 3, n_items=1, per_item=judgments, seed=1)
         simulation_store(project=project, sim=sim, prefix=f"tiny{project.pk}")
     payload = analytics_compute(project=project)
+    json.dumps(payload, allow_nan=False)  # null where a number cannot exist, never NaN
     assert payload["counts"]["judgments"] == judgments
     overall = payload["agreement"]["overall"]
     if judgments < 2:
@@ -262,3 +264,37 @@ def test_tiny_projects_compute_without_numbers_they_cannot_have(db, judgments):
         assert overall["units"] == 1
     assert payload["health"]["items_judged"] == (1 if judgments else 0)
     assert payload["pairwise"]["pairs"] == 0  # never five shared items
+
+
+def test_a_failed_computation_is_not_retried_by_every_visit(simulated, django_capture_on_commit_callbacks):
+    from calibration import selectors
+    from calibration.services.analytics import snapshot_refresh_if_stale
+
+    project, _, _ = simulated
+    AnalyticsSnapshot.objects.create(project=project, status=SnapshotStatus.FAILED, error="boom")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert snapshot_refresh_if_stale(project=project, state=selectors.analytics_state(project=project)) is None
+    assert callbacks == []
+
+
+def test_a_queued_computation_no_worker_picked_up_is_failed_by_the_next_request(simulated, django_capture_on_commit_callbacks):
+    project, _, _ = simulated
+    with django_capture_on_commit_callbacks(execute=False):
+        lost = snapshot_request(project=project)
+    AnalyticsSnapshot.objects.filter(pk=lost.pk).update(requested_at=lost.requested_at - dt.timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        fresh = snapshot_request(project=project)
+    lost.refresh_from_db()
+    assert fresh.pk != lost.pk and len(callbacks) == 1
+    assert lost.status == SnapshotStatus.FAILED and "No worker finished it" in lost.error
+
+
+def test_only_the_last_few_snapshots_are_kept(db):
+    from calibration.services.analytics import KEEP_SNAPSHOTS
+
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=["expert"] * 3, n_items=10, per_item=3, seed=4)
+    simulation_store(project=project, sim=sim, prefix=f"keep{project.pk}")
+    for _ in range(KEEP_SNAPSHOTS + 2):
+        snapshot_run(snapshot_id=AnalyticsSnapshot.objects.create(project=project).pk)
+    assert AnalyticsSnapshot.objects.filter(project=project).count() == KEEP_SNAPSHOTS

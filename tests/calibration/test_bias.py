@@ -192,3 +192,15 @@ def test_the_expert_comparison_is_an_exact_one_sided_mcnemar_test():
     assert (above, below) == (18, 0)
     assert pref.expert_p[0] == pytest.approx(stats.binomtest(above, above + below, 0.5, alternative="greater").pvalue)
     assert (pref.annotator_rate_on_anchors[0], pref.expert_rate[0]) == (0.75, 0.3)
+
+
+def test_without_any_lists_the_controlled_check_still_runs_for_confidence():
+    s = sm.simulate(kinds=POOL, n_items=600, per_item=7, seed=1)
+    items = items_of(s)
+    items.list_a[:] = False
+    items.list_b[:] = False
+    detected = bias.detect(judgments_of(s), items, len(POOL))
+    assertive = detected[POOL.index("assertive")]
+    assert {f.kind for f in assertive["flags"]} == {"confidence"}
+    assert assertive["confidence"]["controlled_z"] > 3
+    assert all(not any(f.kind == "formatting" for f in row["flags"]) for row in detected)

@@ -30,7 +30,11 @@ def dashboard(django_capture_on_commit_callbacks):
     votes = ag.value_counts(sim.item, sim.choice, 4, len(sim.prompts))
     contested = int(np.nanargmax(ag.unit_disagreement(votes)))
     Prompt.objects.filter(items__pk=stored["items"][contested]).update(
-        messages=[{"role": "user", "content": "<img src=x onerror=alert(1)> =HYPERLINK(\"x\")"}])
+        messages=[{"role": "user", "content": "<img src=x onerror=alert(1)>"}])
+    # And a prompt that a spreadsheet would run as a formula, on the next most contested item.
+    second = int(np.argsort(-np.nan_to_num(ag.unit_disagreement(votes), nan=-1))[1])
+    Prompt.objects.filter(items__pk=stored["items"][second]).update(
+        messages=[{"role": "user", "content": '=HYPERLINK("http://x.example","click")'}])
     with django_capture_on_commit_callbacks(execute=False):
         snapshot = snapshot_request(project=project)
     snapshot_run(snapshot_id=snapshot.pk)
@@ -91,7 +95,9 @@ def test_every_table_downloads_as_csv(dashboard):
     assert len(pairs) == len(POOL) * (len(POOL) - 1) // 2
     # A prompt starting a spreadsheet formula is neutralised in the CSV.
     contested = client.get(f"/p/{project.slug}/analytics/tables/contested.csv").content.decode()
-    assert ',=HYPERLINK' not in contested
+    rows = list(csv.DictReader(io.StringIO(contested)))
+    formula = next(r for r in rows if "HYPERLINK" in r["prompt"])
+    assert formula["prompt"].startswith("'=HYPERLINK")
     assert client.get(f"/p/{project.slug}/analytics/tables/nope.csv").status_code == 404
     # The API serves the same tables to engineers' tokens.
     from tests.conftest import api_as
@@ -146,6 +152,9 @@ def test_a_lead_changes_thresholds_and_bad_values_are_refused(dashboard):
     response = client.post(f"/p/{project.slug}/analytics/policy/", {"bias_margin": "7", "domain_targets": "{oops"}, follow=True)
     html = response.content.decode()
     assert "bias_margin" in html and "domain_targets" in html
+    for bad in ({"hard_share_max": "abc"}, {"hard_share_min": "2"}, {"significance": "nan"}, {"bias_margin": "inf"}):
+        response = client.post(f"/p/{project.slug}/analytics/policy/", bad, follow=True)
+        assert response.status_code == 200 and next(iter(bad)) in response.content.decode(), bad
     assert client.get(f"/api/projects/{project.slug}/analytics/policy/").json()["bias_margin"] == 0.3
 
 

@@ -41,7 +41,9 @@
   const k = data.kappa || { annotators: [] };
   const cells = [];
   k.annotators.forEach((a, i) => k.annotators.forEach((b, j) => {
-    if (i !== j && k.kappa[i][j] !== null) cells.push({ x: b, y: a, v: k.kappa[i][j], n: k.n[i][j] });
+    if (i !== j && k.kappa[i][j] !== null) {
+      cells.push({ x: b, y: a, v: k.kappa[i][j], n: k.n[i][j], low: k.low[i][j], high: k.high[i][j] });
+    }
   }));
   const size = Math.max(k.annotators.length, 1);
   function kappaColour(v) {
@@ -59,7 +61,7 @@
     }] },
     options: {
       plugins: { legend: { display: false }, tooltip: { callbacks: {
-        title: () => "", label: (c) => `${c.raw.y} × ${c.raw.x}: κ = ${c.raw.v} on ${c.raw.n} shared items` } } },
+        title: () => "", label: (c) => `${c.raw.y} × ${c.raw.x}: κ = ${c.raw.v} [${c.raw.low}, ${c.raw.high}] on ${c.raw.n} shared items` } } },
       scales: {
         x: { type: "category", labels: k.annotators, offset: true, grid: { display: false }, ticks: { autoSkip: true } },
         y: { type: "category", labels: k.annotators, offset: true, grid: { display: false }, ticks: { autoSkip: true } },
