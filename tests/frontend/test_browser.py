@@ -37,7 +37,10 @@ def page():
 
 def login_with_keyboard(page, base_url: str, username: str, password: str) -> None:
     page.goto(f"{base_url}/accounts/login/")
-    page.keyboard.type(username)  # the username field has autofocus
+    # The username field has autofocus; under load Chromium may apply it a moment after "load",
+    # and keys typed before that go nowhere.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
+    page.keyboard.type(username)
     page.keyboard.press("Tab")
     page.keyboard.type(password)
     page.keyboard.press("Enter")

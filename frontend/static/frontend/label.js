@@ -36,17 +36,23 @@
   document.addEventListener("input", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
   document.addEventListener("change", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
 
+  var keysSinceSwap = 0;
+  document.addEventListener("keydown", function () { keysSinceSwap++; }, true);
+
   document.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target.id !== "work") return;
+    keysSinceSwap = 0;
     var f = form();
     if (f && e.detail.xhr.status === 200) { shownAt = Date.now(); }
     restoreDraft();
   });
 
   // htmx re-focuses the element with the same id after a swap; a fresh item must start with the
-  // keyboard on the page, not inside the new rationale box.
+  // keyboard on the page, not inside the new rationale box. Unless the person already started
+  // typing in the moment before settling: blurring then would turn the rest of their sentence
+  // into shortcuts.
   document.addEventListener("htmx:afterSettle", function (e) {
-    if (e.detail.target.id === "work" && e.detail.xhr.status === 200 && document.activeElement) {
+    if (e.detail.target.id === "work" && e.detail.xhr.status === 200 && document.activeElement && keysSinceSwap === 0) {
       document.activeElement.blur();
     }
   });
@@ -64,6 +70,13 @@
     }
   });
 
+  // A fast key can land before htmx has wired up freshly swapped content (it does so after
+  // settling); an unwired form would then submit as a plain page load. Wiring is idempotent.
+  function wired(el) {
+    if (window.htmx) window.htmx.process(el);
+    return el;
+  }
+
   document.addEventListener("keydown", function (e) {
     var f = form();
     if (!f) {
@@ -72,14 +85,11 @@
       var key0 = e.key.toLowerCase();
       if (next && !e.ctrlKey && !e.metaKey && !e.altKey && (key0 === "enter" || key0 === "n")) {
         e.preventDefault();
-        // A fast key can land before htmx has wired up the freshly swapped button (it does so
-        // after settling); wiring it now is idempotent and makes the key never fall through.
-        if (window.htmx) window.htmx.process(next);
-        next.click();
+        wired(next).click();
       }
       return;
     }
-    if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); f.requestSubmit(); return; }
+    if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); wired(f).requestSubmit(); return; }
     var typing = e.target.matches("textarea, input[type=text], input[type=file], select");
     if (typing) { if (e.key === "Escape") e.target.blur(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -89,7 +99,7 @@
     else if (key === "r") { e.preventDefault(); f.querySelector("#rationale").focus(); }
     else if (key === "s") {
       var skip = document.getElementById("skip-button");
-      if (skip) { e.preventDefault(); skip.click(); }
+      if (skip) { e.preventDefault(); wired(skip).click(); }
     }
   });
 })();
