@@ -1,10 +1,15 @@
-"""Validation of import lines (JSONL, one comparison item per line). Pure: no Django.
+"""Validation of import lines (JSONL, one labelling item per line). Pure: no Django.
 
 A line looks like:
     {"prompt": "text" | [{"role": "user", "content": "..."}, ...],
-     "responses": ["text", {"text": "...", "model": "m", "metadata": {...}}],   # exactly two
+     "responses": ["text", {"text": "...", "model": "m", "metadata": {...}}],
+     "kind": "comparison | ranking | rewrite | adversarial",   # optional, see below
      "domain": "coding", "difficulty": "easy|medium|hard", "tags": ["..."],
-     "source": "production_bad_case", "external_id": "abc-1"}
+     "source": "production_bad_case", "external_id": "abc-1", "ground_truth": "42"}
+
+The kind follows from the responses when it is not given: two make a comparison, 3-8 a ranking,
+and one response with source `production_bad_case` a bad case for expert rewrite. An adversarial
+task (one good response to derive a flawed variant from) must say `"kind": "adversarial"`.
 """
 from __future__ import annotations
 
@@ -14,7 +19,12 @@ from dataclasses import dataclass, field
 
 ROLES = ("system", "user", "assistant")
 DIFFICULTIES = ("easy", "medium", "hard")
-ALLOWED_KEYS = {"prompt", "responses", "domain", "difficulty", "tags", "source", "external_id", "priority"}
+ALLOWED_KEYS = {
+    "prompt", "responses", "domain", "difficulty", "tags", "source", "external_id", "priority", "kind", "ground_truth",
+}
+KINDS = ("comparison", "ranking", "rewrite", "adversarial")
+PRODUCTION_BAD_CASE = "production_bad_case"
+RANKING_MIN, RANKING_MAX = 3, 8
 MAX_TEXT = 200_000
 
 
@@ -39,6 +49,8 @@ class ParsedItem:
     source: str = ""
     external_id: str | None = None
     priority: int = 0
+    kind: str = "comparison"
+    ground_truth: str | None = None
 
 
 def _text(value, what: str) -> str:
@@ -121,11 +133,18 @@ def parse_item(obj: dict) -> ParsedItem:
     if "prompt" not in obj:
         raise LineError("missing 'prompt'")
     responses = obj.get("responses")
-    if not isinstance(responses, list) or len(responses) != 2:
-        raise LineError("'responses' must be a list of exactly two responses")
+    if not isinstance(responses, list) or not responses:
+        raise LineError("'responses' must be a non-empty list of responses")
+    source = _short(obj.get("source"), "source", 64)
+    kind = _kind(obj.get("kind"), n=len(responses), source=source)
     parsed = [parse_response(r, i + 1) for i, r in enumerate(responses)]
-    if parsed[0].text == parsed[1].text:
-        raise LineError("the two responses are identical")
+    texts = [p.text for p in parsed]
+    if len(set(texts)) != len(texts):
+        first = next(i for i, t in enumerate(texts) if texts.index(t) != i)
+        raise LineError(f"response {first + 1} repeats response {texts.index(texts[first]) + 1}")
+    ground_truth = obj.get("ground_truth")
+    if ground_truth is not None and not isinstance(ground_truth, str):
+        raise LineError("'ground_truth' must be a string")
     difficulty = _short(obj.get("difficulty"), "difficulty", 16)
     if difficulty and difficulty not in DIFFICULTIES:
         raise LineError(f"'difficulty' must be one of {', '.join(DIFFICULTIES)}")
@@ -146,10 +165,34 @@ def parse_item(obj: dict) -> ParsedItem:
         domain=_short(obj.get("domain"), "domain", 64),
         difficulty=difficulty,
         tags=tags,
-        source=_short(obj.get("source"), "source", 64),
+        source=source,
         external_id=external_id,
         priority=priority,
+        kind=kind,
+        ground_truth=_short(ground_truth, "ground_truth", MAX_TEXT) or None,
     )
+
+
+def _kind(value, *, n: int, source: str) -> str:
+    """The line's item kind, given or inferred, checked against its number of responses."""
+    if value is not None and value not in KINDS:
+        raise LineError(f"'kind' must be one of {', '.join(KINDS)}")
+    if source == PRODUCTION_BAD_CASE:
+        if value not in (None, "rewrite") or n != 1:
+            raise LineError("a production_bad_case line has exactly one response (the bad one) and kind rewrite")
+        return "rewrite"
+    if value is None:
+        if n == 1:
+            raise LineError("one response: set \"kind\": \"adversarial\" (a good response to derive a flawed "
+                            "variant from) or \"source\": \"production_bad_case\" (a bad case to rewrite)")
+        value = "comparison" if n == 2 else "ranking"
+    if value == "rewrite":
+        raise LineError("rewrite tasks come from bad cases: set \"source\": \"production_bad_case\"")
+    expected = {"comparison": (2, 2), "ranking": (RANKING_MIN, RANKING_MAX), "adversarial": (1, 1)}[value]
+    if not expected[0] <= n <= expected[1]:
+        wanted = str(expected[0]) if expected[0] == expected[1] else f"{expected[0]} to {expected[1]}"
+        raise LineError(f"a {value} line has {wanted} response(s), not {n}")
+    return value
 
 
 def numbered_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:

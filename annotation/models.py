@@ -1,5 +1,10 @@
 """Projects, prompts, responses, labelling items, assignments (leases) and judgments.
 
+Item kinds: a comparison is a prompt and two responses; a ranking orders 3-8 responses; a rewrite
+task turns one bad response into a gold answer; an adversarial task derives a deliberately flawed
+variant of one good response. Rewrites (once approved) and adversarial negatives become
+`DerivedPair`s; exports expand rankings into pairs.
+
 Invariants the routing relies on (see services/routing.py):
 - an item's `assigned_count` counts its assignments that are leased (unexpired) or submitted;
   routing never lets it exceed `target_judgments`;
@@ -54,6 +59,41 @@ def default_dimensions() -> list[dict]:
     return [dict(d) for d in DEFAULT_DIMENSIONS]
 
 
+# What an expert can say was wrong with a bad response (a project may edit its own list).
+DEFAULT_REWRITE_FLAWS = [
+    {"key": "hallucination", "label": "Hallucination"},
+    {"key": "missing_context", "label": "Missing context"},
+    {"key": "unsafe", "label": "Unsafe"},
+    {"key": "wrong_tone", "label": "Wrong tone"},
+    {"key": "too_long", "label": "Too long"},
+    {"key": "incomplete", "label": "Incomplete"},
+    {"key": "wrong_format", "label": "Wrong format"},
+]
+
+# Domains whose rewrite tasks go only to annotators holding that skill.
+DEFAULT_SKILL_DOMAINS = ["legal", "medical", "finance", "coding"]
+
+
+def default_rewrite_flaws() -> list[dict]:
+    return [dict(f) for f in DEFAULT_REWRITE_FLAWS]
+
+
+def default_skill_domains() -> list[str]:
+    return list(DEFAULT_SKILL_DOMAINS)
+
+
+class FlawType(models.TextChoices):
+    """The declared flaw of an adversarial negative (fixed: sampling and reward-model evaluation
+    report per flaw type, so the set must mean the same in every project)."""
+
+    LONGER_BUT_WRONG = "longer_but_wrong", "Longer but wrong"
+    CONFIDENT_BUT_WRONG = "confident_but_wrong", "Confident but wrong"
+    SUBTLE_FACTUAL_ERROR = "subtle_factual_error", "Subtle factual error"
+    UNSAFE_COMPLIANCE = "unsafe_compliance", "Unsafe compliance"
+    SYCOPHANTIC_AGREEMENT = "sycophantic_agreement", "Sycophantic agreement"
+    FORMAT_ONLY_POLISH = "format_only_polish", "Format-only polish"
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=200)
@@ -74,6 +114,14 @@ class Project(models.Model):
     current_spec = models.ForeignKey(
         "SpecVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    rewrite_flaws = models.JSONField(
+        default=default_rewrite_flaws,
+        help_text="What an expert may name as wrong with a bad response: a list of {key, label}.",
+    )
+    skill_domains = models.JSONField(
+        default=default_skill_domains,
+        help_text="Domains whose rewrite tasks go only to annotators with that skill.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -82,6 +130,10 @@ class Project(models.Model):
     @property
     def dimension_keys(self) -> list[str]:
         return [d["key"] for d in self.dimensions]
+
+    @property
+    def rewrite_flaw_keys(self) -> list[str]:
+        return [f["key"] for f in self.rewrite_flaws]
 
 
 class SpecVersion(models.Model):
@@ -119,6 +171,20 @@ class Membership(models.Model):
         ]
 
 
+class AnnotatorSkill(models.Model):
+    """A domain skill (legal, medical, finance, coding, ...) an annotator holds in a project:
+    rewrite tasks of a skill domain are routed only to its holders."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="skills")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skills")
+    skill = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "skill"], name="skill_unique")
+        ]
+
+
 class Prompt(models.Model):
     """A prompt, always stored as a message list; single-turn text is one user message."""
 
@@ -128,6 +194,9 @@ class Prompt(models.Model):
     difficulty = models.CharField(max_length=16, choices=Difficulty.choices, blank=True)
     tags = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=64, blank=True, help_text="e.g. production_bad_case")
+    ground_truth = models.TextField(
+        null=True, blank=True, help_text="A verifiable answer (math result, tests), when there is one."
+    )
     external_id = models.CharField(max_length=200, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -157,6 +226,13 @@ class Response(models.Model):
 
 class ItemKind(models.TextChoices):
     COMPARISON = "comparison", "Pairwise comparison"
+    RANKING = "ranking", "Ranking"
+    REWRITE = "rewrite", "Expert rewrite"
+    ADVERSARIAL = "adversarial", "Adversarial negative"
+
+
+# Responses a ranking item orders.
+RANKING_MIN, RANKING_MAX = 3, 8
 
 
 class ItemStatus(models.TextChoices):
@@ -165,13 +241,15 @@ class ItemStatus(models.TextChoices):
 
 
 class Item(models.Model):
-    """A unit of labelling work. A comparison item is a prompt and two responses."""
+    """A unit of labelling work. A comparison item is a prompt and two responses (a, b); a rewrite
+    or adversarial task has one (response_a: the bad, respectively the good response); a ranking
+    item's responses are its `ItemResponse` rows."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
     kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.COMPARISON)
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
-    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
-    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_a = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.ACTIVE)
     target_judgments = models.PositiveSmallIntegerField(
         help_text="Judgments wanted for this item (the project's overlap when created)."
@@ -215,8 +293,29 @@ class Item(models.Model):
             models.CheckConstraint(
                 condition=Q(assigned_count__lte=F("target_judgments")),
                 name="item_never_over_assigned",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="ranking")
+                | Q(kind="comparison", response_a__isnull=False, response_b__isnull=False)
+                | Q(kind__in=["rewrite", "adversarial"], response_a__isnull=False, response_b__isnull=True),
+                name="item_responses_match_kind",
+            ),
         ]
+
+
+class ItemResponse(models.Model):
+    """One of a ranking item's responses, in import order (`position`)."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="ranked")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "position"], name="item_response_position_unique"),
+            models.UniqueConstraint(fields=["item", "response"], name="item_response_unique"),
+        ]
+        ordering = ["item", "position"]
 
 
 class AssignmentStatus(models.TextChoices):
@@ -244,6 +343,10 @@ class Assignment(models.Model):
     status = models.CharField(max_length=16, choices=AssignmentStatus.choices)
     shown_left = models.CharField(
         max_length=1, choices=Side.choices, help_text="Which response (a or b) was on the left."
+    )
+    shown_order = models.JSONField(
+        default=list, blank=True,
+        help_text="Ranking items: the response ids in the order shown (randomised per assignment).",
     )
     leased_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField()
@@ -355,3 +458,180 @@ class ImportJob(models.Model):
         # validating is the first half of the work, writing the second
         done = self.processed_lines / self.total_lines
         return int(50 * done) if self.phase == "validating" else int(50 + 50 * done)
+
+
+# ---------------------------------------------------------------- designed data: bad cases,
+# rewrites, adversarial negatives, rankings
+
+
+class BadCaseSource(models.TextChoices):
+    BOTH_BAD = "both_bad", "Judged both bad"
+    PRODUCTION = "production_bad_case", "Production feedback"
+    LEAD = "lead", "Marked by a lead"
+
+
+class BadCase(models.Model):
+    """A response someone found bad: it gets one rewrite task, however many times and from
+    however many sources it is reported (`sources`, `reports`)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bad_cases")
+    response = models.OneToOneField(Response, on_delete=models.CASCADE, related_name="bad_case")
+    source = models.CharField(max_length=24, choices=BadCaseSource.choices, help_text="The first report.")
+    sources = models.JSONField(default=list, help_text="Every source that reported it, first first.")
+    reports = models.PositiveIntegerField(default=1)
+    note = models.TextField(blank=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    judgment = models.ForeignKey(
+        "Judgment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The both-bad judgment that reported it first, if any.",
+    )
+    item = models.OneToOneField(
+        Item, on_delete=models.CASCADE, related_name="bad_case", help_text="Its rewrite task."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class RewriteStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Waiting for review"
+    RETURNED = "returned", "Sent back"
+    APPROVED = "approved", "Approved"
+
+
+class Rewrite(models.Model):
+    """An expert's gold answer for a bad case. Counts only once approved."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rewrites")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="rewrites")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="rewrite")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rewrites")
+    text = models.TextField()
+    from_scratch = models.BooleanField(default=False, help_text="Written anew, not edited from the bad response.")
+    flaws = models.JSONField(default=list, help_text="Keys of the project's rewrite_flaws the expert named.")
+    rationale = models.TextField()
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=RewriteStatus.choices, default=RewriteStatus.SUBMITTED)
+    revision = models.PositiveIntegerField(default=1)
+    history = models.JSONField(
+        default=list, blank=True,
+        help_text="Earlier revisions: [{revision, text, flaws, rationale, review_comment, reviewed_by}].",
+    )
+    review_comment = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    response = models.OneToOneField(
+        Response, null=True, blank=True, on_delete=models.SET_NULL, related_name="rewrite_of",
+        help_text="The rewrite as a response, created on approval.",
+    )
+    client_token = models.UUIDField(default=uuid.uuid4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["author", "client_token"], name="rewrite_idempotent_submit")
+        ]
+        indexes = [models.Index(fields=["project", "status"], name="rewrite_status_idx")]
+
+
+class AdversarialNegative(models.Model):
+    """A deliberately flawed variant of a good response, with its declared flaw."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="adversarial_negatives")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="negatives")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="negative")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="negatives")
+    text = models.TextField()
+    flaw_type = models.CharField(max_length=32, choices=FlawType.choices)
+    rationale = models.TextField()
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    response = models.OneToOneField(Response, on_delete=models.PROTECT, related_name="negative_of")
+    client_token = models.UUIDField(default=uuid.uuid4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["author", "client_token"], name="negative_idempotent_submit")
+        ]
+
+
+class RankingJudgment(models.Model):
+    """An annotator's ordering of a ranking item's responses, ties allowed.
+
+    `ranking` holds tiers of response ids, best first: [[7], [3, 9], [4]] means 7 > 3 = 9 > 4.
+    `shown_order` is what the annotator saw (response ids, top to bottom) before reordering."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking_judgment")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_judgments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="ranking_judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ranking_judgments"
+    )
+    ranking = models.JSONField()
+    shown_order = models.JSONField()
+    rationale = models.TextField()
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    client_token = models.UUIDField(default=uuid.uuid4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "client_token"], name="ranking_idempotent_submit")
+        ]
+        indexes = [models.Index(fields=["project", "item"], name="ranking_project_item_idx")]
+
+    @property
+    def ranks(self) -> dict[int, int]:
+        """{response id: rank}, 1 = best; tied responses share a rank."""
+        return {rid: tier + 1 for tier, ids in enumerate(self.ranking) for rid in ids}
+
+
+class PairTag(models.TextChoices):
+    COMPARISON = "comparison", "Comparison"
+    REWRITE = "rewrite", "Rewrite"
+    ADVERSARIAL = "adversarial", "Adversarial"
+    RANKING = "ranking", "Ranking"
+
+
+class DerivedPair(models.Model):
+    """A preference pair that follows from authored work rather than from votes: an approved
+    rewrite beats its original; a good response beats its adversarial negative."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="derived_pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    chosen = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    rejected = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    strength = models.CharField(max_length=8, choices=Strength.choices, default=Strength.STRONG)
+    tag = models.CharField(max_length=16, choices=PairTag.choices)
+    flaw_type = models.CharField(max_length=32, choices=FlawType.choices, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+        help_text="Who wrote the rewrite or the negative (their standing decides export).",
+    )
+    rewrite = models.OneToOneField(Rewrite, null=True, blank=True, on_delete=models.CASCADE, related_name="pair")
+    negative = models.OneToOneField(
+        AdversarialNegative, null=True, blank=True, on_delete=models.CASCADE, related_name="pair"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tag="rewrite", rewrite__isnull=False, negative__isnull=True)
+                | Q(tag="adversarial", negative__isnull=False, rewrite__isnull=True),
+                name="derived_pair_has_its_source",
+            )
+        ]
+        indexes = [models.Index(fields=["project", "id"], name="derived_pair_project_idx")]

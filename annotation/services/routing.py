@@ -17,7 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
-from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Project
+from ..models import AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project
 
 _rng = random.SystemRandom()
 
@@ -127,6 +127,16 @@ def leases_release(*, project: Project, annotator, now: datetime | None = None) 
     return len(rows)
 
 
+def skill_filter(*, project: Project, annotator) -> Q:
+    """Rewrite tasks of a skill domain (project.skill_domains) only for holders of that skill;
+    every other item for anyone."""
+    skills = list(AnnotatorSkill.objects.filter(project=project, user=annotator).values_list("skill", flat=True))
+    restricted = [d for d in project.skill_domains if d not in skills]
+    if not restricted:
+        return Q()
+    return ~Q(kind=ItemKind.REWRITE, prompt__domain__in=restricted)
+
+
 def _not_mine_already(annotator) -> RawSQL:
     """True for items this annotator holds no live assignment on.
 
@@ -155,6 +165,8 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         )
         if extra is not None:
             pool = pool.filter(extra)
+        # Expertise routing applies to every lease, whoever asks (live queue or held out alike).
+        pool = pool.filter(skill_filter(project=project, annotator=annotator))
         item = (
             pool.alias(available=_not_mine_already(annotator))
             .filter(available=True)
@@ -167,12 +179,18 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         if item is None:
             return None
         Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
+        shown_order: list[int] = []
+        if item.kind == ItemKind.RANKING:
+            # A fresh random order per assignment: position bias averages out over annotators.
+            shown_order = list(ItemResponse.objects.filter(item=item).values_list("response_id", flat=True))
+            _rng.shuffle(shown_order)
         assignment = Assignment(
             project=project,
             item_id=item.pk,
             annotator=annotator,
             status=AssignmentStatus.LEASED,
             shown_left=_rng.choice("ab"),
+            shown_order=shown_order,
             leased_at=now,
             lease_expires_at=now + timedelta(seconds=project.lease_seconds),
         )
@@ -182,7 +200,7 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
             [assignment],
             update_conflicts=True,
             unique_fields=["annotator", "item"],
-            update_fields=["status", "shown_left", "leased_at", "lease_expires_at", "finished_at"],
+            update_fields=["status", "shown_left", "shown_order", "leased_at", "lease_expires_at", "finished_at"],
         )
         if assignment.pk is None:  # backends without RETURNING on upsert
             assignment = Assignment.objects.get(item_id=item.pk, annotator=annotator)

@@ -17,7 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Item, Judgment, Project
+from annotation.models import Item, ItemKind, Judgment, Project
 
 from .. import agreement, bias, health
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
@@ -115,7 +115,7 @@ def _json(value):
 
 def _item_rows(project: Project) -> list[tuple]:
     return sorted(_fetch(
-        Item.objects.filter(project=project, judgment_count__gt=0).order_by().values_list(
+        Item.objects.filter(project=project, kind=ItemKind.COMPARISON, judgment_count__gt=0).order_by().values_list(
             "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
             "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
         )

@@ -199,7 +199,7 @@ def calibration_set_coverage(*, project: Project) -> dict:
         domains[domain or "(none)"] += 1
         dimensions.update(dims)
     live_domains = set(
-        Item.objects.filter(project=project, in_live_queue=True)
+        Item.objects.filter(project=project, in_live_queue=True, kind=ItemKind.COMPARISON)
         .values_list("prompt__domain", flat=True)
         .distinct()
     )
@@ -273,6 +273,8 @@ def anchors_import(*, project: Project, lines: Iterable[str | bytes], created_by
                 raise LineError("missing 'expert' (the expert answer)")
             answer, in_set = parse_expert(obj.pop("expert"), project=project)
             item = parse_item(obj)
+            if item.kind != ItemKind.COMPARISON:
+                raise LineError("an anchor is a comparison: give exactly two responses")
             if item.external_id is not None:
                 if item.external_id in existing:
                     raise LineError(f"external_id {item.external_id!r} already exists in this project")

@@ -109,11 +109,11 @@ def _judgments_copy(project, sim, users, items, start, now, report) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT COALESCE(MAX(id), 0) FROM "{a_table}"')
         before = cursor.fetchone()[0]
-        cols = "project_id, item_id, annotator_id, status, shown_left, leased_at, lease_expires_at, finished_at"
+        cols = "project_id, item_id, annotator_id, status, shown_left, shown_order, leased_at, lease_expires_at, finished_at"
         with cursor.connection.cursor().copy(f'COPY "{a_table}" ({cols}) FROM STDIN') as copy:
             for j in range(total):
                 copy.write_row((project.pk, int(item_pk[j]), int(user_pk[j]), AssignmentStatus.SUBMITTED, side[j],
-                                now, now, now))
+                                "[]", now, now, now))
                 if j % 100_000 == 0:
                     report(j // 2, total)
         cursor.execute(f'SELECT id FROM "{a_table}" WHERE project_id = %s AND id > %s ORDER BY id', [project.pk, before])

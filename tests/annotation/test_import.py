@@ -23,11 +23,11 @@ def write_jsonl(tmp_path, rows, name="items.jsonl"):
 
 
 def test_good_file_imports_every_item(project, tmp_path):
-    rows = [GOOD, {**GOOD, "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}], "external_id": "x1", "tags": ["multi"], "difficulty": "hard", "source": "production_bad_case"}]
+    rows = [GOOD, {**GOOD, "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}], "external_id": "x1", "tags": ["multi"], "difficulty": "hard", "source": "user_feedback"}]
     result = import_file(project=project, path=write_jsonl(tmp_path, rows))
     assert result.ok and result.items_created == 2
     multi = Prompt.objects.get(external_id="x1")
-    assert multi.is_multi_turn and multi.source == "production_bad_case" and multi.difficulty == "hard"
+    assert multi.is_multi_turn and multi.source == "user_feedback" and multi.difficulty == "hard"
     item = Item.objects.get(prompt=multi)
     assert (item.response_a.text, item.response_b.text, item.response_b.model_name) == ("4", "5", "m2")
     assert item.target_judgments == project.overlap
@@ -51,7 +51,7 @@ def test_any_bad_line_imports_nothing_and_every_bad_line_is_reported(project, tm
     assert [e["line"] for e in result.errors] == [2, 3, 5, 6, 8, 9]
     messages = {e["line"]: e["message"] for e in result.errors}
     assert "not valid JSON" in messages[2]
-    assert "exactly two" in messages[3]
+    assert "one response" in messages[3] and "adversarial" in messages[3]
     assert "role 'robot'" in messages[5]
     assert "colour" in messages[6]
     assert "repeats line 7" in messages[8]
@@ -70,7 +70,7 @@ def test_external_id_already_in_project_is_refused(project, tmp_path):
     (b"\xff\xfe", "UTF-8"),
     ("[1, 2]", "JSON object"),
     (json.dumps({"prompt": "", "responses": ["a", "b"]}), "non-empty"),
-    (json.dumps({"prompt": "p", "responses": ["same", "same"]}), "identical"),
+    (json.dumps({"prompt": "p", "responses": ["same", "same"]}), "response 2 repeats response 1"),
     (json.dumps({"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "responses": ["a", "b"]}), "user's turn"),
 ])
 def test_line_validation_messages(raw, fragment):

@@ -78,7 +78,7 @@ def _normalise(text: str, texts: list[str], numbers: list[int]) -> str:
     text = re.sub(r'value="[0-9a-f-]{36}"', 'value="<TOKEN>"', text)
     text = re.sub(r"csrfmiddlewaretoken\" value=\"[^\"]+\"", "<CSRF>", text)
     for n in numbers:
-        text = re.sub(rf"(?<!\d){n}(?!\d)", "<ID>", text)
+        text = re.sub(rf"(?<!\d)(?<!<h){n}(?!\d)", "<ID>", text)
     return text
 
 
