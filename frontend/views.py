@@ -41,7 +41,7 @@ from calibration.services.analytics import (
 from calibration.services.policy import POLICY_FIELDS, policy_update
 from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
 from calibration.services.standing import change_acknowledge, recalibration_assign, standing_override
-from rewards.formats import FORMATS
+from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_exclusions
 
 from .markdown import render_markdown
@@ -309,6 +309,7 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "formats": FORMATS,
+            "tags": TAGS,
             "aggregations": AGGREGATIONS,
             "exclusions": export_exclusions(project=project),
         },

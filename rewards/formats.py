@@ -14,7 +14,11 @@ from collections.abc import Iterable, Sequence
 STRENGTH_MARGIN: dict[str, float] = {"slight": 1 / 3, "clear": 2 / 3, "strong": 1.0}
 STRENGTH_ORDER = ("slight", "clear", "strong")
 
-FORMATS = ("trl", "trl-conversational")
+PAIR_FORMATS = ("trl", "trl-conversational")
+RANKING_FORMAT = "ranking"
+SFT_FORMATS = ("sft-messages", "sft-prompt-completion")
+FORMATS = (*PAIR_FORMATS, RANKING_FORMAT, *SFT_FORMATS)
+TAGS = ("comparison", "rewrite", "adversarial", "ranking")
 
 
 def prompt_as_text(messages: Sequence[dict]) -> str:
@@ -25,20 +29,63 @@ def prompt_as_text(messages: Sequence[dict]) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
+def _messages(messages: Sequence[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 def preference_row(
-    *, fmt: str, messages: Sequence[dict], chosen: str, rejected: str, strength: str
+    *,
+    fmt: str,
+    messages: Sequence[dict],
+    chosen: str,
+    rejected: str,
+    strength: str,
+    tag: str = "comparison",
+    flaw_type: str | None = None,
 ) -> dict:
+    """A TRL preference row. `tag` (comparison, rewrite, adversarial, ranking) and `flaw_type`
+    (adversarial pairs) are extra columns: trainers ignore them, curation and evaluation use them."""
     margin = round(STRENGTH_MARGIN.get(strength, STRENGTH_MARGIN["clear"]), 6)
+    extra = {"margin": margin, "tag": tag, "flaw_type": flaw_type or None}
     if fmt == "trl":
-        return {"prompt": prompt_as_text(messages), "chosen": chosen, "rejected": rejected, "margin": margin}
+        return {"prompt": prompt_as_text(messages), "chosen": chosen, "rejected": rejected, **extra}
     if fmt == "trl-conversational":
         return {
-            "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "prompt": _messages(messages),
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
-            "margin": margin,
+            **extra,
         }
-    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise ValueError(f"unknown pair format {fmt!r}; use one of {', '.join(PAIR_FORMATS)}")
+
+
+def ranking_row(
+    *, messages: Sequence[dict], domain: str, responses: Sequence[tuple[int, str, int, float]],
+    ground_truth: str | None,
+) -> dict:
+    """The ranking format (GRPO, K-wise training): responses best first, each with its rank
+    (1 = best, ties share a rank) and a score in [0, 1] (annotation/ranking.py: scores_of)."""
+    return {
+        "prompt": _messages(messages),
+        "domain": domain,
+        "responses": [
+            {"id": rid, "content": text, "rank": rank, "score": round(score, 6)}
+            for rid, text, rank, score in sorted(responses, key=lambda r: (r[2], r[0]))
+        ],
+        "ground_truth": ground_truth,
+    }
+
+
+def sft_row(*, fmt: str, messages: Sequence[dict], completion: str) -> dict:
+    """An SFT row from an approved rewrite: the whole conversation (`messages`) or the prompt and
+    the completion as message lists (conversational prompt-completion, so TRL applies the chat
+    template and computes the loss on the completion only)."""
+    answer = {"role": "assistant", "content": completion}
+    if fmt == "sft-messages":
+        return {"messages": [*_messages(messages), answer]}
+    if fmt == "sft-prompt-completion":
+        return {"prompt": _messages(messages), "completion": [answer]}
+    raise ValueError(f"unknown SFT format {fmt!r}; use one of {', '.join(SFT_FORMATS)}")
 
 
 def majority_vote(votes: Iterable[tuple[str, str]]) -> tuple[str, str] | None:

@@ -60,7 +60,8 @@ def test_one_row_per_decisive_judgment_with_margin(labelled, tmp_path):
     first_item = [r for r in rows if r["chosen"] in (a1, b1)]
     assert sorted((r["chosen"], r["margin"]) for r in first_item) == sorted(
         [(a1, 1.0), (a1, round(1 / 3, 6)), (b1, round(2 / 3, 6))])
-    assert all(set(r) == {"prompt", "chosen", "rejected", "margin"} for r in rows)
+    assert all(set(r) == {"prompt", "chosen", "rejected", "margin", "tag", "flaw_type"} for r in rows)
+    assert {(r["tag"], r["flaw_type"]) for r in rows} == {("comparison", None)}
     assert any(r["prompt"].startswith("User: Hi\n\nAssistant: Hello!") for r in rows)
 
 
@@ -104,7 +105,7 @@ def test_trl_trains_one_step_on_the_export_unchanged(labelled, tmp_path, fmt):
     project, _ = labelled
     _, path = export(project, tmp_path, fmt=fmt)
     loaded = datasets.load_dataset("json", data_files=str(path), split="train")
-    assert loaded.num_rows == 5 and set(loaded.column_names) == {"prompt", "chosen", "rejected", "margin"}
+    assert loaded.num_rows == 5 and set(loaded.column_names) == {"prompt", "chosen", "rejected", "margin", "tag", "flaw_type"}
     reward = train_reward_one_step(str(path), str(tmp_path / "rm"))
     dpo = train_dpo_one_step(str(path), str(tmp_path / "dpo"))
     assert reward["global_step"] == 1 and math.isfinite(reward["loss"])

@@ -28,9 +28,10 @@ def test_multi_turn_prompt_keeps_speakers_in_standard_format():
     assert prompt_as_text(messages[:1]) == "Hi"
     row = preference_row(fmt="trl-conversational", messages=messages, chosen="c", rejected="r", strength="strong")
     assert row == {"prompt": messages, "chosen": [{"role": "assistant", "content": "c"}],
-                   "rejected": [{"role": "assistant", "content": "r"}], "margin": 1.0}
+                   "rejected": [{"role": "assistant", "content": "r"}], "margin": 1.0,
+                   "tag": "comparison", "flaw_type": None}
 
 
 def test_unknown_format_is_refused():
-    with pytest.raises(ValueError, match="unknown format"):
+    with pytest.raises(ValueError, match="unknown pair format"):
         preference_row(fmt="csv", messages=[{"role": "user", "content": "x"}], chosen="a", rejected="b", strength="clear")

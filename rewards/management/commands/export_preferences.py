@@ -1,4 +1,5 @@
-"""python manage.py export_preferences --project SLUG --format trl --out FILE [--aggregate majority]"""
+"""python manage.py export_preferences --project SLUG --format trl --out FILE [--aggregate majority]
+[--tags comparison,rewrite,adversarial,ranking]"""
 from __future__ import annotations
 
 import sys
@@ -6,12 +7,15 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from rewards.formats import FORMATS, jsonl_line
+from rewards.formats import FORMATS, TAGS, jsonl_line
 from rewards.selectors import AGGREGATIONS, export_exclusions, preference_rows
 
 
 class Command(BaseCommand):
-    help = "Stream preference pairs as JSONL that TRL reads unchanged (ties and both-bad excluded)."
+    help = (
+        "Stream preference pairs (TRL formats), rankings or SFT rows from approved rewrites as JSONL "
+        "that the trainers read unchanged (ties and both-bad never become pairs)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True)
@@ -19,27 +23,35 @@ class Command(BaseCommand):
         parser.add_argument("--aggregate", choices=AGGREGATIONS, default="none")
         parser.add_argument("--out", required=True, help="output path, or - for stdout")
         parser.add_argument(
+            "--tags", default=",".join(TAGS),
+            help=f"pair formats: which pairs, comma-separated from {', '.join(TAGS)} (default: all)",
+        )
+        parser.add_argument(
             "--include-excluded", action="store_true",
             help="also export judgments of annotators whose standing is excluded",
         )
 
-    def handle(self, *args, project: str, fmt: str, aggregate: str, out: str, include_excluded: bool, **options):
+    def handle(self, *args, project: str, fmt: str, aggregate: str, out: str, include_excluded: bool, tags: str, **options):
         try:
             target = Project.objects.get(slug=project)
         except Project.DoesNotExist:
             raise CommandError(f"No project with slug {project!r}.") from None
+        wanted = [t.strip() for t in tags.split(",") if t.strip()]
+        unknown = sorted(set(wanted) - set(TAGS))
+        if unknown:
+            raise CommandError(f"Unknown tag(s) {', '.join(unknown)}; use {', '.join(TAGS)}.")
         count = 0
         sink = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")
         try:
             for row in preference_rows(
-                project=target, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded
+                project=target, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded, tags=wanted
             ):
                 sink.write(jsonl_line(row))
                 count += 1
         finally:
             if sink is not sys.stdout:
                 sink.close()
-        self.stderr.write(f"Wrote {count} pairs ({fmt}, aggregate={aggregate}) to {out}.")
+        self.stderr.write(f"Wrote {count} rows ({fmt}, aggregate={aggregate}) to {out}.")
         left_out = export_exclusions(project=target)
         if left_out.judgments and not include_excluded:
             self.stderr.write(
