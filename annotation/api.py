@@ -1,19 +1,25 @@
 """REST API for labelling. Thin: parse input, check the role, call one service."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, serializers
-from .permissions import can_import, can_lead, can_see_all_judgments
+from .models import BadCaseSource, RewriteStatus
+from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
+from .services.badcases import bad_case_report
 from .services.imports import import_job_create, import_job_progress
 from .services.judgments import JudgmentInput, judgment_edit
-from .services.projects import spec_publish
+from .services.negatives import NegativeInput as NegativeData, negative_submit
+from .services.projects import skills_set, spec_publish
+from .services.rankings import RankingInput as RankingData, ranking_submit
+from .services.rewrites import RewriteInput as RewriteData, can_review_rewrite, rewrite_approve, rewrite_return, rewrite_revise, rewrite_submit
 from .services.routing import assignment_skip
 
 
@@ -107,3 +113,171 @@ class SpecPublishApi(APIView):
         data.is_valid(raise_exception=True)
         spec = spec_publish(project=project, text=data.validated_data["text"], created_by=request.user)
         return Response(serializers.SpecOutput(spec).data, status=status.HTTP_201_CREATED)
+
+
+# ---------------------------------------------------------------- rankings, rewrites, negatives
+
+
+def _own_assignment(request, assignment_id: int):
+    # Someone else's assignment is 404 whatever the body holds (the services check it too).
+    return selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+
+
+def _created(obj, created: bool, serializer) -> Response:
+    return Response(serializer(obj).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RankingSubmitApi(APIView):
+    @extend_schema(request=serializers.RankingInput, responses={201: serializers.RankingOutput, 200: serializers.RankingOutput})
+    def post(self, request, assignment_id: int):
+        """Submit the order of a ranking item's responses, best first in the letters shown
+        ('C>A=D>B'). Every response exactly once; `=` marks a tie. Idempotent by `client_token`."""
+        _own_assignment(request, assignment_id)
+        data = serializers.RankingInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        judgment, created = ranking_submit(
+            assignment_id=assignment_id, annotator=request.user, client_token=v["client_token"],
+            data=RankingData(order=v["order"], rationale=v["rationale"], time_spent_ms=v["time_spent_ms"]),
+        )
+        return _created(judgment, created, serializers.RankingOutput)
+
+
+def rewrite_data(v: dict) -> RewriteData:
+    return RewriteData(
+        text=v["text"], flaws=v["flaws"], rationale=v["rationale"], from_scratch=v["from_scratch"],
+        time_spent_ms=v["time_spent_ms"],
+    )
+
+
+class RewriteSubmitApi(APIView):
+    @extend_schema(request=serializers.RewriteSubmitInput, responses={201: serializers.RewriteOutput, 200: serializers.RewriteOutput})
+    def post(self, request, assignment_id: int):
+        """Submit an expert rewrite of the bad response on this assignment. It counts once a lead
+        or a second expert approves it."""
+        _own_assignment(request, assignment_id)
+        data = serializers.RewriteSubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        rewrite, created = rewrite_submit(
+            assignment_id=assignment_id, author=request.user, client_token=data.validated_data["client_token"],
+            data=rewrite_data(data.validated_data),
+        )
+        return _created(rewrite, created, serializers.RewriteOutput)
+
+
+class NegativeSubmitApi(APIView):
+    @extend_schema(request=serializers.NegativeInput, responses={201: serializers.NegativeOutput, 200: serializers.NegativeOutput})
+    def post(self, request, assignment_id: int):
+        """Submit a deliberately flawed variant of the good response, with its flaw type. It
+        becomes the pair (good > variant), tagged adversarial."""
+        _own_assignment(request, assignment_id)
+        data = serializers.NegativeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        negative, created = negative_submit(
+            assignment_id=assignment_id, author=request.user, client_token=v["client_token"],
+            data=NegativeData(text=v["text"], flaw_type=v["flaw_type"], rationale=v["rationale"], time_spent_ms=v["time_spent_ms"]),
+        )
+        return _created(negative, created, serializers.NegativeOutput)
+
+
+class RewriteListApi(ListAPIView):
+    """Reviewers (leads; annotators with the domain's skill): rewrites to review (`?status=`
+    submitted, returned or approved; default submitted). Annotators without skills: their own."""
+
+    serializer_class = serializers.RewriteOutput
+
+    def get_queryset(self):
+        project = selectors.project_get_for_member(slug=self.kwargs["slug"], user=self.request.user)
+        wanted = self.request.query_params.get("status", "submitted")
+        if wanted not in RewriteStatus.values:
+            raise ValidationError({"status": f"Use one of {', '.join(RewriteStatus.values)}."})
+        self.as_lead = can_lead(user=self.request.user, project=project)
+        if selectors.can_review_any_rewrite(user=self.request.user, project=project):
+            return selectors.rewrites_reviewable_by(user=self.request.user, project=project, status=wanted)
+        if not can_annotate(user=self.request.user, project=project):
+            raise PermissionDenied("Only annotators, reviewers and leads see rewrites.")
+        return selectors.rewrites_of_author(project=project, author=self.request.user, status=wanted)
+
+    def get_serializer_class(self):
+        return serializers.RewriteLeadOutput if getattr(self, "as_lead", False) else serializers.RewriteOutput
+
+
+class RewriteReviewApi(APIView):
+    @extend_schema(request=serializers.ReviewInput, responses=serializers.RewriteOutput)
+    def post(self, request, rewrite_id: int):
+        """Approve a rewrite (it becomes a response and the pair rewrite > original) or send it
+        back to its author with a comment. Leads, or a second expert with the domain's skill."""
+        rewrite = selectors.rewrite_get(rewrite_id=rewrite_id, user=request.user)
+        if not can_review_rewrite(user=request.user, rewrite=rewrite):
+            raise PermissionDenied("Nobody reviews their own rewrite: a lead or a second expert does.")
+        data = serializers.ReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        if v["action"] == "approve":
+            rewrite = rewrite_approve(rewrite_id=rewrite.pk, reviewer=request.user, comment=v["comment"])
+        else:
+            rewrite = rewrite_return(rewrite_id=rewrite.pk, reviewer=request.user, comment=v["comment"])
+        return Response(serializers.RewriteOutput(rewrite).data)
+
+
+class RewriteReviseApi(APIView):
+    @extend_schema(request=serializers.RewriteInput, responses=serializers.RewriteOutput)
+    def put(self, request, rewrite_id: int):
+        """The author revises a rewrite that was sent back; it waits for review again."""
+        selectors.rewrite_for_author(rewrite_id=rewrite_id, author=request.user)
+        data = serializers.RewriteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        rewrite = rewrite_revise(rewrite_id=rewrite_id, author=request.user, data=rewrite_data(data.validated_data))
+        return Response(serializers.RewriteOutput(rewrite).data)
+
+
+class BadCaseApi(APIView):
+    @extend_schema(responses=serializers.BadCaseOutput(many=True))
+    def get(self, request, slug: str):
+        """Bad cases and where they came from (leads and engineers)."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_see_all_judgments(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers see bad cases.")
+        return Response(serializers.BadCaseOutput(selectors.bad_cases_of(project=project), many=True).data)
+
+    @extend_schema(request=serializers.BadCaseInput, responses={201: serializers.BadCaseOutput, 200: serializers.BadCaseOutput})
+    def post(self, request, slug: str):
+        """Mark a response as a bad case (leads). It gets one rewrite task; marking it again
+        only records the report."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_lead(user=request.user, project=project):
+            raise PermissionDenied("Only leads mark bad cases.")
+        data = serializers.BadCaseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        response = selectors.response_in_project(response_id=data.validated_data["response"], project=project)
+        case, created = bad_case_report(
+            project=project, response=response, source=BadCaseSource.LEAD, reported_by=request.user,
+            note=data.validated_data["note"],
+        )
+        return _created(case, created, serializers.BadCaseOutput)
+
+
+class SkillsApi(APIView):
+    @extend_schema(request=serializers.SkillsInput, responses=serializers.SkillsInput)
+    def put(self, request, slug: str, username: str):
+        """Set an annotator's domain skills (leads). Rewrite tasks of a skill domain go only to
+        annotators holding that skill."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_lead(user=request.user, project=project):
+            raise PermissionDenied("Only leads set skills.")
+        data = serializers.SkillsInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = selectors.member_by_username(project=project, username=username)
+        return Response({"skills": skills_set(project=project, user=user, skills=data.validated_data["skills"])})
+
+
+class DesignedDataApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        """Counts of bad cases, rewrites by status, adversarial negatives by flaw type (with how
+        many are longer than their good response), derived pairs and rankings."""
+        project = selectors.project_get_for_member(slug=slug, user=request.user)
+        if not can_see_all_judgments(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers see the dataset view.")
+        return Response(selectors.designed_data_overview(project=project))

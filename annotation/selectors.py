@@ -265,3 +265,37 @@ def designed_data_overview(*, project: Project) -> dict:
         "ranking_items": ranking_items.count(),
         "rankings": RankingJudgment.objects.filter(project=project).count(),
     }
+
+
+def rewrites_of_author(*, project: Project, author, status: str = "") -> QuerySet[Rewrite]:
+    qs = Rewrite.objects.filter(project=project, author=author).select_related("item__prompt", "item__response_a")
+    return (qs.filter(status=status) if status else qs).order_by("created_at", "id")
+
+
+def rewrite_get(*, rewrite_id: int, user) -> Rewrite:
+    """A rewrite its project's member may act on: reviewers get it for review, its author for
+    revising; anyone else 404 (not even its existence shows)."""
+    rewrite = Rewrite.objects.select_related("project").filter(pk=rewrite_id).first()
+    if rewrite is None:
+        raise Http404("No such rewrite.")
+    if rewrite.author_id == user.pk:
+        return rewrite
+    return rewrite_get_for_reviewer(rewrite_id=rewrite_id, user=user, project=rewrite.project)
+
+
+def bad_cases_of(*, project: Project) -> QuerySet[BadCase]:
+    return BadCase.objects.filter(project=project).order_by("-created_at", "-id")
+
+
+def response_in_project(*, response_id: int, project: Project) -> Response:
+    response = Response.objects.filter(pk=response_id, prompt__project=project).first()
+    if response is None:
+        raise Http404("No such response in this project.")
+    return response
+
+
+def member_by_username(*, project: Project, username: str):
+    membership = Membership.objects.filter(project=project, user__username=username).select_related("user").first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership.user

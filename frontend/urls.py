@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import views, views_designed
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,6 +12,16 @@ urlpatterns = [
     path("p/<slug:slug>/label/<int:assignment_id>/submit/", views.label_submit, name="label-submit"),
     path("p/<slug:slug>/label/<int:assignment_id>/skip/", views.label_skip, name="label-skip"),
     path("p/<slug:slug>/label/calibration/<int:question_id>/answer/", views.label_calibration_answer, name="label-calibration-answer"),
+    path("p/<slug:slug>/label/<int:assignment_id>/rank/", views_designed.label_rank, name="label-rank"),
+    path("p/<slug:slug>/label/<int:assignment_id>/rewrite/", views_designed.label_rewrite, name="label-rewrite"),
+    path("p/<slug:slug>/label/<int:assignment_id>/diff/", views_designed.label_diff, name="label-diff"),
+    path("p/<slug:slug>/label/<int:assignment_id>/negative/", views_designed.label_negative, name="label-negative"),
+    path("p/<slug:slug>/label/rewrites/<int:rewrite_id>/revise/", views_designed.label_rewrite_revise, name="label-rewrite-revise"),
+    path("p/<slug:slug>/rewrites/", views_designed.rewrites_page, name="rewrites"),
+    path("p/<slug:slug>/rewrites/<int:rewrite_id>/review/", views_designed.rewrite_review, name="rewrite-review"),
+    path("p/<slug:slug>/designed/", views_designed.designed_page, name="designed"),
+    path("p/<slug:slug>/designed/bad-cases/", views_designed.bad_case_mark, name="bad-case-mark"),
+    path("p/<slug:slug>/designed/skills/<str:username>/", views_designed.skills_update, name="skills-update"),
     path("p/<slug:slug>/lead/", views.lead_page, name="lead"),
     path("p/<slug:slug>/calibration/", views.calibration_page, name="calibration"),
     path("p/<slug:slug>/calibration/policy/", views.calibration_policy, name="calibration-policy"),

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.errors import Conflict, ValidationFailed
-from annotation.models import Strength
+from annotation.models import ItemKind, Strength
 from annotation.permissions import (
     can_annotate, can_export, can_import, can_lead, can_see_all_judgments, roles_of,
 )
@@ -45,6 +45,7 @@ from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_exclusions
 
 from .markdown import render_markdown
+from .views_designed import render_returned_rewrite, work_context
 
 CHOICE_LABELS = [("left", "A is better", "a"), ("right", "B is better", "b"), ("tie", "Tie", "t"), ("both_bad", "Both bad", "x")]
 STRENGTH_LABELS = [(value, label, str(i + 1)) for i, (value, label) in enumerate(Strength.choices)]
@@ -66,6 +67,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "can_annotate": can_annotate(user=request.user, project=p),
             "can_lead": can_lead(user=request.user, project=p),
             "can_export": can_export(user=request.user, project=p),
+            "can_review": selectors.can_review_any_rewrite(user=request.user, project=p),
         }
         for p in selectors.projects_for_user(user=request.user)
     ]
@@ -120,11 +122,20 @@ def _form_context(project, payload: dict, *, form=None, errors=None, message="")
     }
 
 
-def _render_next(request, project, *, status: int = 200) -> HttpResponse:
+def render_next(request, project, *, status: int = 200) -> HttpResponse:
+    """What the annotator works on next: a rewrite sent back to them (finishing their own work,
+    before any new lease), else calibration while they are not active, else the next item of any
+    kind."""
+    returned = render_returned_rewrite(request, project, status=status)
+    if returned is not None:
+        return returned
     try:
         assignment = queue_next(project=project, annotator=request.user)
     except CalibrationRequired:
         return _render_calibration(request, project, status=status)
+    if assignment is not None and assignment.item.kind != ItemKind.COMPARISON:
+        template, ctx = work_context(request, project, assignment)
+        return render(request, template, ctx, status=status)
     if assignment is None:
         return render(
             request,
@@ -164,7 +175,7 @@ def _feedback_context(project, feedback: dict, *, your_choice: str = "") -> dict
 @require_POST
 def label_next(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    return _render_next(request, project)
+    return render_next(request, project)
 
 
 def _posted_form(request: HttpRequest, project) -> dict:
@@ -208,7 +219,7 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     if outcome.feedback is not None:  # a hidden anchor, on a project that shows feedback
         ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
         return render(request, "frontend/_feedback.html", ctx)
-    return later.attach(_render_next(request, project))
+    return later.attach(render_next(request, project))
 
 
 def _judgment_input(form: dict, time_spent_ms: int) -> JudgmentInput:
@@ -241,7 +252,7 @@ def label_calibration_answer(request: HttpRequest, slug: str, question_id: int) 
         ctx = _question_context(project, question, form=form, errors=exc.field_errors, message=exc.message)
         return render(request, "frontend/_item.html", ctx, status=422)
     except Conflict:
-        return _render_next(request, project)
+        return render_next(request, project)
     status_ = calibration_selectors.annotator_calibration_status(project=project, annotator=request.user)
     ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
     ctx.update(
@@ -259,7 +270,7 @@ def label_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpRespo
     project = _project_for(request, slug, can_annotate)
     assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
     assignment_skip(assignment_id=assignment.pk, annotator=request.user)
-    return _render_next(request, project)
+    return render_next(request, project)
 
 
 @login_required

@@ -81,3 +81,34 @@ def make_anchor(
         choice=choice, strength="clear" if choice in ("a", "b") else "", explanation=explanation, clear_cut=clear_cut
     )
     return anchor_create(item=item, answer=answer, in_calibration_set=in_set)
+
+
+def import_lines(project: Project, lines: list[dict]):
+    """Items through the real import path (validation, kinds, bad cases), all or nothing."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from annotation.services.imports import import_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "items.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        result = import_file(project=project, path=path)
+    assert result.ok, result.errors
+    return result
+
+
+def ranking_line(prompt: str, k: int, *, domain: str = "general", ground_truth: str | None = None) -> dict:
+    line = {"prompt": prompt, "responses": [f"{prompt} answer {i} " + "x" * i for i in range(k)], "domain": domain}
+    if ground_truth is not None:
+        line["ground_truth"] = ground_truth
+    return line
+
+
+def bad_case_line(prompt: str, bad: str, *, domain: str = "general") -> dict:
+    return {"prompt": prompt, "responses": [bad], "source": "production_bad_case", "domain": domain}
+
+
+def adversarial_line(prompt: str, good: str, *, domain: str = "general") -> dict:
+    return {"prompt": prompt, "responses": [good], "kind": "adversarial", "domain": domain}

@@ -106,7 +106,7 @@ def test_annotator_cannot_edit_another_annotators_judgment(world):
 def test_next_item_payload_reveals_no_labels_models_or_canonical_sides(world):
     project, people = world
     body = api_as(people["annotator"]).post(f"/api/projects/{project.slug}/next/").json()
-    assert set(body) == {"assignment", "lease_expires_at", "prompt", "left", "right"}
+    assert set(body) == {"kind", "assignment", "lease_expires_at", "prompt", "left", "right"} and body["kind"] == "comparison"
     assert set(body["left"]) == {"text"}
     assert "m1" not in str(body) and "m2" not in str(body)
 

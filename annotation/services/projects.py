@@ -4,7 +4,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Max
 
-from ..models import Membership, Project, SpecVersion
+from ..errors import ValidationFailed
+from ..models import AnnotatorSkill, Membership, Project, Role, SpecVersion
 
 
 @transaction.atomic
@@ -50,3 +51,19 @@ def spec_publish(*, project: Project, text: str, created_by=None) -> SpecVersion
 def membership_add(*, project: Project, user, role: str) -> Membership:
     membership, _ = Membership.objects.get_or_create(project=project, user=user, role=role)
     return membership
+
+
+@transaction.atomic
+def skills_set(*, project: Project, user, skills: list[str]) -> list[str]:
+    """Replace an annotator's domain skills in the project (routing reads them on every lease)."""
+    if not Membership.objects.filter(project=project, user=user, role=Role.ANNOTATOR).exists():
+        raise ValidationFailed(
+            "Skills are for annotators of this project.", field_errors={"user": "Not an annotator here."}
+        )
+    wanted = sorted({s.strip().lower() for s in skills if s.strip()})
+    AnnotatorSkill.objects.filter(project=project, user=user).exclude(skill__in=wanted).delete()
+    have = set(AnnotatorSkill.objects.filter(project=project, user=user).values_list("skill", flat=True))
+    AnnotatorSkill.objects.bulk_create(
+        [AnnotatorSkill(project=project, user=user, skill=s) for s in wanted if s not in have]
+    )
+    return wanted

@@ -17,9 +17,10 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Item, ItemKind, Judgment, Project
+from annotation.models import Item, ItemKind, Judgment, Project, RankingJudgment
 
 from .. import agreement, bias, health
+from ..ranking_agreement import ranking_agreement
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
 from .policy import settings_apply
 
@@ -365,6 +366,49 @@ def _health_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     return out
 
 
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def _ranking_block(project: Project) -> dict:
+    """Agreement between annotators' rankings: Kendall's W per item and tau-b per annotator pair
+    (calibration/ranking_agreement.py). Rankings are few next to comparisons: read in one go."""
+    rows = list(
+        RankingJudgment.objects.filter(project=project)
+        .order_by("id")
+        .values_list("item_id", "annotator__username", "ranking", "item__prompt__messages", "item__prompt__domain")
+    )
+    result = ranking_agreement(
+        (item, user, {rid: tier + 1 for tier, ids in enumerate(ranking) for rid in ids})
+        for item, user, ranking, _messages, _domain in rows
+    )
+    about = {item: (messages[-1]["content"][:160], domain) for item, _u, _r, messages, domain in rows}
+    by_domain: dict[str, list[float]] = {}
+    for entry in result.per_item:
+        if np.isfinite(entry["w"]):
+            by_domain.setdefault(about[entry["item"]][1] or "(none)", []).append(entry["w"])
+    return {
+        "rankings": result.rankings,
+        "items": result.items,
+        "mean_w": _finite(result.mean_w),
+        "median_w": _finite(result.median_w),
+        "mean_tau_b": _finite(result.mean_tau_b),
+        "pairs": result.pairs,
+        "undefined_pairs": result.undefined_pairs,
+        "domains": {d: {"items": len(ws), "mean_w": _finite(float(np.mean(ws)))} for d, ws in sorted(by_domain.items())},
+        # Lowest agreement first: the items worth a second look.
+        "items_lowest": [
+            {"item_id": e["item"], "raters": e["raters"], "w": _finite(e["w"]),
+             "prompt": about[e["item"]][0], "domain": about[e["item"]][1]}
+            for e in result.per_item[:30]
+        ],
+        "annotator_pairs": [
+            {"a": p["a"], "b": p["b"], "shared_items": p["shared_items"], "mean_tau_b": _finite(p["mean_tau_b"])}
+            for p in result.annotator_pairs
+        ],
+    }
+
+
 def analytics_compute(*, project: Project, progress=None) -> dict:
     """Every dashboard number for a project. `progress(phase, percent)` is told as it goes."""
     report = progress or (lambda phase, percent: None)
@@ -393,6 +437,7 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
         "contested": timed("contested items", 60, lambda: _contested_block(data, nominal, policy)),
         "annotators": timed("bias detectors", 65, lambda: _annotator_block(data, nominal, policy)),
         "health": timed("dataset health", 90, lambda: _health_block(data, policy)),
+        "ranking": timed("ranking agreement", 95, lambda: _ranking_block(project)),
         "thresholds": {name: getattr(policy, name) for name in ANALYTICS_FIELDS},
         "dimensions": project.dimension_keys,
     }

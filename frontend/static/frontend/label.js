@@ -1,11 +1,14 @@
 // Keyboard-first labelling, time on item, and drafts that survive a failed submit or a reload.
+// Every kind of work (comparison, ranking, rewrite, adversarial) is a `form.work-form` in #work;
+// rank.js and author.js add what is particular to rankings and to written work.
 (function () {
   "use strict";
   var CHOICE_KEYS = { a: "left", b: "right", t: "tie", x: "both_bad" };
   var STRENGTH_KEYS = { "1": "slight", "2": "clear", "3": "strong" };
   var shownAt = Date.now();
 
-  function form() { return document.getElementById("judgment-form"); }
+  function form() { return document.querySelector("#work form.work-form"); }
+  function isWorkForm(el) { return !!(el && el.classList && el.classList.contains("work-form")); }
   function draftKey(f) { return "ps-draft-" + f.dataset.draft; }
   function pick(name, value) {
     var input = form().querySelector('input[name="' + name + '"][value="' + value + '"]');
@@ -15,7 +18,11 @@
   function saveDraft() {
     var f = form(); if (!f) return;
     var data = {};
-    new FormData(f).forEach(function (v, k) { if (k !== "time_spent_ms") data[k] = v; });
+    // Repeated names (the flaw check boxes) keep every value.
+    new FormData(f).forEach(function (v, k) {
+      if (k === "time_spent_ms") return;
+      if (k in data) data[k] = [].concat(data[k], v); else data[k] = v;
+    });
     try { localStorage.setItem(draftKey(f), JSON.stringify(data)); } catch (e) { /* storage full: ignore */ }
   }
 
@@ -25,16 +32,22 @@
     try { raw = localStorage.getItem(draftKey(f)); } catch (e) { return; }
     if (!raw || f.querySelector("#rationale").value) return; // the server already sent our text back
     var data = JSON.parse(raw);
+    f.querySelectorAll("input[type=checkbox]").forEach(function (box) {
+      if (box.name in data) box.checked = [].concat(data[box.name]).indexOf(box.value) >= 0;
+    });
     Object.keys(data).forEach(function (k) {
       var field = f.elements[k];
       if (!field) return;
-      if (field instanceof RadioNodeList || field.type === "radio") pick(k, data[k]);
-      else field.value = data[k];
+      if (field instanceof RadioNodeList || field.type === "radio" || field.type === "checkbox") {
+        if (!(field instanceof RadioNodeList) || field[0].type === "radio") pick(k, data[k]);
+      } else field.value = data[k];
     });
+    f.dispatchEvent(new CustomEvent("ps:draft-restored", { bubbles: true }));
   }
 
-  document.addEventListener("input", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
-  document.addEventListener("change", function (e) { if (e.target.form && e.target.form.id === "judgment-form") saveDraft(); });
+  document.addEventListener("input", function (e) { if (isWorkForm(e.target.form)) saveDraft(); });
+  document.addEventListener("change", function (e) { if (isWorkForm(e.target.form)) saveDraft(); });
+  document.addEventListener("ps:changed", saveDraft); // rank.js reordered the list
 
   var keysSinceSwap = 0;
   document.addEventListener("keydown", function () { keysSinceSwap++; }, true);
@@ -58,14 +71,14 @@
   });
 
   document.addEventListener("htmx:configRequest", function (e) {
-    if (e.detail.elt.id === "judgment-form") {
+    if (isWorkForm(e.detail.elt)) {
       e.detail.parameters["time_spent_ms"] = String(Date.now() - shownAt);
     }
   });
 
   document.addEventListener("htmx:afterRequest", function (e) {
     var elt = e.detail.elt;
-    if (elt.id === "judgment-form" && e.detail.xhr.status === 200) {
+    if (isWorkForm(elt) && e.detail.xhr.status === 200) {
       try { localStorage.removeItem(draftKey(elt)); } catch (err) { /* ignore */ }
     }
   });
