@@ -6,13 +6,20 @@ It lives in `training`, the highest app below `frontend`, because it composes th
 services the site uses."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from annotation.models import Project, Role
+from annotation.models import ItemKind, Project, Prompt, Role
+from annotation.ranking import letters
+from annotation.services.negatives import NegativeInput, negative_submit
+from annotation.services.projects import skills_set
+from annotation.services.rankings import RankingInput, ranking_submit
+from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
+from annotation.services.routing import assignment_skip
 from annotation.services.imports import import_file
 from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import membership_add, project_create
@@ -22,7 +29,7 @@ from calibration.services.analytics import snapshot_run
 from calibration.services.anchors import anchors_import
 from calibration.services.simulation import simulation_store
 from calibration.simulation import simulate
-from calibration.services.queue import calibration_answer, question_next
+from calibration.services.queue import calibration_answer, question_next, queue_next
 from calibration.services.standing import standing_with_policy
 
 DEMO_PASSWORD = "demo-pass-123"
@@ -36,6 +43,7 @@ DEMO_USERS = [
 ]
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "annotation" / "fixtures" / "demo_items.jsonl"
+DESIGNED = ROOT / "annotation" / "fixtures" / "demo_designed.jsonl"
 ANCHORS = ROOT / "calibration" / "fixtures" / "demo_anchors.jsonl"
 SPEC = """# Helpful assistant: behaviour spec
 
@@ -81,6 +89,7 @@ class Command(BaseCommand):
                 membership_add(project=project, user=user, role=role)
             Token.objects.get_or_create(user=user)
         self._calibrate(project)
+        self._designed(project)
         self._simulated_pool()
         self.stdout.write("Demo logins (password %s): %s" % (DEMO_PASSWORD, ", ".join(u for u, _ in DEMO_USERS)))
 
@@ -101,6 +110,63 @@ class Command(BaseCommand):
         snapshot = AnalyticsSnapshot.objects.create(project=project)
         snapshot_run(snapshot_id=snapshot.pk)
         self.stdout.write(f"Simulated {sim.item.size} judgments in project demo-pool; analytics computed.")
+
+    def _designed(self, project: Project) -> None:
+        """Bad cases from production, adversarial tasks and rankings; annotator1 (a coding expert)
+        has written one approved rewrite, one waiting for review, a negative and a ranking."""
+        if Prompt.objects.filter(project=project, external_id="prod-bad-1").exists():
+            return
+        result = import_file(project=project, path=DESIGNED)
+        if not result.ok:
+            raise CommandError(f"demo designed items are invalid: {result.errors[:3]}")
+        User = get_user_model()
+        expert, lead = User.objects.get(username="annotator1"), User.objects.get(username="lead")
+        skills_set(project=project, user=expert, skills=["coding"])
+        texts = {
+            "How do I reverse a list in Python?": "Use list.reverse() to reverse in place (it returns None), or "
+            "reversed(old) / old[::-1] for a new reversed sequence.",
+            "Write a two-line poem about rain.": "Soft rain taps the window like a patient friend;\n"
+            "the street holds the sky until the evening ends.",
+        }
+        negatives = {
+            "What is 15% of 80?": ("15% of 80 is 15, because a percentage of a round number is the number itself.",
+                                   "confident_but_wrong"),
+            "When did the Berlin Wall fall?": ("The Berlin Wall fell on 9 November 1991, shortly after the end of "
+                                               "the Soviet Union, which had kept it standing for decades.",
+                                               "longer_but_wrong"),
+        }
+        approved = ranked = False
+        for _ in range(12):
+            if ranked:
+                break
+            assignment = queue_next(project=project, annotator=expert)
+            item = assignment.item
+            prompt = item.prompt.messages[-1]["content"]
+            if item.kind == ItemKind.REWRITE and prompt in texts:
+                rewrite, _ = rewrite_submit(
+                    assignment_id=assignment.pk, author=expert, client_token=uuid.uuid4(),
+                    data=RewriteInput(text=texts[prompt], flaws=["hallucination"] if "Python" in prompt else ["wrong_tone", "too_long"],
+                                      rationale="Demo rewrite: fixed what the spec calls out."),
+                )
+                if not approved:
+                    rewrite_approve(rewrite_id=rewrite.pk, reviewer=lead, comment="Accurate and complete.")
+                    approved = True
+            elif item.kind == ItemKind.ADVERSARIAL and prompt in negatives:
+                text, flaw = negatives[prompt]
+                negative_submit(
+                    assignment_id=assignment.pk, author=expert, client_token=uuid.uuid4(),
+                    data=NegativeInput(text=text, flaw_type=flaw, rationale="Demo negative: the declared flaw, nothing else."),
+                )
+            elif item.kind == ItemKind.RANKING:
+                ranked = True
+                ranking_submit(
+                    assignment_id=assignment.pk, annotator=expert, client_token=uuid.uuid4(),
+                    data=RankingInput(order=">".join(letters(len(assignment.shown_order))),
+                                      rationale="Demo ranking in the order shown."),
+                )
+            else:
+                assignment_skip(assignment_id=assignment.pk, annotator=expert)
+        self.stdout.write("Imported demo bad cases, adversarial tasks and rankings.")
 
     def _calibrate(self, project: Project) -> None:
         """annotator1 passed calibration, annotator2 has not started, annotator3 failed once."""
