@@ -26,7 +26,11 @@ SFT data: ``train_sft_one_step`` (``SFTTrainer``, packing off) supports both sha
                       the completion and trains on the completion only
                       (``completion_only_loss`` defaults to on for this shape).  Prompt and
                       completion are concatenated as is, with no separator, so any space
-                      or newline between them has to be in the exported strings.
+                      or newline between them has to be in the exported strings;
+* conversational prompt-completion: {"prompt": [messages], "completion": [assistant
+                      message]} -- what the app's ``sft-prompt-completion`` export writes:
+                      the chat template renders both, so there is no separator problem,
+                      and the loss is on the completion only.
 
 Extra columns (e.g. ``item_id`` / ``rewrite_id`` int, ``domain`` str, ``flaws`` list of
 str, even nulls or nested dicts) are tolerated by all three trainers: they are carried
