@@ -49,15 +49,24 @@ def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str
             errors[f"dimensions.{key}"] = f"Unknown dimension '{key}'."
         elif value not in SHOWN_CHOICES:
             errors[f"dimensions.{key}"] = "Choose A, B, tie or both bad."
-    rationale = data.rationale.strip()
+    errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
+                                   explaining="your choice"))
+    return errors
+
+
+def rationale_errors(*, project: Project, rationale: str, time_spent_ms: int, explaining: str) -> dict[str, str]:
+    """The checks every kind of submit shares: a rationale of the project's minimum length (and
+    not absurdly long) and a time spent that is not negative."""
+    errors: dict[str, str] = {}
+    rationale = rationale.strip()
     if len(rationale) < project.min_rationale_chars:
         errors["rationale"] = (
-            f"Write at least {project.min_rationale_chars} characters explaining your choice "
+            f"Write at least {project.min_rationale_chars} characters explaining {explaining} "
             f"({len(rationale)} so far)."
         )
     elif len(rationale) > MAX_RATIONALE_CHARS:
         errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
-    if data.time_spent_ms < 0:
+    if time_spent_ms < 0:
         errors["time_spent_ms"] = "Time spent cannot be negative."
     return errors
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT
 from ..models import AdversarialNegative, DerivedPair, FlawType, ItemKind, PairTag, Project, Response, Strength
-from .judgments import MAX_RATIONALE_CHARS
+from .judgments import rationale_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
 
@@ -35,16 +35,8 @@ def negative_validate(*, project: Project, good: str, data: NegativeInput) -> di
         errors["text"] = "The variant is identical to the good response: put the flaw in."
     if data.flaw_type not in FlawType.values:
         errors["flaw_type"] = "Say which flaw you put in."
-    rationale = data.rationale.strip()
-    if len(rationale) < project.min_rationale_chars:
-        errors["rationale"] = (
-            f"Write at least {project.min_rationale_chars} characters on where the flaw is "
-            f"({len(rationale)} so far)."
-        )
-    elif len(rationale) > MAX_RATIONALE_CHARS:
-        errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
-    if data.time_spent_ms < 0:
-        errors["time_spent_ms"] = "Time spent cannot be negative."
+    errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
+                                   explaining="where the flaw is"))
     return errors
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from ..errors import Conflict, ValidationFailed
 from ..models import ItemKind, Project, RankingJudgment
 from ..ranking import RankingError, parse_order
-from .judgments import MAX_RATIONALE_CHARS
+from .judgments import rationale_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
 
@@ -34,16 +34,8 @@ def ranking_validate(*, project: Project, n: int, data: RankingInput) -> tuple[l
         tiers = parse_order(data.order, n=n)
     except RankingError as exc:
         errors["order"] = str(exc)
-    rationale = data.rationale.strip()
-    if len(rationale) < project.min_rationale_chars:
-        errors["rationale"] = (
-            f"Write at least {project.min_rationale_chars} characters explaining your order "
-            f"({len(rationale)} so far)."
-        )
-    elif len(rationale) > MAX_RATIONALE_CHARS:
-        errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
-    if data.time_spent_ms < 0:
-        errors["time_spent_ms"] = "Time spent cannot be negative."
+    errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
+                                   explaining="your order"))
     return tiers, errors
 
 

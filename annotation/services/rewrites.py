@@ -18,7 +18,7 @@ from ..models import (
     DerivedPair, ItemKind, PairTag, Project, Response, Rewrite, RewriteStatus, Role, Strength,
 )
 from ..permissions import has_role
-from .judgments import MAX_RATIONALE_CHARS
+from .judgments import rationale_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
 MAX_COMMENT_CHARS = 5_000
@@ -48,16 +48,8 @@ def rewrite_validate(*, project: Project, original: str, data: RewriteInput) -> 
         errors["flaws"] = f"Unknown flaw(s): {', '.join(unknown)}."
     elif not data.flaws:
         errors["flaws"] = "Name at least one thing that was wrong."
-    rationale = data.rationale.strip()
-    if len(rationale) < project.min_rationale_chars:
-        errors["rationale"] = (
-            f"Write at least {project.min_rationale_chars} characters explaining the rewrite "
-            f"({len(rationale)} so far)."
-        )
-    elif len(rationale) > MAX_RATIONALE_CHARS:
-        errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
-    if data.time_spent_ms < 0:
-        errors["time_spent_ms"] = "Time spent cannot be negative."
+    errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
+                                   explaining="the rewrite"))
     return errors
 
 
