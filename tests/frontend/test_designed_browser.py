@@ -106,3 +106,26 @@ def test_annotator_ranks_four_responses_with_only_the_keyboard(page, live_server
     shown = judgment.shown_order
     assert judgment.ranking == [[shown[1]], [shown[0], shown[2]], [shown[3]]]
     assert judgment.time_spent_ms > 0
+
+
+def test_annotator_ranks_by_dragging_with_the_mouse(page, live_server):  # noqa: F811
+    project = ProjectFactory()
+    import_lines(project, [ranking_line("Drag to order", 3)])
+    annotator = member(project, username="rank-mouse")
+
+    login_with_keyboard(page, live_server.url, "rank-mouse", "pw-12345678")
+    page.goto(f"{live_server.url}/p/{project.slug}/label/")
+    page.wait_for_selector("#ranking-form")
+    page.wait_for_function("document.getElementById('order').value === 'A>B>C'")
+    # Drag C onto the top half of A: C goes first.
+    page.locator('.rank-card[data-label="C"]').drag_to(
+        page.locator('.rank-card[data-label="A"]'), target_position={"x": 40, "y": 5})
+    page.wait_for_function("document.getElementById('order').value === 'C>A>B'")
+    page.locator('.rank-card[data-label="B"] .tie-toggle').click()  # B ties with A
+    assert page.input_value("#order") == "C>A=B"
+    page.fill("#rationale", "C is right; A and B are equally vague.")
+    page.click("button:has-text('Submit')")
+    page.wait_for_selector("text=Nothing left to label")
+    judgment = RankingJudgment.objects.get(annotator=annotator)
+    shown = judgment.shown_order
+    assert judgment.ranking == [[shown[2]], [shown[0], shown[1]]]
