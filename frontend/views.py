@@ -5,7 +5,6 @@ import json
 import uuid
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -44,18 +43,12 @@ from calibration.services.standing import change_acknowledge, recalibration_assi
 from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_exclusions
 
+from .access import project_for as _project_for, time_spent_ms
 from .markdown import render_markdown
 from .views_designed import render_returned_rewrite, work_context
 
 CHOICE_LABELS = [("left", "A is better", "a"), ("right", "B is better", "b"), ("tie", "Tie", "t"), ("both_bad", "Both bad", "x")]
 STRENGTH_LABELS = [(value, label, str(i + 1)) for i, (value, label) in enumerate(Strength.choices)]
-
-
-def _project_for(request: HttpRequest, slug: str, check) -> object:
-    project = selectors.project_get_for_member(slug=slug, user=request.user)
-    if not check(user=request.user, project=project):
-        raise PermissionDenied("Your role in this project does not allow this page.")
-    return project
 
 
 @login_required
@@ -233,10 +226,7 @@ def _judgment_input(form: dict, time_spent_ms: int) -> JudgmentInput:
 
 
 def _time_spent(form: dict) -> int:
-    try:
-        return max(0, int(float(form["time_spent_ms"] or 0)))
-    except ValueError:
-        return 0
+    return time_spent_ms(form["time_spent_ms"])
 
 
 @login_required

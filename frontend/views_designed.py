@@ -7,7 +7,6 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,12 +27,7 @@ from annotation.services.rewrites import (
 )
 from annotation.services.routing import annotator_progress
 
-
-def _project_for(request: HttpRequest, slug: str, check):
-    project = selectors.project_get_for_member(slug=slug, user=request.user)
-    if not check(user=request.user, project=project):
-        raise PermissionDenied("Your role in this project does not allow this page.")
-    return project
+from .access import project_for as _project_for, time_spent_ms
 
 
 def _token(form: dict) -> uuid.UUID:
@@ -46,10 +40,7 @@ def _token(form: dict) -> uuid.UUID:
 
 
 def _time_spent(post) -> int:
-    try:
-        return max(0, int(float(post.get("time_spent_ms") or 0)))
-    except ValueError:
-        return 0
+    return time_spent_ms(post.get("time_spent_ms"))
 
 
 def _fresh_token() -> str:
