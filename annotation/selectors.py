@@ -14,6 +14,7 @@ from .models import (
     ImportJob,
     Item,
     ItemKind,
+    ItemResponse,
     Judgment,
     Membership,
     PairTag,
@@ -299,3 +300,28 @@ def member_by_username(*, project: Project, username: str):
     if membership is None:
         raise Http404("No such member.")
     return membership.user
+
+
+def items_for_lead(*, project: Project, kind: str = "", query: str = "", limit: int = 50) -> list[dict]:
+    """The newest items (optionally of one kind, or whose prompt contains `query`) with their
+    responses and whether each is already a bad case: what a lead browses to mark bad cases."""
+    qs = Item.objects.filter(project=project).select_related("prompt", "response_a", "response_b").order_by("-id")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if query:
+        qs = qs.filter(prompt__messages__icontains=query)
+    items = list(qs[:limit])
+    ranked: dict[int, list[Response]] = {}
+    for row in ItemResponse.objects.filter(item__in=items).select_related("response").order_by("item_id", "position"):
+        ranked.setdefault(row.item_id, []).append(row.response)
+    rows = []
+    for item in items:
+        responses = ranked.get(item.pk) or [r for r in (item.response_a, item.response_b) if r is not None]
+        rows.append({"item": item, "responses": responses})
+    bad = set(
+        BadCase.objects.filter(response_id__in=[r.pk for row in rows for r in row["responses"]])
+        .values_list("response_id", flat=True)
+    )
+    for row in rows:
+        row["responses"] = [{"response": r, "bad_case": r.pk in bad} for r in row["responses"]]
+    return rows

@@ -20,6 +20,7 @@ urlpatterns = [
     path("p/<slug:slug>/rewrites/", views_designed.rewrites_page, name="rewrites"),
     path("p/<slug:slug>/rewrites/<int:rewrite_id>/review/", views_designed.rewrite_review, name="rewrite-review"),
     path("p/<slug:slug>/designed/", views_designed.designed_page, name="designed"),
+    path("p/<slug:slug>/items/", views_designed.items_page, name="items"),
     path("p/<slug:slug>/designed/bad-cases/", views_designed.bad_case_mark, name="bad-case-mark"),
     path("p/<slug:slug>/designed/skills/<str:username>/", views_designed.skills_update, name="skills-update"),
     path("p/<slug:slug>/lead/", views.lead_page, name="lead"),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from annotation import selectors
 from annotation.diffing import side_by_side
 from annotation.errors import Conflict, ValidationFailed
-from annotation.models import BadCaseSource, FlawType, Rewrite
+from annotation.models import BadCaseSource, FlawType, ItemKind, Rewrite
 from annotation.permissions import can_annotate, can_lead, can_see_all_judgments
 from annotation.ranking import letters
 from annotation.services.badcases import bad_case_report
@@ -298,6 +298,20 @@ def designed_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+def items_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Leads browse items to mark any response as a bad case."""
+    project = _project_for(request, slug, can_lead)
+    kind = request.GET.get("kind", "")
+    if kind not in ItemKind.values:
+        kind = ""
+    query = request.GET.get("q", "").strip()[:200]
+    return render(request, "frontend/items.html", {
+        "project": project, "rows": selectors.items_for_lead(project=project, kind=kind, query=query),
+        "kind": kind, "query": query, "kinds": ItemKind.choices,
+    })
+
+
+@login_required
 @require_POST
 def bad_case_mark(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_for(request, slug, can_lead)
@@ -313,8 +327,12 @@ def bad_case_mark(request: HttpRequest, slug: str) -> HttpResponse:
             note=request.POST.get("note", ""),
         )
     except Conflict as exc:
+        if request.htmx:
+            return render(request, "frontend/_bad_case_badge.html", {"error": exc.message}, status=409)
         messages.error(request, exc.message)
     else:
+        if request.htmx:  # the button on the items page becomes a badge
+            return render(request, "frontend/_bad_case_badge.html", {"case": case, "created": created})
         messages.success(
             request,
             f"Response {response_id} is a bad case; its rewrite task is in the queue." if created

@@ -96,6 +96,7 @@ def test_annotators_never_see_other_annotators_rankings_or_rewrites_in_their_pay
 PAGES = [
     ("/p/{slug}/rewrites/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/designed/", {"anonymous": 302, "annotator": 403, "expert": 403, "outsider": 404}),
+    ("/p/{slug}/items/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
 ]
 
 

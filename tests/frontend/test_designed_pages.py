@@ -121,3 +121,25 @@ def test_analytics_page_shows_ranking_agreement_equal_to_scipy():
     page = _client(member(project, Role.LEAD)).get(f"/p/{project.slug}/analytics/").content.decode()
     assert 'id="ranking"' in page and f'<b id="ranking-mean-w">{block["mean_w"]}</b>' in page
     assert "ranker0" in page and "Kendall" in page
+
+
+def test_a_lead_marks_a_response_bad_from_the_items_page_once():
+    from annotation.models import BadCase, Item
+
+    project = ProjectFactory()
+    import_lines(project, [{"prompt": "Q <script>x</script>", "responses": ["<b>one</b>", "two"]}, ranking_line("R", 3)])
+    lead = member(project, Role.LEAD)
+    client = _client(lead)
+    page = client.get(f"/p/{project.slug}/items/").content.decode()
+    assert "&lt;b&gt;one&lt;/b&gt;" in page and "<b>one</b>" not in page and "&lt;script&gt;" in page
+    assert page.count('class="mark-bad"') == 5  # two comparison responses, three ranked ones
+    comparison = Item.objects.get(project=project, kind=ItemKind.COMPARISON)
+    url = f"/p/{project.slug}/designed/bad-cases/"
+    first = client.post(url, {"response": comparison.response_a_id}, HTTP_HX_REQUEST="true")
+    again = client.post(url, {"response": comparison.response_a_id}, HTTP_HX_REQUEST="true")
+    assert first.status_code == again.status_code == 200
+    assert "rewrite task queued" in first.content.decode() and "already" in again.content.decode()
+    assert BadCase.objects.get().sources == ["lead"] and BadCase.objects.get().reports == 2
+    assert Item.objects.filter(project=project, kind=ItemKind.REWRITE).count() == 1
+    page = client.get(f"/p/{project.slug}/items/?kind=comparison").content.decode()
+    assert page.count('class="mark-bad"') == 1 and "Bad case" in page
