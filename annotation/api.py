@@ -183,7 +183,8 @@ class NegativeSubmitApi(APIView):
 
 class RewriteListApi(ListAPIView):
     """Reviewers (leads; annotators with the domain's skill): rewrites to review (`?status=`
-    submitted, returned or approved; default submitted). Annotators without skills: their own."""
+    submitted, returned or approved; default submitted). Annotators without skills, and anyone
+    with `?mine=true`: their own (`?status=returned&mine=true`: what was sent back to revise)."""
 
     serializer_class = serializers.RewriteOutput
 
@@ -193,10 +194,12 @@ class RewriteListApi(ListAPIView):
         if wanted not in RewriteStatus.values:
             raise ValidationError({"status": f"Use one of {', '.join(RewriteStatus.values)}."})
         self.as_lead = can_lead(user=self.request.user, project=project)
-        if selectors.can_review_any_rewrite(user=self.request.user, project=project):
+        mine = self.request.query_params.get("mine", "").lower() in ("1", "true", "yes")
+        if not mine and selectors.can_review_any_rewrite(user=self.request.user, project=project):
             return selectors.rewrites_reviewable_by(user=self.request.user, project=project, status=wanted)
         if not can_annotate(user=self.request.user, project=project):
             raise PermissionDenied("Only annotators, reviewers and leads see rewrites.")
+        self.as_lead = False
         return selectors.rewrites_of_author(project=project, author=self.request.user, status=wanted)
 
     def get_serializer_class(self):

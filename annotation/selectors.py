@@ -206,7 +206,7 @@ def rewrites_reviewable_by(*, user, project: Project, status: str = RewriteStatu
     if status:
         qs = qs.filter(status=status)
     qs = (
-        qs.select_related("item__prompt", "item__response_a", "author", "reviewed_by")
+        qs.select_related("project", "item__prompt", "item__response_a", "author", "reviewed_by")
         .order_by("created_at", "id")
     )
     if can_lead(user=user, project=project):

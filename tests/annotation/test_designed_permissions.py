@@ -78,6 +78,9 @@ def test_reviewers_see_rewrites_of_their_skill_but_annotators_see_only_their_own
     reviewer_rows = api_as(people["reviewer"]).get(url).json()["results"]
     assert [r["id"] for r in reviewer_rows] == [rewrite.pk] and "author" not in reviewer_rows[0]  # blind to who wrote it
     assert api_as(people["expert"]).get(url).json()["results"] == []  # their own is not theirs to review
+    own = api_as(people["expert"]).get(url, {"mine": "true"}).json()["results"]
+    assert [r["id"] for r in own] == [rewrite.pk]
+    assert api_as(people["reviewer"]).get(url, {"mine": "true"}).json()["results"] == []
     assert api_as(people["annotator"]).get(url).json()["results"] == []  # no skill: only their own (none)
     response = api_as(people["reviewer"]).post(f"/api/rewrites/{rewrite.pk}/review/", {"action": "approve"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "approved"
