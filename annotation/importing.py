@@ -8,7 +8,8 @@ A line looks like:
      "source": "production_bad_case", "external_id": "abc-1", "ground_truth": "42"}
 
 The kind follows from the responses when it is not given: two make a comparison, 3-8 a ranking,
-and one response with source `production_bad_case` a bad case for expert rewrite. An adversarial
+and one response with source `production_bad_case` a bad case for expert rewrite (with two or more
+responses that source is only a label, as before). An adversarial
 task (one good response to derive a flawed variant from) must say `"kind": "adversarial"`.
 """
 from __future__ import annotations
@@ -177,9 +178,9 @@ def _kind(value, *, n: int, source: str) -> str:
     """The line's item kind, given or inferred, checked against its number of responses."""
     if value is not None and value not in KINDS:
         raise LineError(f"'kind' must be one of {', '.join(KINDS)}")
-    if source == PRODUCTION_BAD_CASE:
-        if value not in (None, "rewrite") or n != 1:
-            raise LineError("a production_bad_case line has exactly one response (the bad one) and kind rewrite")
+    if source == PRODUCTION_BAD_CASE and n == 1:
+        if value not in (None, "rewrite"):
+            raise LineError("a production_bad_case line with one response is a bad case: kind rewrite")
         return "rewrite"
     if value is None:
         if n == 1:

@@ -171,6 +171,18 @@ class Membership(models.Model):
         ]
 
 
+def domain_in(field: str, domains) -> Q:
+    """`field` equals one of `domains`, ignoring case ("Legal" is the legal domain): skills are
+    stored lower-case, imported domains as written."""
+    wanted = sorted({d.strip().lower() for d in domains if d.strip()})
+    if not wanted:
+        return Q(pk__in=[])
+    q = Q(**{f"{field}__iexact": wanted[0]})
+    for domain in wanted[1:]:
+        q |= Q(**{f"{field}__iexact": domain})
+    return q
+
+
 class AnnotatorSkill(models.Model):
     """A domain skill (legal, medical, finance, coding, ...) an annotator holds in a project:
     rewrite tasks of a skill domain are routed only to its holders."""

@@ -24,6 +24,7 @@ from .models import (
     Rewrite,
     RewriteStatus,
     Role,
+    domain_in,
 )
 from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
 from .ranking import letters
@@ -209,11 +210,12 @@ def rewrites_reviewable_by(*, user, project: Project, status: str = RewriteStatu
         qs.select_related("project", "item__prompt", "item__response_a", "author", "reviewed_by")
         .order_by("created_at", "id")
     )
+    qs = qs.exclude(author=user)  # nobody reviews their own work, leads included
     if can_lead(user=user, project=project):
         return qs
     if not has_role(user=user, project=project, roles=[Role.ANNOTATOR]):
         return qs.none()
-    return qs.filter(item__prompt__domain__in=skills_of(project=project, user=user)).exclude(author=user)
+    return qs.filter(domain_in("item__prompt__domain", skills_of(project=project, user=user)))
 
 
 def can_review_any_rewrite(*, user, project: Project) -> bool:

@@ -125,7 +125,8 @@ def judgment_submit(
         except IntegrityError:
             raise Conflict("This submit token was already used for another item.") from None
         assignment_finish(claim=claim, now=now)
-        if judgment.choice == Choice.BOTH_BAD:
+        # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart.
+        if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
             bad_cases_from_judgment(judgment=judgment, item=assignment.item)
         return judgment, True
 
@@ -141,6 +142,7 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
     errors = judgment_validate(project=judgment.project, data=data)
     if errors:
         raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+    was_both_bad = judgment.choice == Choice.BOTH_BAD
     JudgmentRevision.objects.create(
         judgment=judgment,
         revision=judgment.revision,
@@ -157,6 +159,7 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
     judgment.spec_version = judgment.project.current_spec
     judgment.revision += 1
     judgment.save()
-    if judgment.choice == Choice.BOTH_BAD:
+    # Reported once, when the judgment becomes both-bad (not again on every later edit).
+    if judgment.choice == Choice.BOTH_BAD and not was_both_bad and judgment.item.in_live_queue:
         bad_cases_from_judgment(judgment=judgment, item=judgment.item)
     return judgment

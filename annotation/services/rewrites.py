@@ -97,11 +97,13 @@ def rewrite_submit(
 def can_review_rewrite(*, user, rewrite: Rewrite) -> bool:
     """A lead, or a second expert: another annotator holding the skill of the task's domain."""
     project = rewrite.project
+    if user.pk == rewrite.author_id:  # nobody reviews their own work, leads included
+        return False
     if has_role(user=user, project=project, roles=[Role.LEAD]):
         return True
-    if user.pk == rewrite.author_id or not has_role(user=user, project=project, roles=[Role.ANNOTATOR]):
+    if not has_role(user=user, project=project, roles=[Role.ANNOTATOR]):
         return False
-    domain = rewrite.item.prompt.domain
+    domain = rewrite.item.prompt.domain.strip().lower()
     return bool(domain) and user.skills.filter(project=project, skill=domain).exists()
 
 

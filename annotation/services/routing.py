@@ -17,7 +17,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
-from ..models import AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project
+from ..models import (
+    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, domain_in,
+)
 
 _rng = random.SystemRandom()
 
@@ -130,11 +132,12 @@ def leases_release(*, project: Project, annotator, now: datetime | None = None) 
 def skill_filter(*, project: Project, annotator) -> Q:
     """Rewrite tasks of a skill domain (project.skill_domains) only for holders of that skill;
     every other item for anyone."""
-    skills = list(AnnotatorSkill.objects.filter(project=project, user=annotator).values_list("skill", flat=True))
-    restricted = [d for d in project.skill_domains if d not in skills]
+    skills = set(AnnotatorSkill.objects.filter(project=project, user=annotator).values_list("skill", flat=True))
+    restricted = [d for d in project.skill_domains if d.strip().lower() not in skills]
     if not restricted:
         return Q()
-    return ~Q(kind=ItemKind.REWRITE, prompt__domain__in=restricted)
+    return ~(Q(kind=ItemKind.REWRITE) & domain_in("prompt__domain", restricted))
+
 
 
 def _not_mine_already(annotator) -> RawSQL:
@@ -179,17 +182,27 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         if item is None:
             return None
         Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
-        shown_order: list[int] = []
-        if item.kind == ItemKind.RANKING:
-            # A fresh random order per assignment: position bias averages out over annotators.
-            shown_order = list(ItemResponse.objects.filter(item=item).values_list("response_id", flat=True))
-            _rng.shuffle(shown_order)
+        # A lapsed lease of theirs on this item is renewed with the presentation they already
+        # saw: a draft or an open tab keyed to it must keep meaning the same responses.
+        earlier = (
+            Assignment.objects.filter(annotator=annotator, item_id=item.pk)
+            .values_list("shown_left", "shown_order")
+            .first()
+        )
+        if earlier is not None:
+            shown_left, shown_order = earlier
+        else:
+            shown_left, shown_order = _rng.choice("ab"), []
+            if item.kind == ItemKind.RANKING:
+                # A fresh random order per assignment: position bias averages out over annotators.
+                shown_order = list(ItemResponse.objects.filter(item=item).values_list("response_id", flat=True))
+                _rng.shuffle(shown_order)
         assignment = Assignment(
             project=project,
             item_id=item.pk,
             annotator=annotator,
             status=AssignmentStatus.LEASED,
-            shown_left=_rng.choice("ab"),
+            shown_left=shown_left,
             shown_order=shown_order,
             leased_at=now,
             lease_expires_at=now + timedelta(seconds=project.lease_seconds),

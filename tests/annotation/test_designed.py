@@ -207,7 +207,7 @@ def test_only_approved_rewrites_create_pairs_and_sft_rows():
 def test_rewrite_tasks_of_a_skill_domain_go_only_to_annotators_with_that_skill():
     project = ProjectFactory(skill_domains=["legal", "medical"])
     import_lines(project, [
-        bad_case_line("Can my landlord keep the deposit?", "Yes, always.", domain="legal"),
+        bad_case_line("Can my landlord keep the deposit?", "Yes, always.", domain="Legal"),  # any case
         bad_case_line("Is 10g of paracetamol a day fine?", "Sure.", domain="medical"),
         bad_case_line("Best pizza topping?", "Glue.", domain="general"),
     ])
@@ -220,8 +220,8 @@ def test_rewrite_tasks_of_a_skill_domain_go_only_to_annotators_with_that_skill()
         return sorted((i.kind, i.prompt.domain) for i in take_all(project, user))
 
     assert served(novice) == [("comparison", "legal"), ("rewrite", "general")]
-    assert served(lawyer) == [("comparison", "legal"), ("rewrite", "general"), ("rewrite", "legal")]
-    assert served(doctor) == [("comparison", "legal"), ("rewrite", "general"), ("rewrite", "legal"), ("rewrite", "medical")]
+    assert served(lawyer) == [("comparison", "legal"), ("rewrite", "Legal"), ("rewrite", "general")]
+    assert served(doctor) == [("comparison", "legal"), ("rewrite", "Legal"), ("rewrite", "general"), ("rewrite", "medical")]
     with pytest.raises(ValidationFailed):
         skills_set(project=project, user=member(project, Role.LEAD), skills=["legal"])
 
@@ -385,7 +385,7 @@ def test_import_reports_kind_errors_with_line_numbers_and_writes_nothing(tmp_pat
         ranking_line("ok", 3),
         {"prompt": "p", "responses": [f"r{i}" for i in range(9)]},
         {"prompt": "p", "responses": ["only"]},
-        {"prompt": "p", "responses": ["a", "b"], "source": "production_bad_case"},
+        {"prompt": "p", "responses": ["a"], "source": "production_bad_case", "kind": "adversarial"},
         {"prompt": "p", "responses": ["a", "b", "c"], "kind": "comparison"},
         {"prompt": "p", "responses": ["a"], "kind": "rewrite"},
     ]
@@ -396,7 +396,63 @@ def test_import_reports_kind_errors_with_line_numbers_and_writes_nothing(tmp_pat
     messages = {e["line"]: e["message"] for e in result.errors}
     assert "ranking line has 3 to 8" in messages[2]
     assert "adversarial" in messages[3]
-    assert "exactly one response" in messages[4]
+    assert "is a bad case: kind rewrite" in messages[4]
     assert "comparison line has 2" in messages[5]
     assert "production_bad_case" in messages[6]
     assert not Item.objects.filter(project=project).exists() and not BadCase.objects.exists()
+
+
+def test_nobody_reviews_their_own_rewrite_not_even_a_lead():
+    project = ProjectFactory()
+    import_lines(project, [bad_case_line("Who wrote Hamlet?", "Dickens.")])
+    lead = member(project, Role.LEAD)
+    from annotation.models import Membership
+    from annotation.selectors import rewrites_reviewable_by
+
+    Membership.objects.create(project=project, user=lead, role=Role.ANNOTATOR)  # a lead who also writes
+    assignment = _rewrite_assignment(project, lead)
+    rewrite, _ = rewrite_submit(assignment_id=assignment.pk, author=lead, client_token=uuid.uuid4(),
+                                data=rewrite_input("Shakespeare wrote Hamlet."))
+    with pytest.raises(Conflict):
+        rewrite_approve(rewrite_id=rewrite.pk, reviewer=lead)
+    assert not rewrites_reviewable_by(user=lead, project=project).exists()
+    assert rewrites_reviewable_by(user=member(project, Role.LEAD), project=project).get() == rewrite
+
+
+def test_both_bad_on_a_hidden_anchor_makes_no_rewrite_task_and_edits_report_once():
+    from calibration.services.queue import queue_submit
+    from tests.factories import make_anchor
+
+    project = ProjectFactory()
+    anchor = make_anchor(project)
+    user = member(project)
+    from annotation.services.routing import assignment_lease
+
+    held = assignment_lease(project=project, annotator=user, held_out=True)
+    assert held.item_id == anchor.item_id
+    queue_submit(assignment_id=held.pk, annotator=user, client_token=uuid.uuid4(),
+                 data=JudgmentInput(choice="both_bad", rationale="Neither is right here."))
+    assert not BadCase.objects.exists() and not rewrite_tasks(project).exists()
+
+    ItemFactory(project=project)  # a live item: both-bad there reports its two responses, once
+    judgment = judge_both_bad(project, user)
+    for text in ("Both wrong, first edit.", "Both wrong, second edit."):
+        judgment_edit(judgment_id=judgment.pk, editor=user, data=JudgmentInput(choice="both_bad", rationale=text))
+    assert sorted(BadCase.objects.values_list("reports", flat=True)) == [1, 1]
+
+
+def test_a_renewed_lease_keeps_the_order_the_annotator_saw():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.services.routing import leases_expire
+
+    project = ProjectFactory(lease_seconds=60)
+    import_lines(project, [ranking_line("Rank", 6)])
+    user = member(project)
+    first = queue_next(project=project, annotator=user)
+    later = timezone.now() + timedelta(minutes=5)
+    assert leases_expire(project=project, now=later) == 1
+    again = queue_next(project=project, annotator=user, now=later)
+    assert again.pk == first.pk and again.shown_order == first.shown_order and again.shown_left == first.shown_left

@@ -23,11 +23,11 @@ def write_jsonl(tmp_path, rows, name="items.jsonl"):
 
 
 def test_good_file_imports_every_item(project, tmp_path):
-    rows = [GOOD, {**GOOD, "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}], "external_id": "x1", "tags": ["multi"], "difficulty": "hard", "source": "user_feedback"}]
+    rows = [GOOD, {**GOOD, "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}], "external_id": "x1", "tags": ["multi"], "difficulty": "hard", "source": "production_bad_case"}]
     result = import_file(project=project, path=write_jsonl(tmp_path, rows))
     assert result.ok and result.items_created == 2
     multi = Prompt.objects.get(external_id="x1")
-    assert multi.is_multi_turn and multi.source == "user_feedback" and multi.difficulty == "hard"
+    assert multi.is_multi_turn and multi.source == "production_bad_case" and multi.difficulty == "hard"
     item = Item.objects.get(prompt=multi)
     assert (item.response_a.text, item.response_b.text, item.response_b.model_name) == ("4", "5", "m2")
     assert item.target_judgments == project.overlap

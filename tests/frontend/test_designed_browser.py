@@ -96,6 +96,12 @@ def test_annotator_ranks_four_responses_with_only_the_keyboard(page, live_server
     assert page.text_content("#order-text") == "B>A=C>D"
     assert page.locator(".rank-card .rank-pos").all_text_contents() == ["#1", "#2", "#2", "#3"]
 
+    # A reload (or a crash) loses nothing: the draft puts the cards back in the same order.
+    page.reload()
+    page.wait_for_selector("#ranking-form")
+    page.wait_for_function("document.getElementById('order').value === 'B>A=C>D'")
+    assert [c.get_attribute("data-label") for c in page.locator(".rank-card").all()] == ["B", "A", "C", "D"]
+
     page.keyboard.press("r")
     page.keyboard.type("B is complete; A and C are equally partial; D is wrong.")
     page.keyboard.press("Escape")

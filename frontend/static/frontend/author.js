@@ -33,5 +33,10 @@
   }
   document.addEventListener("input", function (e) { if (e.target.id === "negative-text") showLengths(); });
   document.addEventListener("htmx:afterSettle", showLengths);
-  document.addEventListener("ps:draft-restored", showLengths);
+  document.addEventListener("ps:draft-restored", function () {
+    showLengths();
+    // A restored rewrite needs its diff redrawn (setting a value fires no input event).
+    var text = document.getElementById("rewrite-text");
+    if (text && window.htmx) window.htmx.trigger(text, "input");
+  });
 })();

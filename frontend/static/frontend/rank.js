@@ -37,21 +37,17 @@
   }
 
   // Arrange the cards as an order string says (a restored draft, or the server's echo after a
-  // refused submit). Unknown or missing letters leave the shown order alone.
+  // refused submit). An order that does not name every card exactly once leaves the list alone.
   function arrange(order) {
     var l = list(); if (!l || !order) return;
-    var byLabel = {};
-    cards().forEach(function (c) { byLabel[c.dataset.label] = c; });
-    var tiers = order.split(">"), seen = 0;
-    tiers.forEach(function (tier) {
-      tier.split("=").forEach(function (label, j) {
-        var card = byLabel[label];
-        if (!card) return;
-        card.dataset.tied = j > 0 ? "1" : "0";
-        l.appendChild(card);
-        seen += 1;
-      });
+    var byLabel = {}, all = cards(), plan = [];
+    all.forEach(function (c) { byLabel[c.dataset.label] = c; });
+    order.split(">").forEach(function (tier) {
+      tier.split("=").forEach(function (label, j) { plan.push([byLabel[label], j > 0]); });
     });
+    var distinct = plan.filter(function (p, i) { return p[0] && plan.findIndex(function (q) { return q[0] === p[0]; }) === i; });
+    if (plan.length !== all.length || distinct.length !== all.length) return;
+    plan.forEach(function (p) { p[0].dataset.tied = p[1] ? "1" : "0"; l.appendChild(p[0]); });
     sync();
   }
 
