@@ -1,0 +1,124 @@
+"""Aggregating several annotators' choices on one item into one label with a confidence. Pure:
+numpy only, no Django, no pandas.
+
+Dawid-Skene is our own numpy port of crowd-kit's `DawidSkene` (same initialisation from vote
+shares, same EM steps, same evidence-lower-bound stopping rule), checked against crowd-kit in
+tests/rewards/test_aggregation.py. Why not call crowd-kit here: installing crowd-kit pulls
+transformers, nltk and pyarrow, which the web core must install without (they live in the `train`
+extra), and freezing a preference set is a web-core action. crowd-kit stays the oracle.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = 1e-10  # crowd-kit's _EPS: error rates and priors never reach zero
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    label: str | None  # None: no single winner (a tie in the vote)
+    confidence: float  # posterior probability of `label` (vote share for majority)
+    votes: int
+
+
+def _index(values: Iterable[Hashable]) -> tuple[list, np.ndarray]:
+    keys: dict[Hashable, int] = {}
+    codes = [keys.setdefault(v, len(keys)) for v in values]
+    return list(keys), np.asarray(codes, dtype=np.int64)
+
+
+@dataclass
+class _Votes:
+    items: list
+    workers: list
+    classes: list
+    item: np.ndarray
+    worker: np.ndarray
+    label: np.ndarray
+
+    @classmethod
+    def of(cls, votes: Sequence[tuple[Hashable, Hashable, str]]) -> _Votes:
+        items, item = _index(v[0] for v in votes)
+        workers, worker = _index(v[1] for v in votes)
+        classes = sorted({v[2] for v in votes})
+        label = np.asarray([classes.index(v[2]) for v in votes], dtype=np.int64)
+        return cls(items, workers, classes, item, worker, label)
+
+    def shares(self) -> np.ndarray:
+        counts = np.zeros((len(self.items), len(self.classes)))
+        np.add.at(counts, (self.item, self.label), 1.0)
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
+def majority(votes: Sequence[tuple[Hashable, Hashable, str]]) -> dict[Hashable, Aggregate]:
+    """Plurality per item; a tie for first place has no label. Confidence: the winner's share."""
+    if not votes:
+        return {}
+    v = _Votes.of(votes)
+    shares = v.shares()
+    n = np.bincount(v.item, minlength=len(v.items))
+    out = {}
+    for i, key in enumerate(v.items):
+        best = shares[i].max()
+        winners = np.flatnonzero(np.isclose(shares[i], best))
+        label = v.classes[int(winners[0])] if winners.size == 1 else None
+        out[key] = Aggregate(label=label, confidence=float(best), votes=int(n[i]))
+    return out
+
+
+def dawid_skene(
+    votes: Sequence[tuple[Hashable, Hashable, str]], *, n_iter: int = 100, tol: float = 1e-5
+) -> tuple[dict[Hashable, Aggregate], dict[Hashable, np.ndarray]]:
+    """Dawid-Skene EM: per item the most probable true label and its posterior; per worker the
+    estimated confusion matrix (rows: true class, columns: what they answered; order: sorted labels)."""
+    if not votes:
+        return {}, {}
+    v = _Votes.of(votes)
+    n_items, n_workers, k = len(v.items), len(v.workers), len(v.classes)
+    probas = v.shares()  # initialisation: majority vote shares, as crowd-kit
+    priors = probas.mean(axis=0)
+    errors = _m_step(v, probas, n_workers, k)
+    loss = -np.inf
+    for _ in range(n_iter):
+        probas = _e_step(v, priors, errors, n_items)
+        priors = probas.mean(axis=0)
+        errors = _m_step(v, probas, n_workers, k)
+        new_loss = _elbo(v, probas, priors, errors) / v.item.size
+        if new_loss - loss < tol:
+            break
+        loss = new_loss
+    n = np.bincount(v.item, minlength=n_items)
+    out = {}
+    for i, key in enumerate(v.items):
+        best = int(np.argmax(probas[i]))  # first of equals, as crowd-kit's get_most_probable_labels
+        out[key] = Aggregate(label=v.classes[best], confidence=float(probas[i, best]), votes=int(n[i]))
+    confusion = {w: errors[j].T.copy() for j, w in enumerate(v.workers)}
+    return out, confusion
+
+
+def _m_step(v: _Votes, probas: np.ndarray, n_workers: int, k: int) -> np.ndarray:
+    """errors[worker, observed, true]: P(answers `observed` | the truth is `true`)."""
+    errors = np.zeros((n_workers, k, k))
+    np.add.at(errors, (v.worker, v.label), probas[v.item])
+    errors = np.clip(errors, EPS, None)
+    return errors / errors.sum(axis=1, keepdims=True)
+
+
+def _e_step(v: _Votes, priors: np.ndarray, errors: np.ndarray, n_items: int) -> np.ndarray:
+    # In logs: products of many small probabilities underflow.
+    log_lik = np.zeros((n_items, priors.size))
+    np.add.at(log_lik, v.item, np.log2(errors[v.worker, v.label]))
+    log_lik += np.log2(np.clip(priors, EPS, None))
+    scaled = np.exp2(log_lik - log_lik.max(axis=1, keepdims=True))
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def _elbo(v: _Votes, probas: np.ndarray, priors: np.ndarray, errors: np.ndarray) -> float:
+    joint = np.log(errors[v.worker, v.label]) + np.log(np.clip(priors, EPS, None))
+    expectation = float((probas[v.item] * joint).sum())
+    clipped = np.clip(probas, EPS, None)
+    entropy = float(-(np.log(clipped) * clipped).sum())
+    return expectation + entropy
