@@ -114,7 +114,8 @@ def simulate(*, kinds: list[str], n_items: int, per_item: int, anchor_share: flo
     read_chars = len_a + len_b + 40
 
     t = truth[item]
-    accuracy = np.select([kind == "expert", kind == "noisy", kind == "fast"], [0.92, 0.65, 0.75], 0.85)
+    # "spammer" (not in KINDS: no bias flag is expected of it) clicks at random.
+    accuracy = np.select([kind == "expert", kind == "noisy", kind == "fast", kind == "spammer"], [0.92, 0.65, 0.75, 0.5], 0.85)
     choice = np.where(rng.random(m) < accuracy, t, 1 - t)
 
     def prefer(mask: np.ndarray, side: np.ndarray, p: float) -> None:

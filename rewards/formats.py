@@ -42,10 +42,12 @@ def preference_row(
     strength: str,
     tag: str = "comparison",
     flaw_type: str | None = None,
+    margin: float | None = None,
 ) -> dict:
     """A TRL preference row. `tag` (comparison, rewrite, adversarial, ranking) and `flaw_type`
-    (adversarial pairs) are extra columns: trainers ignore them, curation and evaluation use them."""
-    margin = round(STRENGTH_MARGIN.get(strength, STRENGTH_MARGIN["clear"]), 6)
+    (adversarial pairs) are extra columns: trainers ignore them, curation and evaluation use them.
+    `margin` defaults to the strength's (a preference set's policy may map strengths otherwise)."""
+    margin = round(STRENGTH_MARGIN.get(strength, STRENGTH_MARGIN["clear"]) if margin is None else margin, 6)
     extra = {"margin": margin, "tag": tag, "flaw_type": flaw_type or None}
     if fmt == "trl":
         return {"prompt": prompt_as_text(messages), "chosen": chosen, "rejected": rejected, **extra}

@@ -1,1 +1,90 @@
-"""Preference sets arrive with the preference-set issue; export formats live in formats.py."""
+"""Preference sets: frozen, versioned, hashed training sets carved from a project's judgments by a
+curation policy (rewards/curation.py). Export formats live in formats.py.
+
+A frozen set never changes: its rows refuse updates and deletes here, the admin shows it read-only
+and the API has no way to edit it. A new policy or new data makes a new version.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from annotation.models import Project, Prompt, Response
+
+
+class FrozenSetError(Exception):
+    """Someone tried to change a frozen preference set."""
+
+
+class Frozen(models.Model):
+    """Rows written once, when their set is frozen, and never again."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise FrozenSetError("A frozen preference set cannot change; freeze a new version instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise FrozenSetError("A frozen preference set cannot be deleted.")
+
+
+class PreferenceSet(Frozen):
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="preference_sets")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    policy = models.JSONField(help_text="The curation policy, as rewards.curation.CurationPolicy.to_dict().")
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the policy and every pair.")
+    counts = models.JSONField(default=dict, help_text="Pairs by split, tag and domain; judgments seen; left out.")
+    spec_versions = models.JSONField(default=list, help_text="Behaviour-spec versions the judgments span.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "version"], name="preference_set_version_unique")]
+        ordering = ["project", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} v{self.version}"
+
+
+class SetPair(Frozen):
+    """One pair of a frozen set, with its texts copied in: later edits elsewhere never reach it."""
+
+    preference_set = models.ForeignKey(PreferenceSet, on_delete=models.PROTECT, related_name="pairs")
+    position = models.PositiveIntegerField()
+    key = models.CharField(max_length=64, help_text="prompt:chosen:rejected ids; the same pair across versions.")
+    prompt = models.ForeignKey(Prompt, null=True, on_delete=models.SET_NULL, related_name="+")
+    chosen_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
+    rejected_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
+    messages = models.JSONField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    strength = models.CharField(max_length=8, blank=True)
+    margin = models.FloatField()
+    tag = models.CharField(max_length=16)
+    flaw_type = models.CharField(max_length=32, blank=True)
+    domain = models.CharField(max_length=64, blank=True)
+    difficulty = models.CharField(max_length=16, blank=True)
+    confidence = models.FloatField(help_text="Aggregated confidence (posterior or vote share); 1 for authored pairs.")
+    votes = models.PositiveIntegerField(default=1)
+    split = models.CharField(max_length=8)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["preference_set", "position"], name="set_pair_position_unique"),
+            models.UniqueConstraint(fields=["preference_set", "key"], name="set_pair_key_unique"),
+        ]
+        ordering = ["preference_set", "position"]
+
+    def content(self) -> dict:
+        """What the content hash and the version diff compare."""
+        return {
+            "key": self.key, "messages": self.messages, "chosen": self.chosen, "rejected": self.rejected,
+            "margin": self.margin, "tag": self.tag, "flaw_type": self.flaw_type, "domain": self.domain,
+            "difficulty": self.difficulty, "split": self.split,
+        }

@@ -1,0 +1,231 @@
+"""Freezing preference sets, exporting them, and comparing two versions.
+
+Freeze reads the project's judgments, authored pairs and rankings, keeps the work of annotators
+whose standing the policy allows, aggregates comparisons (majority or Dawid-Skene), applies the
+policy's filters, splits train/test by domain and tag, and writes every pair with its texts
+copied in, in one transaction. Same data + same policy = same pairs, order, split and hash.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+from django.db import transaction
+from django.db.models import Max
+
+from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
+from annotation.ranking import expand_pairs
+from calibration.models import Standing
+
+from ..aggregation import Aggregate, dawid_skene, majority
+from ..curation import Candidate, CurationPolicy, content_hash, split_of
+from ..formats import PAIR_FORMATS, majority_vote, preference_row
+from ..models import PreferenceSet, SetPair
+
+BATCH = 5000
+
+
+class PolicyError(ValueError):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _counted(project: Project, policy: CurationPolicy):
+    """A predicate on annotator ids: does their standing count under this policy? Annotators
+    without a standing row have never been gated: they count as active."""
+    states = dict(Standing.objects.filter(project=project).values_list("annotator_id", "state"))
+    allowed = set(policy.standings)
+    return lambda annotator_id: states.get(annotator_id, "active") in allowed
+
+
+def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec_versions: set) -> list[Candidate]:
+    counted = _counted(project, policy)
+    rows = (
+        Judgment.objects.filter(project=project)
+        .order_by("item_id", "id")
+        .values_list(
+            "id", "item_id", "annotator_id", "choice", "strength", "spec_version__version",
+            "item__prompt_id", "item__response_a_id", "item__response_b_id", "item__prompt__messages",
+            "item__response_a__text", "item__response_b__text", "item__prompt__domain", "item__prompt__difficulty",
+        )
+    )
+    per_item: dict[int, list] = defaultdict(list)
+    for row in rows.iterator(chunk_size=BATCH):
+        if not counted(row[2]):
+            counts["judgments_left_out_by_standing"] += 1
+            continue
+        counts["judgments_counted"] += 1
+        if row[5] is not None:
+            spec_versions.add(row[5])
+        per_item[row[1]].append(row)
+
+    def candidate(key: str, row, choice: str, strength: str, agg: Aggregate) -> Candidate:
+        _, _, _, _, _, _, prompt_id, a_id, b_id, messages, text_a, text_b, domain, difficulty = row
+        chosen, rejected = ((a_id, text_a), (b_id, text_b)) if choice == Choice.A else ((b_id, text_b), (a_id, text_a))
+        return Candidate(
+            key=key, prompt_id=prompt_id, chosen_id=chosen[0], rejected_id=rejected[0], messages=messages,
+            chosen=chosen[1], rejected=rejected[1], strength=strength, tag="comparison", flaw_type="",
+            domain=domain, difficulty=difficulty, confidence=round(agg.confidence, 6), votes=agg.votes,
+        )
+
+    out: list[Candidate] = []
+    if policy.aggregation == "none":
+        for group in per_item.values():
+            for row in group:
+                if row[3] in (Choice.A, Choice.B):
+                    out.append(candidate(f"judgment:{row[0]}", row, row[3], row[4], Aggregate(row[3], 1.0, 1)))
+        return out
+    eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
+    counts["items_below_min_judgments"] += len(per_item) - len(eligible)
+    votes = [(item, row[2], row[3]) for item, group in eligible.items() for row in group]
+    aggregated = dawid_skene(votes)[0] if policy.aggregation == "dawid_skene" else majority(votes)
+    for item, group in sorted(eligible.items()):
+        agg = aggregated[item]
+        if agg.label not in (Choice.A, Choice.B):
+            counts["items_without_a_winner"] += 1
+            continue
+        if agg.confidence < policy.min_confidence:
+            counts["items_below_min_confidence"] += 1
+            continue
+        # Strength: the lower median among the judgments that chose the winner.
+        _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
+        out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg))
+    return out
+
+
+def _derived(project: Project, policy: CurationPolicy, tags: set[str]) -> list[Candidate]:
+    counted = _counted(project, policy)
+    rows = DerivedPair.objects.filter(project=project, tag__in=sorted(tags)).order_by("id").values_list(
+        "id", "author_id", "prompt_id", "chosen_id", "rejected_id", "prompt__messages", "chosen__text",
+        "rejected__text", "strength", "tag", "flaw_type", "prompt__domain", "prompt__difficulty",
+    )
+    return [
+        Candidate(
+            key=f"derived:{pk}", prompt_id=prompt_id, chosen_id=chosen_id, rejected_id=rejected_id,
+            messages=messages, chosen=chosen, rejected=rejected, strength=strength, tag=tag, flaw_type=flaw,
+            domain=domain, difficulty=difficulty, confidence=1.0, votes=1,
+        )
+        for pk, author, prompt_id, chosen_id, rejected_id, messages, chosen, rejected, strength, tag, flaw, domain, difficulty
+        in rows.iterator(chunk_size=BATCH)
+        if counted(author)
+    ]
+
+
+def _rankings(project: Project, policy: CurationPolicy) -> list[Candidate]:
+    counted = _counted(project, policy)
+    rows = RankingJudgment.objects.filter(project=project).order_by("id").values_list(
+        "id", "annotator_id", "item_id", "ranking", "item__prompt_id", "item__prompt__messages",
+        "item__prompt__domain", "item__prompt__difficulty",
+    )
+    texts: dict[int, str] = {}
+    out = []
+    for pk, annotator, item, ranking, prompt_id, messages, domain, difficulty in rows.iterator(chunk_size=BATCH):
+        if not counted(annotator):
+            continue
+        missing = [rid for tier in ranking for rid in tier if rid not in texts]
+        if missing:
+            texts.update(ItemResponse.objects.filter(item_id=item).values_list("response_id", "response__text"))
+        for better, worse, strength in expand_pairs(ranking):
+            out.append(Candidate(
+                key=f"ranking:{pk}:{better}:{worse}", prompt_id=prompt_id, chosen_id=better, rejected_id=worse,
+                messages=messages, chosen=texts[better], rejected=texts[worse], strength=strength, tag="ranking",
+                flaw_type="", domain=domain, difficulty=difficulty, confidence=1.0, votes=1,
+            ))
+    return out
+
+
+def candidates_collect(*, project: Project, policy: CurationPolicy) -> tuple[list[Candidate], Counter, list[int]]:
+    """Every pair the policy keeps, sorted by key, with the counts of what it left out."""
+    counts: Counter = Counter()
+    spec_versions: set[int] = set()
+    tags = set(policy.tags)
+    found: list[Candidate] = []
+    if "comparison" in tags:
+        found += _comparisons(project, policy, counts, spec_versions)
+    if tags & {"rewrite", "adversarial"}:
+        found += _derived(project, policy, tags & {"rewrite", "adversarial"})
+    if "ranking" in tags:
+        found += _rankings(project, policy)
+    found.sort(key=lambda c: c.key)
+    return found, counts, sorted(spec_versions)
+
+
+def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_by=None, name: str = "") -> PreferenceSet:
+    """Freeze the project's data under `policy` as the next version."""
+    errors = policy.errors()
+    if errors:
+        raise PolicyError(errors)
+    candidates, counts, spec_versions = candidates_collect(project=project, policy=policy)
+    splits = split_of(candidates, fraction=policy.test_fraction, seed=policy.seed)
+    pairs = [
+        SetPair(
+            position=i, key=c.key, prompt_id=c.prompt_id, chosen_response_id=c.chosen_id,
+            rejected_response_id=c.rejected_id, messages=c.messages, chosen=c.chosen, rejected=c.rejected,
+            strength=c.strength, margin=round(policy.margin(c.strength), 6), tag=c.tag, flaw_type=c.flaw_type,
+            domain=c.domain, difficulty=c.difficulty, confidence=c.confidence, votes=c.votes, split=splits[c.key],
+        )
+        for i, c in enumerate(candidates)
+    ]
+    summary = {
+        "pairs": len(pairs),
+        "by_split": dict(sorted(Counter(p.split for p in pairs).items())),
+        "by_tag": dict(sorted(Counter(p.tag for p in pairs).items())),
+        "by_domain": dict(sorted(Counter(p.domain or "(none)" for p in pairs).items())),
+        **dict(sorted(counts.items())),
+    }
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)  # one freeze per project at a time
+        version = (PreferenceSet.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
+        preference_set = PreferenceSet.objects.create(
+            project=project, version=version, name=name.strip()[:200], policy=policy.to_dict(),
+            content_hash=content_hash(policy, (p.content() for p in pairs)), counts=summary,
+            spec_versions=spec_versions, created_by=created_by,
+        )
+        for p in pairs:
+            p.preference_set = preference_set
+        SetPair.objects.bulk_create(pairs, batch_size=BATCH)
+    return preference_set
+
+
+def set_rows(*, preference_set: PreferenceSet, fmt: str, split: str = "") -> Iterator[dict]:
+    """The set's pairs in a TRL format, in set order, streamed (no set is held in memory)."""
+    if fmt not in PAIR_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(PAIR_FORMATS)}")
+    qs = SetPair.objects.filter(preference_set=preference_set)
+    if split:
+        qs = qs.filter(split=split)
+    rows = qs.order_by("position").values_list("messages", "chosen", "rejected", "strength", "margin", "tag", "flaw_type")
+    for messages, chosen, rejected, strength, margin, tag, flaw_type in rows.iterator(chunk_size=BATCH):
+        yield preference_row(fmt=fmt, messages=messages, chosen=chosen, rejected=rejected, strength=strength,
+                             tag=tag, flaw_type=flaw_type, margin=margin)
+
+
+def set_manifest(*, preference_set: PreferenceSet, fmt: str, split: str = "") -> dict:
+    return {
+        "set_id": preference_set.pk,
+        "project": preference_set.project.slug,
+        "version": preference_set.version,
+        "content_hash": preference_set.content_hash,
+        "policy": preference_set.policy,
+        "counts": preference_set.counts,
+        "spec_versions": preference_set.spec_versions,
+        "format": fmt,
+        "split": split or "all",
+    }
+
+
+def preference_set_diff(*, older: PreferenceSet, newer: PreferenceSet) -> dict:
+    """Pairs added, removed and changed (same key, other content) from `older` to `newer`."""
+    def contents(s: PreferenceSet) -> dict[str, dict]:
+        return {p.key: p.content() for p in SetPair.objects.filter(preference_set=s).order_by("position").iterator(chunk_size=BATCH)}
+
+    a, b = contents(older), contents(newer)
+    changed = []
+    for key in sorted(a.keys() & b.keys()):
+        if a[key] != b[key]:
+            changed.append({"key": key, "fields": sorted(f for f in a[key] if a[key][f] != b[key][f])})
+    return {
+        "from": older.version, "to": newer.version,
+        "added": sorted(b.keys() - a.keys()), "removed": sorted(a.keys() - b.keys()), "changed": changed,
+    }
