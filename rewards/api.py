@@ -1,17 +1,26 @@
-"""REST export of preference pairs, streamed."""
+"""REST export of preference pairs, streamed; frozen preference sets (freeze, read, export, diff)."""
 from __future__ import annotations
+
+import json
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.permissions import can_export
 from annotation.selectors import project_get_for_member
+from calibration.models import StandingState
 
-from .formats import FORMATS, TAGS, jsonl_line
+from .curation import AGGREGATIONS as CURATION_AGGREGATIONS
+from .curation import SPLITS, CurationPolicy
+from .formats import FORMATS, PAIR_FORMATS, TAGS, jsonl_line
+from .models import PreferenceSet
 from .selectors import AGGREGATIONS, export_exclusions, preference_rows
+from .services.sets import PolicyError, preference_set_diff, preference_set_freeze, set_manifest, set_rows
 
 
 class PreferenceExportApi(APIView):
@@ -60,3 +69,127 @@ class PreferenceExportApi(APIView):
         response["X-Excluded-Judgments"] = 0 if include_excluded else left_out.judgments
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-{fmt}-{aggregate}.jsonl"'
         return response
+
+
+# ---------------------------------------------------------------- preference sets
+
+
+class PolicyInput(serializers.Serializer):
+    """A curation policy; every field optional (the defaults: active annotators, Dawid-Skene)."""
+
+    standings = serializers.ListField(child=serializers.ChoiceField(choices=StandingState.choices), required=False)
+    aggregation = serializers.ChoiceField(choices=CURATION_AGGREGATIONS, required=False)
+    min_judgments = serializers.IntegerField(min_value=1, required=False)
+    min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
+    tags = serializers.ListField(child=serializers.ChoiceField(choices=TAGS), required=False)
+    margins = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=10), required=False)
+    test_fraction = serializers.FloatField(min_value=0, max_value=0.99, required=False)
+    seed = serializers.IntegerField(required=False)
+
+
+class FreezeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    policy = PolicyInput(required=False, default=dict)
+
+
+class PreferenceSetOutput(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.slug")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = PreferenceSet
+        fields = ["id", "project", "version", "name", "content_hash", "policy", "counts", "spec_versions",
+                  "created_by", "created_at"]
+
+
+def _set_for(request, set_id: int) -> PreferenceSet:
+    """A set its project's leads and engineers may read; 404 for non-members, 403 for annotators."""
+    preference_set = PreferenceSet.objects.select_related("project", "created_by").filter(pk=set_id).first()
+    if preference_set is None:
+        raise NotFound("No such preference set.")
+    project = project_get_for_member(slug=preference_set.project.slug, user=request.user)
+    if not can_export(user=request.user, project=project):
+        raise PermissionDenied("Only leads and engineers see preference sets.")
+    return preference_set
+
+
+class PreferenceSetListApi(APIView):
+    @extend_schema(responses=PreferenceSetOutput(many=True))
+    def get(self, request, slug: str):
+        """The project's frozen preference sets, newest first (leads and engineers)."""
+        project = project_get_for_member(slug=slug, user=request.user)
+        if not can_export(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers see preference sets.")
+        sets = PreferenceSet.objects.filter(project=project).select_related("project", "created_by").order_by("-version")
+        return Response(PreferenceSetOutput(sets, many=True).data)
+
+    @extend_schema(request=FreezeInput, responses={201: PreferenceSetOutput})
+    def post(self, request, slug: str):
+        """Freeze the project's data under a curation policy as the next version. Immutable once made."""
+        project = project_get_for_member(slug=slug, user=request.user)
+        if not can_export(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers freeze preference sets.")
+        data = FreezeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            policy = CurationPolicy.from_dict(data.validated_data["policy"])
+            preference_set = preference_set_freeze(project=project, policy=policy, created_by=request.user,
+                                                   name=data.validated_data["name"])
+        except PolicyError as exc:
+            raise ValidationError({"policy": exc.errors}) from None
+        return Response(PreferenceSetOutput(preference_set).data, status=201)
+
+
+class PreferenceSetDetailApi(APIView):
+    @extend_schema(responses=PreferenceSetOutput)
+    def get(self, request, set_id: int):
+        return Response(PreferenceSetOutput(_set_for(request, set_id)).data)
+
+
+def _format_and_split(request) -> tuple[str, str]:
+    fmt = request.query_params.get("format", "trl")
+    split = request.query_params.get("split", "")
+    if fmt not in PAIR_FORMATS:
+        raise ValidationError({"format": f"Use one of {', '.join(PAIR_FORMATS)}."})
+    if split not in ("", *SPLITS):
+        raise ValidationError({"split": f"Use one of {', '.join(SPLITS)}, or leave it out for both."})
+    return fmt, split
+
+
+class PreferenceSetExportApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", enum=PAIR_FORMATS, default="trl"),
+                    OpenApiParameter("split", enum=SPLITS, required=False)],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+    )
+    def get(self, request, set_id: int):
+        """The set's pairs as JSONL, streamed, byte-identical on every download. The manifest (set,
+        version, hash, policy, counts, format) is in the `X-Manifest` header and at .../manifest/."""
+        preference_set = _set_for(request, set_id)
+        fmt, split = _format_and_split(request)
+        rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
+        response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
+        manifest = set_manifest(preference_set=preference_set, fmt=fmt, split=split)
+        response["X-Manifest"] = json.dumps(manifest, sort_keys=True, ensure_ascii=True)
+        name = f"{preference_set.project.slug}-v{preference_set.version}-{fmt}{'-' + split if split else ''}"
+        response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+        return response
+
+
+class PreferenceSetManifestApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("format", enum=PAIR_FORMATS, default="trl"),
+                               OpenApiParameter("split", enum=SPLITS, required=False)],
+                   responses=OpenApiTypes.OBJECT)
+    def get(self, request, set_id: int):
+        fmt, split = _format_and_split(request)
+        return Response(set_manifest(preference_set=_set_for(request, set_id), fmt=fmt, split=split))
+
+
+class PreferenceSetDiffApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, set_id: int, other_id: int):
+        """Pairs added, removed and changed from this version to the other (same project)."""
+        older, newer = _set_for(request, set_id), _set_for(request, other_id)
+        if older.project_id != newer.project_id:
+            raise ValidationError({"other": "Compare versions of the same project."})
+        return Response(preference_set_diff(older=older, newer=newer))

@@ -1,0 +1,56 @@
+"""python manage.py export_set SET --format trl --out PATH [--split train|test]
+
+SET is a preference set id or PROJECT:VERSION (e.g. demo:3). Writes PATH and PATH.manifest.json;
+the rows are streamed, so a million pairs export in flat memory."""
+from __future__ import annotations
+
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from rewards.curation import SPLITS
+from rewards.formats import PAIR_FORMATS, jsonl_line
+from rewards.models import PreferenceSet
+from rewards.services.sets import set_manifest, set_rows
+
+
+def find_set(ref: str) -> PreferenceSet:
+    qs = PreferenceSet.objects.select_related("project")
+    if ":" in ref:
+        slug, _, version = ref.rpartition(":")
+        found = qs.filter(project__slug=slug, version=int(version)).first() if version.isdigit() else None
+    else:
+        found = qs.filter(pk=int(ref)).first() if ref.isdigit() else None
+    if found is None:
+        raise CommandError(f"No preference set {ref!r}: give its id or PROJECT:VERSION.")
+    return found
+
+
+class Command(BaseCommand):
+    help = "Export a frozen preference set as JSONL (with a manifest) for TRL."
+
+    def add_arguments(self, parser):
+        parser.add_argument("set", help="set id, or PROJECT:VERSION")
+        parser.add_argument("--format", choices=PAIR_FORMATS, default="trl", dest="fmt")
+        parser.add_argument("--split", choices=SPLITS, default="")
+        parser.add_argument("--out", required=True, help="output path, or - for stdout (no manifest then)")
+
+    def handle(self, *args, set: str, fmt: str, split: str, out: str, **options):
+        preference_set = find_set(set)
+        manifest = set_manifest(preference_set=preference_set, fmt=fmt, split=split)
+        total = preference_set.counts.get("by_split", {}).get(split) if split else preference_set.counts.get("pairs")
+        rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
+        if out == "-":
+            for row in rows:
+                sys.stdout.write(jsonl_line(row))
+            return
+        count = 0
+        with open(out, "w", encoding="utf-8") as sink:
+            for row in tqdm(rows, total=total, unit="pair", disable=None, file=sys.stderr):
+                sink.write(jsonl_line(row))
+                count += 1
+        with open(f"{out}.manifest.json", "w", encoding="utf-8") as fh:
+            json.dump({**manifest, "rows": count}, fh, indent=2, sort_keys=True)
+        self.stderr.write(f"Wrote {count} pairs of {preference_set} ({fmt}) to {out} and {out}.manifest.json.")
