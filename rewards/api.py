@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -17,10 +18,13 @@ from calibration.models import StandingState
 
 from .curation import AGGREGATIONS as CURATION_AGGREGATIONS
 from .curation import SPLITS, CurationPolicy
-from .formats import FORMATS, PAIR_FORMATS, TAGS, jsonl_line
+from .formats import FORMATS, TAGS, jsonl_line
 from .models import PreferenceSet
 from .selectors import AGGREGATIONS, export_exclusions, preference_rows
-from .services.sets import PolicyError, preference_set_diff, preference_set_freeze, set_manifest, set_rows
+from .services.sets import (
+    PolicyError, preference_set_diff, preference_set_freeze, set_manifest, set_parquet, set_rows,
+)
+from .set_formats import FILE_EXTENSIONS, SET_FORMATS
 
 
 class PreferenceExportApi(APIView):
@@ -149,8 +153,8 @@ class PreferenceSetDetailApi(APIView):
 def _format_and_split(request) -> tuple[str, str]:
     fmt = request.query_params.get("format", "trl")
     split = request.query_params.get("split", "")
-    if fmt not in PAIR_FORMATS:
-        raise ValidationError({"format": f"Use one of {', '.join(PAIR_FORMATS)}."})
+    if fmt not in SET_FORMATS:
+        raise ValidationError({"format": f"Use one of {', '.join(SET_FORMATS)}."})
     if split not in ("", *SPLITS):
         raise ValidationError({"split": f"Use one of {', '.join(SPLITS)}, or leave it out for both."})
     return fmt, split
@@ -158,26 +162,34 @@ def _format_and_split(request) -> tuple[str, str]:
 
 class PreferenceSetExportApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("format", enum=PAIR_FORMATS, default="trl"),
+        parameters=[OpenApiParameter("format", enum=SET_FORMATS, default="trl"),
                     OpenApiParameter("split", enum=SPLITS, required=False)],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY},
     )
     def get(self, request, set_id: int):
         """The set's pairs as JSONL, streamed, byte-identical on every download. The manifest (set,
         version, hash, policy, counts, format) is in the `X-Manifest` header and at .../manifest/."""
         preference_set = _set_for(request, set_id)
         fmt, split = _format_and_split(request)
-        rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
-        response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
+        name = f"{preference_set.project.slug}-v{preference_set.version}-{fmt}{'-' + split if split else ''}"
+        extension = FILE_EXTENSIONS.get(fmt, "jsonl")
+        if extension == "parquet":
+            # Parquet ends with its footer: written to a temporary file in row groups, then sent.
+            handle = tempfile.TemporaryFile()
+            set_parquet(preference_set=preference_set, fmt=fmt, path=handle, split=split)
+            handle.seek(0)
+            response = FileResponse(handle, content_type="application/vnd.apache.parquet")
+        else:
+            rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
+            response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
         manifest = set_manifest(preference_set=preference_set, fmt=fmt, split=split)
         response["X-Manifest"] = json.dumps(manifest, sort_keys=True, ensure_ascii=True)
-        name = f"{preference_set.project.slug}-v{preference_set.version}-{fmt}{'-' + split if split else ''}"
-        response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+        response["Content-Disposition"] = f'attachment; filename="{name}.{extension}"'
         return response
 
 
 class PreferenceSetManifestApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("format", enum=PAIR_FORMATS, default="trl"),
+    @extend_schema(parameters=[OpenApiParameter("format", enum=SET_FORMATS, default="trl"),
                                OpenApiParameter("split", enum=SPLITS, required=False)],
                    responses=OpenApiTypes.OBJECT)
     def get(self, request, set_id: int):

@@ -98,6 +98,9 @@ class Candidate:
     difficulty: str
     confidence: float
     votes: int
+    ground_truth: str | None = None
+    rationales: tuple[str, ...] = ()
+    unit: str = ""  # pairs of one unit share a split (a ranking's pairs); default: the key itself
 
 
 def _unit(seed: int, key: str) -> str:
@@ -105,17 +108,19 @@ def _unit(seed: int, key: str) -> str:
 
 
 def split_of(candidates: Sequence[Candidate], *, fraction: float, seed: int) -> dict[str, str]:
-    """{key: train | test}: within every (domain, tag) stratum exactly round(fraction * n) pairs
-    go to test, chosen by a seeded hash of the key (independent of input order)."""
-    strata: dict[tuple[str, str], list[str]] = defaultdict(list)
+    """{key: train | test}: within every (domain, tag) stratum round(fraction * n) of its n units go
+    to test, chosen by a seeded hash (independent of input order). A unit is one pair, or all the
+    pairs of one ranking, which must not straddle the split."""
+    strata: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for c in candidates:
-        strata[(c.domain, c.tag)].append(c.key)
+        strata[(c.domain, c.tag)][c.unit or c.key].append(c.key)
     out: dict[str, str] = {}
-    for keys in strata.values():
-        ranked = sorted(keys, key=lambda k: _unit(seed, k))
+    for units in strata.values():
+        ranked = sorted(units, key=lambda u: _unit(seed, u))
         n_test = int(round(fraction * len(ranked)))
-        for i, key in enumerate(ranked):
-            out[key] = "test" if i < n_test else "train"
+        for i, unit in enumerate(ranked):
+            for key in units[unit]:
+                out[key] = "test" if i < n_test else "train"
     return out
 
 

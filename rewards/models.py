@@ -70,6 +70,10 @@ class SetPair(Frozen):
     flaw_type = models.CharField(max_length=32, blank=True)
     domain = models.CharField(max_length=64, blank=True)
     difficulty = models.CharField(max_length=16, blank=True)
+    ground_truth = models.TextField(null=True, blank=True, help_text="The prompt's verifiable answer, if any.")
+    rationales = models.JSONField(
+        default=list, blank=True,
+        help_text="The annotators' rationales behind this pair (the winners', for an aggregated one).")
     confidence = models.FloatField(help_text="Aggregated confidence (posterior or vote share); 1 for authored pairs.")
     votes = models.PositiveIntegerField(default=1)
     split = models.CharField(max_length=8)
@@ -86,5 +90,6 @@ class SetPair(Frozen):
         return {
             "key": self.key, "messages": self.messages, "chosen": self.chosen, "rejected": self.rejected,
             "margin": self.margin, "tag": self.tag, "flaw_type": self.flaw_type, "domain": self.domain,
-            "difficulty": self.difficulty, "split": self.split,
+            "difficulty": self.difficulty, "split": self.split, "ground_truth": self.ground_truth,
+            "rationales": self.rationales,
         }

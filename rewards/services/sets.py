@@ -20,6 +20,7 @@ from calibration.models import Standing
 from ..aggregation import Aggregate, dawid_skene, majority
 from ..curation import Candidate, CurationPolicy, content_hash, split_of
 from ..formats import PAIR_FORMATS, majority_vote, preference_row
+from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
 from ..models import PreferenceSet, SetPair
 
 BATCH = 5000
@@ -48,6 +49,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
             "id", "item_id", "annotator_id", "choice", "strength", "spec_version__version",
             "item__prompt_id", "item__response_a_id", "item__response_b_id", "item__prompt__messages",
             "item__response_a__text", "item__response_b__text", "item__prompt__domain", "item__prompt__difficulty",
+            "item__prompt__ground_truth", "rationale",
         )
     )
     per_item: dict[int, list] = defaultdict(list)
@@ -60,13 +62,14 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
             spec_versions.add(row[5])
         per_item[row[1]].append(row)
 
-    def candidate(key: str, row, choice: str, strength: str, agg: Aggregate) -> Candidate:
-        _, _, _, _, _, _, prompt_id, a_id, b_id, messages, text_a, text_b, domain, difficulty = row
+    def candidate(key: str, row, choice: str, strength: str, agg: Aggregate, rationales) -> Candidate:
+        prompt_id, a_id, b_id, messages, text_a, text_b, domain, difficulty, truth = row[6:15]
         chosen, rejected = ((a_id, text_a), (b_id, text_b)) if choice == Choice.A else ((b_id, text_b), (a_id, text_a))
         return Candidate(
             key=key, prompt_id=prompt_id, chosen_id=chosen[0], rejected_id=rejected[0], messages=messages,
             chosen=chosen[1], rejected=rejected[1], strength=strength, tag="comparison", flaw_type="",
             domain=domain, difficulty=difficulty, confidence=round(agg.confidence, 6), votes=agg.votes,
+            ground_truth=truth, rationales=tuple(rationales),
         )
 
     out: list[Candidate] = []
@@ -74,7 +77,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         for group in per_item.values():
             for row in group:
                 if row[3] in (Choice.A, Choice.B):
-                    out.append(candidate(f"judgment:{row[0]}", row, row[3], row[4], Aggregate(row[3], 1.0, 1)))
+                    out.append(candidate(f"judgment:{row[0]}", row, row[3], row[4], Aggregate(row[3], 1.0, 1), [row[15]]))
         return out
     eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
@@ -88,9 +91,12 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         if agg.confidence < policy.min_confidence:
             counts["items_below_min_confidence"] += 1
             continue
-        # Strength: the lower median among the judgments that chose the winner.
+        # Strength: the lower median among the judgments that chose the winner. Dawid-Skene may
+        # pick a label nobody chose (it learned that these raters answer the opposite): the
+        # strength is then unknown and the policy's "clear" margin applies.
         _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
-        out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg))
+        rationales = [row[15] for row in group if row[3] == agg.label]
+        out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
     return out
 
 
@@ -99,15 +105,17 @@ def _derived(project: Project, policy: CurationPolicy, tags: set[str]) -> list[C
     rows = DerivedPair.objects.filter(project=project, tag__in=sorted(tags)).order_by("id").values_list(
         "id", "author_id", "prompt_id", "chosen_id", "rejected_id", "prompt__messages", "chosen__text",
         "rejected__text", "strength", "tag", "flaw_type", "prompt__domain", "prompt__difficulty",
+        "prompt__ground_truth", "rewrite__rationale", "negative__rationale",
     )
     return [
         Candidate(
             key=f"derived:{pk}", prompt_id=prompt_id, chosen_id=chosen_id, rejected_id=rejected_id,
             messages=messages, chosen=chosen, rejected=rejected, strength=strength, tag=tag, flaw_type=flaw,
-            domain=domain, difficulty=difficulty, confidence=1.0, votes=1,
+            domain=domain, difficulty=difficulty, confidence=1.0, votes=1, ground_truth=truth,
+            rationales=(rewrite_why or negative_why or "",),
         )
-        for pk, author, prompt_id, chosen_id, rejected_id, messages, chosen, rejected, strength, tag, flaw, domain, difficulty
-        in rows.iterator(chunk_size=BATCH)
+        for (pk, author, prompt_id, chosen_id, rejected_id, messages, chosen, rejected, strength, tag, flaw, domain,
+             difficulty, truth, rewrite_why, negative_why) in rows.iterator(chunk_size=BATCH)
         if counted(author)
     ]
 
@@ -116,11 +124,11 @@ def _rankings(project: Project, policy: CurationPolicy) -> list[Candidate]:
     counted = _counted(project, policy)
     rows = RankingJudgment.objects.filter(project=project).order_by("id").values_list(
         "id", "annotator_id", "item_id", "ranking", "item__prompt_id", "item__prompt__messages",
-        "item__prompt__domain", "item__prompt__difficulty",
+        "item__prompt__domain", "item__prompt__difficulty", "item__prompt__ground_truth", "rationale",
     )
     texts: dict[int, str] = {}
     out = []
-    for pk, annotator, item, ranking, prompt_id, messages, domain, difficulty in rows.iterator(chunk_size=BATCH):
+    for pk, annotator, item, ranking, prompt_id, messages, domain, difficulty, truth, why in rows.iterator(chunk_size=BATCH):
         if not counted(annotator):
             continue
         missing = [rid for tier in ranking for rid in tier if rid not in texts]
@@ -131,6 +139,7 @@ def _rankings(project: Project, policy: CurationPolicy) -> list[Candidate]:
                 key=f"ranking:{pk}:{better}:{worse}", prompt_id=prompt_id, chosen_id=better, rejected_id=worse,
                 messages=messages, chosen=texts[better], rejected=texts[worse], strength=strength, tag="ranking",
                 flaw_type="", domain=domain, difficulty=difficulty, confidence=1.0, votes=1,
+                ground_truth=truth, rationales=(why,), unit=f"ranking:{pk}",
             ))
     return out
 
@@ -164,6 +173,7 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
             rejected_response_id=c.rejected_id, messages=c.messages, chosen=c.chosen, rejected=c.rejected,
             strength=c.strength, margin=round(policy.margin(c.strength), 6), tag=c.tag, flaw_type=c.flaw_type,
             domain=c.domain, difficulty=c.difficulty, confidence=c.confidence, votes=c.votes, split=splits[c.key],
+            ground_truth=c.ground_truth, rationales=list(c.rationales),
         )
         for i, c in enumerate(candidates)
     ]
@@ -188,17 +198,76 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
     return preference_set
 
 
-def set_rows(*, preference_set: PreferenceSet, fmt: str, split: str = "") -> Iterator[dict]:
-    """The set's pairs in a TRL format, in set order, streamed (no set is held in memory)."""
-    if fmt not in PAIR_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(PAIR_FORMATS)}")
+PAIR_FIELDS = ("position", "key", "prompt_id", "chosen_response_id", "rejected_response_id", "messages", "chosen",
+               "rejected", "strength", "margin", "tag", "flaw_type", "domain", "ground_truth", "rationales", "split")
+
+
+def set_pairs(*, preference_set: PreferenceSet, split: str = "") -> Iterator[dict]:
+    """The set's pairs as plain dicts in set order, streamed from the database."""
     qs = SetPair.objects.filter(preference_set=preference_set)
     if split:
         qs = qs.filter(split=split)
-    rows = qs.order_by("position").values_list("messages", "chosen", "rejected", "strength", "margin", "tag", "flaw_type")
-    for messages, chosen, rejected, strength, margin, tag, flaw_type in rows.iterator(chunk_size=BATCH):
-        yield preference_row(fmt=fmt, messages=messages, chosen=chosen, rejected=rejected, strength=strength,
-                             tag=tag, flaw_type=flaw_type, margin=margin)
+    for values in qs.order_by("position").values_list(*PAIR_FIELDS).iterator(chunk_size=BATCH):
+        row = dict(zip(PAIR_FIELDS, values))
+        row["chosen_id"], row["rejected_id"] = row.pop("chosen_response_id"), row.pop("rejected_response_id")
+        yield row
+
+
+def set_rows(*, preference_set: PreferenceSet, fmt: str, split: str = "") -> Iterator[dict]:
+    """The set in any of its formats (rewards/set_formats.py), in set order, streamed: no set is
+    held in memory (prompt formats remember only which prompt ids they have written)."""
+    if fmt not in SET_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(SET_FORMATS)}")
+    pairs = set_pairs(preference_set=preference_set, split=split)
+    if fmt in PAIR_FORMATS:
+        for p in pairs:
+            yield preference_row(fmt=fmt, messages=p["messages"], chosen=p["chosen"], rejected=p["rejected"],
+                                 strength=p["strength"], tag=p["tag"], flaw_type=p["flaw_type"], margin=p["margin"])
+    elif fmt in PROMPT_FORMATS:
+        yield from prompt_rows(pairs, fmt)
+    elif fmt == "ranking":
+        yield from ranking_rows(pairs)
+    else:
+        dimensions = preference_set.project.dimensions
+        for p in pairs:
+            row = pair_row(p, fmt, dimensions=dimensions)
+            if row is not None:
+                yield row
+
+
+def set_parquet(*, preference_set: PreferenceSet, fmt: str, path, split: str = "", batch: int = BATCH) -> int:
+    """Write a parquet format (verl) to `path` in row groups of `batch`: flat memory. Returns rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = path if hasattr(path, "write") else str(path)  # a path or an open binary file
+    writer = None
+    written = 0
+    chunk: list[dict] = []
+
+    def flush() -> None:
+        nonlocal writer, written
+        table = pa.Table.from_pylist(chunk, schema=writer.schema if writer else None)
+        if writer is None:
+            writer = pq.ParquetWriter(where, table.schema)
+        writer.write_table(table)
+        written += len(chunk)
+        chunk.clear()
+
+    try:
+        for row in set_rows(preference_set=preference_set, fmt=fmt, split=split):
+            chunk.append(row)
+            if len(chunk) >= batch:
+                flush()
+        if chunk or writer is None:
+            if not chunk and writer is None:  # an empty set still gets a readable (empty) file
+                pq.write_table(pa.Table.from_pylist([]), where)
+                return 0
+            flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
 
 
 def set_manifest(*, preference_set: PreferenceSet, fmt: str, split: str = "") -> dict:
@@ -212,6 +281,7 @@ def set_manifest(*, preference_set: PreferenceSet, fmt: str, split: str = "") ->
         "spec_versions": preference_set.spec_versions,
         "format": fmt,
         "split": split or "all",
+        "read_with": READER_ARGS[fmt],
     }
 
 

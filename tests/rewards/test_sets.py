@@ -171,4 +171,4 @@ def test_version_diff_lists_added_removed_and_changed_pairs():
     v3 = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="majority"))
     diff = preference_set_diff(older=v2, newer=v3)
     assert diff["added"] == diff["removed"] == []
-    assert diff["changed"] == [{"key": f"item:{items[0]}", "fields": ["chosen", "rejected"]}]
+    assert diff["changed"] == [{"key": f"item:{items[0]}", "fields": ["chosen", "rationales", "rejected"]}]

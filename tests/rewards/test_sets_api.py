@@ -26,8 +26,10 @@ def world():
     for _ in range(3):
         user = member(project)
         while (assignment := assignment_next(project=project, annotator=user)) is not None:
+            # Everyone prefers response a (whichever side it was shown on): a clear consensus.
+            shown = "left" if assignment.shown_left == "a" else "right"
             judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
-                            data=JudgmentInput(choice="left", strength="strong", rationale="left is better"))
+                            data=JudgmentInput(choice=shown, strength="strong", rationale="a is better"))
     people = {r: member(project, r) for r in (Role.LEAD, Role.ENGINEER, Role.ANNOTATOR)}
     people["outsider"] = member(ProjectFactory(), Role.LEAD)
     return project, people
@@ -94,8 +96,114 @@ def test_export_set_command_writes_rows_and_manifest_and_trl_trains_on_them(worl
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     manifest = json.loads((tmp_path / "set.jsonl.manifest.json").read_text())
     assert len(rows) == manifest["rows"] == 12 and manifest["content_hash"] == s["content_hash"]
-    assert all(r["margin"] == 1.0 and r["tag"] == "comparison" for r in rows)
+    assert {(r["margin"], r["tag"]) for r in rows} == {(1.0, "comparison")}, [r for r in rows if r["margin"] != 1.0]
     reward = train_reward_one_step(str(out), str(tmp_path / "rm"))
     dpo = train_dpo_one_step(str(out), str(tmp_path / "dpo"))
     assert reward["global_step"] == dpo["global_step"] == 1
     assert math.isfinite(reward["loss"]) and math.isfinite(dpo["loss"])
+
+
+@pytest.fixture
+def designed_world():
+    """Comparisons with ground truth, an approved rewrite, an adversarial negative and rankings."""
+    from annotation.services.negatives import NegativeInput, negative_submit
+    from annotation.services.rankings import RankingInput, ranking_submit
+    from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
+    from calibration.services.queue import queue_next
+    from tests.factories import adversarial_line, bad_case_line, import_lines, ranking_line
+
+    project = ProjectFactory(overlap=2)
+    import_lines(project, [
+        {"prompt": "What is 6 * 7?", "responses": ["42.", "48."], "domain": "math", "ground_truth": "42"},
+        {"prompt": "Capital of Peru?", "responses": ["Lima.", "Cusco."], "domain": "geography"},
+        bad_case_line("Who wrote Hamlet?", "Dickens."),
+        adversarial_line("What is 2 + 2?", "4."),
+        ranking_line("Rank these", 4, ground_truth="x"),
+    ])
+    lead = member(project, Role.LEAD)
+    for order in ("A>B=C>D", "D>C>B>A"):
+        user = member(project)
+        while (a := queue_next(project=project, annotator=user)) is not None:
+            kind = a.item.kind
+            if kind == "comparison":
+                judgment_submit(assignment_id=a.pk, annotator=user, client_token=uuid.uuid4(), data=JudgmentInput(
+                    choice="left" if a.shown_left == "a" else "right", strength="clear", rationale="The first answer is correct."))
+            elif kind == "rewrite":
+                r, _ = rewrite_submit(assignment_id=a.pk, author=user, client_token=uuid.uuid4(),
+                                      data=RewriteInput(text="Shakespeare.", flaws=["hallucination"], rationale="Wrong author."))
+                rewrite_approve(rewrite_id=r.pk, reviewer=lead)
+            elif kind == "adversarial":
+                negative_submit(assignment_id=a.pk, author=user, client_token=uuid.uuid4(), data=NegativeInput(
+                    text="5, clearly.", flaw_type="confident_but_wrong", rationale="Wrong sum stated with confidence."))
+            else:
+                ranking_submit(assignment_id=a.pk, annotator=user, client_token=uuid.uuid4(),
+                               data=RankingInput(order=order, rationale="By correctness."))
+    from rewards.curation import CurationPolicy
+    from rewards.services.sets import preference_set_freeze
+
+    return project, lead, preference_set_freeze(project=project, policy=CurationPolicy(test_fraction=0.0))
+
+
+def test_every_set_format_loads_in_the_tool_that_reads_it(designed_world, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import pyarrow.parquet as pq
+
+    project, lead, s = designed_world
+    client = api_as(lead)
+
+    def download(fmt: str) -> bytes:
+        response = client.get(f"/api/sets/{s.pk}/export/", {"format": fmt})
+        assert response.status_code == 200, (fmt, response.content[:300])
+        assert json.loads(response["X-Manifest"])["read_with"]
+        return b"".join(response.streaming_content)
+
+    def load(fmt: str):
+        path = tmp_path / f"{fmt}.jsonl"
+        path.write_bytes(download(fmt))
+        return datasets.load_dataset("json", data_files=str(path), split="train")
+
+    prompt_only = load("trl-prompt-only")
+    assert prompt_only.num_rows == 5 and set(prompt_only.column_names) == {"prompt", "ground_truth", "domain"}
+    assert "42" in prompt_only["ground_truth"]
+    reward = load("openrlhf-reward")
+    assert set(reward.column_names) == {"prompt", "chosen", "rejected", "margin"}
+    assert reward.num_rows == s.counts["pairs"] == 2 + 1 + 2 + 5 + 6  # comparisons, rewrite, two negatives, rankings
+    prompts = load("openrlhf-prompt")
+    assert set(prompts.column_names) == {"input", "label"} and prompts.num_rows == 5
+    ranking = load("ranking")
+    assert ranking.num_rows == 2
+    for row in ranking:
+        assert len(row["responses"]) == 4 and [r["rank"] for r in row["responses"]] == sorted(r["rank"] for r in row["responses"])
+    tied = next(row for row in ranking if len({r["rank"] for r in row["responses"]}) == 3)
+    assert sorted(r["score"] for r in tied["responses"]) == [0.0, 0.5, 0.5, 1.0]
+    judge = load("rm-r1")
+    assert judge.num_rows == s.counts["pairs"]
+    winners = judge["winner"]
+    assert set(winners) == {"model_a", "model_b"} and abs(winners.count("model_a") - winners.count("model_b")) <= 1
+    first = judge[0]
+    assert [m["role"] for m in first["context_messages"]] == ["system", "user"]
+    assert "<rubric>" in first["target"] and "</eval><answer>[[" in first["target"]
+    assert any("The first answer is correct." in t or "Wrong author." in t or "By correctness." in t for t in judge["target"])
+    sft = load("sft")
+    assert sft.num_rows == 1 and sft[0]["messages"][-1] == {"role": "assistant", "content": "Shakespeare."}
+    verl_path = tmp_path / "set.parquet"
+    verl_path.write_bytes(b"".join(client.get(f"/api/sets/{s.pk}/export/", {"format": "verl"}).streaming_content))
+    table = pq.read_table(verl_path).to_pylist()
+    assert len(table) == 5
+    assert set(table[0]) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+    math_row = next(r for r in table if r["ability"] == "math")
+    assert math_row["reward_model"] == {"style": "rule", "ground_truth": "42"}
+    assert math_row["prompt"] == [{"role": "user", "content": "What is 6 * 7?"}]
+    call_command("export_set", str(s.pk), fmt="verl", out=str(tmp_path / "cmd.parquet"))
+    assert pq.read_table(tmp_path / "cmd.parquet").num_rows == 5
+
+
+def test_the_prompt_only_export_trains_one_grpo_step(designed_world, tmp_path):
+    pytest.importorskip("trl")
+    from tests.trl_tiny import train_grpo_one_step
+
+    _, lead, s = designed_world
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(body(api_as(lead).get(f"/api/sets/{s.pk}/export/", {"format": "trl-prompt-only"})))
+    metrics = train_grpo_one_step(str(path), str(tmp_path / "grpo"))
+    assert metrics["global_step"] == 1 and math.isfinite(metrics["loss"]) and "reward" in metrics

@@ -1,4 +1,4 @@
-"""python manage.py export_set SET --format trl --out PATH [--split train|test]
+"""python manage.py export_set SET --format F --out PATH [--split train|test]
 
 SET is a preference set id or PROJECT:VERSION (e.g. demo:3). Writes PATH and PATH.manifest.json;
 the rows are streamed, so a million pairs export in flat memory."""
@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from rewards.curation import SPLITS
-from rewards.formats import PAIR_FORMATS, jsonl_line
+from rewards.formats import jsonl_line
 from rewards.models import PreferenceSet
-from rewards.services.sets import set_manifest, set_rows
+from rewards.services.sets import set_manifest, set_parquet, set_rows
+from rewards.set_formats import FILE_EXTENSIONS, SET_FORMATS
 
 
 def find_set(ref: str) -> PreferenceSet:
@@ -29,11 +30,11 @@ def find_set(ref: str) -> PreferenceSet:
 
 
 class Command(BaseCommand):
-    help = "Export a frozen preference set as JSONL (with a manifest) for TRL."
+    help = "Export a frozen preference set in any of its formats (JSONL, or parquet for verl) with a manifest."
 
     def add_arguments(self, parser):
         parser.add_argument("set", help="set id, or PROJECT:VERSION")
-        parser.add_argument("--format", choices=PAIR_FORMATS, default="trl", dest="fmt")
+        parser.add_argument("--format", choices=SET_FORMATS, default="trl", dest="fmt")
         parser.add_argument("--split", choices=SPLITS, default="")
         parser.add_argument("--out", required=True, help="output path, or - for stdout (no manifest then)")
 
@@ -41,6 +42,12 @@ class Command(BaseCommand):
         preference_set = find_set(set)
         manifest = set_manifest(preference_set=preference_set, fmt=fmt, split=split)
         total = preference_set.counts.get("by_split", {}).get(split) if split else preference_set.counts.get("pairs")
+        if FILE_EXTENSIONS.get(fmt) == "parquet":
+            if out == "-":
+                raise CommandError("Parquet needs a file: give --out PATH.")
+            count = set_parquet(preference_set=preference_set, fmt=fmt, path=out, split=split)
+            self._manifest(out, manifest, count)
+            return
         rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
         if out == "-":
             for row in rows:
@@ -51,6 +58,9 @@ class Command(BaseCommand):
             for row in tqdm(rows, total=total, unit="pair", disable=None, file=sys.stderr):
                 sink.write(jsonl_line(row))
                 count += 1
+        self._manifest(out, manifest, count)
+
+    def _manifest(self, out: str, manifest: dict, count: int) -> None:
         with open(f"{out}.manifest.json", "w", encoding="utf-8") as fh:
             json.dump({**manifest, "rows": count}, fh, indent=2, sort_keys=True)
-        self.stderr.write(f"Wrote {count} pairs of {preference_set} ({fmt}) to {out} and {out}.manifest.json.")
+        self.stderr.write(f"Wrote {count} rows ({manifest['format']}) to {out} and {out}.manifest.json.")
