@@ -89,6 +89,12 @@ class PolicyInput(serializers.Serializer):
     margins = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=10), required=False)
     test_fraction = serializers.FloatField(min_value=0, max_value=0.99, required=False)
     seed = serializers.IntegerField(required=False)
+    dedupe = serializers.BooleanField(required=False)
+    per_domain_cap = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    domain_targets = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1), required=False)
+    tag_targets = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1), required=False)
+    hard_share_min = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    chosen_shorter_share = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
 
 
 class FreezeInput(serializers.Serializer):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -34,7 +34,20 @@ class CurationPolicy:
         default=tuple(sorted((k, round(v, 6)) for k, v in STRENGTH_MARGIN.items())),
         metadata={"help": "Strength -> TRL margin."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share held out for testing, per domain and tag."})
-    seed: int = field(default=0, metadata={"help": "Fixes the split."})
+    seed: int = field(default=0, metadata={"help": "Fixes the split and every sampling choice."})
+    # Sampling: applied in this order, only ever by leaving pairs out (never by repeating them).
+    dedupe: bool = field(default=False, metadata={"help": "Drop near-duplicate pairs (same prompt, chosen and "
+                                                 "rejected up to case, spacing and punctuation)."})
+    per_domain_cap: int | None = field(default=None, metadata={"help": "At most this many pairs per domain."})
+    domain_targets: tuple[tuple[str, float], ...] = field(
+        default=(), metadata={"help": "Target share per domain; unnamed domains share the rest."})
+    tag_targets: tuple[tuple[str, float], ...] = field(
+        default=(), metadata={"help": "Target share per tag (comparison, rewrite, adversarial, ranking)."})
+    hard_share_min: float | None = field(
+        default=None, metadata={"help": "At least this share of pairs on hard prompts (difficulty hard)."})
+    chosen_shorter_share: float | None = field(
+        default=None, metadata={"help": "Target share of pairs whose chosen response is the shorter one "
+                                "(length-aware: concise good answers against longer bad ones)."})
 
     def errors(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -53,12 +66,25 @@ class CurationPolicy:
             out["margins"] = "Give a margin from 0 to 10 for slight, clear and strong."
         if not 0.0 <= self.test_fraction < 1.0:
             out["test_fraction"] = "From 0 up to (not including) 1."
+        if self.per_domain_cap is not None and self.per_domain_cap < 1:
+            out["per_domain_cap"] = "At least 1, or none."
+        for name in ("domain_targets", "tag_targets"):
+            targets = dict(getattr(self, name))
+            if any(not 0 < v <= 1 for v in targets.values()) or sum(targets.values()) > 1 + 1e-9:
+                out[name] = "Shares above 0 that add up to at most 1."
+        if set(dict(self.tag_targets)) - set(TAGS):
+            out["tag_targets"] = f"Tags are {', '.join(TAGS)}."
+        for name in ("hard_share_min", "chosen_shorter_share"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                out[name] = "A share above 0 and below 1, or none."
         return out
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["standings"], data["tags"] = sorted(self.standings), [t for t in TAGS if t in self.tags]
         data["margins"] = dict(self.margins)
+        data["domain_targets"], data["tag_targets"] = dict(self.domain_targets), dict(self.tag_targets)
         return data
 
     @classmethod
@@ -71,8 +97,9 @@ class CurationPolicy:
         for name in ("standings", "tags"):
             if name in values:
                 values[name] = tuple(values[name])
-        if "margins" in values:
-            values["margins"] = tuple(sorted((str(k), float(v)) for k, v in dict(values["margins"]).items()))
+        for name in ("margins", "domain_targets", "tag_targets"):
+            if name in values:
+                values[name] = tuple(sorted((str(k), float(v)) for k, v in dict(values[name]).items()))
         return cls(**values)
 
     def margin(self, strength: str) -> float:
@@ -122,6 +149,96 @@ def split_of(candidates: Sequence[Candidate], *, fraction: float, seed: int) -> 
             for key in units[unit]:
                 out[key] = "test" if i < n_test else "train"
     return out
+
+
+def _normalised(text: str) -> str:
+    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch.isspace()).split())
+
+
+def _units(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """Pairs grouped into their units (a ranking's pairs travel together), in key order."""
+    units: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        units.setdefault(c.unit or c.key, []).append(c)
+    return units
+
+
+def _thin(units: dict[str, list[Candidate]], group, keep: dict, seed: int) -> dict[str, list[Candidate]]:
+    """Keep `keep[g]` units of each group g (all of a group not in `keep`), chosen by seeded hash."""
+    by_group: dict = defaultdict(list)
+    for unit, pairs in units.items():
+        by_group[group(pairs[0])].append(unit)
+    kept: set[str] = set()
+    for g, members in by_group.items():
+        ranked = sorted(members, key=lambda u: _unit(seed, u))
+        kept.update(ranked[: keep.get(g, len(ranked))])
+    return {u: p for u, p in units.items() if u in kept}
+
+
+def _to_shares(units, group, targets: dict, seed: int) -> dict[str, list[Candidate]]:
+    """Leave units out until the named groups hold their target shares (the rest share 1 - sum):
+    the largest total every group can still fill, so nothing is repeated."""
+    sizes = Counter(group(p[0]) for p in units.values())
+    rest = 1.0 - sum(targets.values())
+    limits = [sizes.get(g, 0) / t for g, t in targets.items() if t > 0]
+    others = sum(n for g, n in sizes.items() if g not in targets)
+    if rest > 1e-9:
+        limits.append(others / rest)
+    total = min(limits) if limits else 0
+    keep = {g: int(round(t * total)) for g, t in targets.items()}
+    if rest > 1e-9 and others:
+        for g, n in sizes.items():
+            if g not in targets:
+                keep[g] = int(round(n * (rest * total) / others))
+    else:
+        keep.update({g: 0 for g in sizes if g not in targets})
+    return _thin(units, group, keep, seed)
+
+
+def _at_least(units, is_special, share: float, seed: int) -> dict[str, list[Candidate]]:
+    """Leave out ordinary units until special ones are at least `share` of the total."""
+    special = sum(1 for p in units.values() if is_special(p[0]))
+    ordinary = len(units) - special
+    allowed = int(special * (1 - share) / share) if share > 0 else ordinary
+    return _thin(units, is_special, {False: min(ordinary, allowed)}, seed)
+
+
+def sample(candidates: Sequence[Candidate], policy: CurationPolicy) -> tuple[list[Candidate], Counter]:
+    """Apply the policy's sampling controls in order; returns the kept pairs (key order) and how
+    many each step left out."""
+    left_out: Counter = Counter()
+    units = _units(candidates)
+
+    def step(name: str, new: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
+        left_out[name] += sum(len(p) for p in units.values()) - sum(len(p) for p in new.values())
+        return new
+
+    if policy.dedupe:
+        seen: set[tuple[str, str, str]] = set()
+        kept = {}
+        for unit, pairs in units.items():
+            c = pairs[0]
+            signature = (_normalised(json.dumps(c.messages, sort_keys=True)), _normalised(c.chosen), _normalised(c.rejected))
+            if len(pairs) == 1 and signature in seen:
+                continue
+            seen.add(signature)
+            kept[unit] = pairs
+        units = step("near_duplicates", kept)
+    if policy.per_domain_cap is not None:
+        sizes = Counter(p[0].domain for p in units.values())
+        units = step("per_domain_cap", _thin(units, lambda c: c.domain, {d: min(n, policy.per_domain_cap) for d, n in sizes.items()}, policy.seed))
+    if policy.domain_targets:
+        units = step("domain_targets", _to_shares(units, lambda c: c.domain, dict(policy.domain_targets), policy.seed))
+    if policy.tag_targets:
+        units = step("tag_targets", _to_shares(units, lambda c: c.tag, dict(policy.tag_targets), policy.seed))
+    if policy.hard_share_min is not None:
+        units = step("hard_share_min", _at_least(units, lambda c: c.difficulty == "hard", policy.hard_share_min, policy.seed))
+    if policy.chosen_shorter_share is not None:
+        shorter = lambda c: len(c.chosen) < len(c.rejected)  # noqa: E731
+        share = policy.chosen_shorter_share
+        units = step("chosen_shorter_share", _to_shares(units, shorter, {True: share, False: 1 - share}, policy.seed))
+    kept = sorted((c for pairs in units.values() for c in pairs), key=lambda c: c.key)
+    return kept, left_out
 
 
 def canonical_line(row: dict) -> bytes:

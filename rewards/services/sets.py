@@ -18,7 +18,7 @@ from annotation.ranking import expand_pairs
 from calibration.models import Standing
 
 from ..aggregation import Aggregate, dawid_skene, majority
-from ..curation import Candidate, CurationPolicy, content_hash, split_of
+from ..curation import Candidate, CurationPolicy, content_hash, sample, split_of
 from ..formats import PAIR_FORMATS, majority_vote, preference_row
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
 from ..models import PreferenceSet, SetPair
@@ -166,6 +166,8 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
     if errors:
         raise PolicyError(errors)
     candidates, counts, spec_versions = candidates_collect(project=project, policy=policy)
+    candidates, left_out = sample(candidates, policy)
+    counts.update({f"left_out_{name}": n for name, n in left_out.items()})
     splits = split_of(candidates, fraction=policy.test_fraction, seed=policy.seed)
     pairs = [
         SetPair(

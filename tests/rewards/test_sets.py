@@ -172,3 +172,42 @@ def test_version_diff_lists_added_removed_and_changed_pairs():
     diff = preference_set_diff(older=v2, newer=v3)
     assert diff["added"] == diff["removed"] == []
     assert diff["changed"] == [{"key": f"item:{items[0]}", "fields": ["chosen", "rationales", "rejected"]}]
+
+
+def _pairs(s):
+    return list(SetPair.objects.filter(preference_set=s))
+
+
+def test_sampling_controls_change_the_set_as_documented(pool):
+    project, _ = pool
+
+    def freeze(**kw):
+        return preference_set_freeze(project=project, policy=CurationPolicy(aggregation="majority", **kw))
+
+    base = _pairs(freeze())
+    n = len(base)
+    # Near-duplicates: a pair per judgment repeats an item's pair once per agreeing judgment.
+    deduped = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="none", dedupe=True))
+    signatures = Counter((str(p.messages).lower(), p.chosen.lower(), p.rejected.lower()) for p in _pairs(deduped))
+    assert deduped.counts["left_out_near_duplicates"] > 0 and max(signatures.values()) == 1
+    # A cap per domain.
+    capped = Counter(p.domain for p in _pairs(freeze(per_domain_cap=20)))
+    assert max(capped.values()) == 20
+    # Domain mix: coding at half the set (only by leaving pairs out).
+    mixed = _pairs(freeze(domain_targets=(("coding", 0.5),)))
+    share = sum(p.domain == "coding" for p in mixed) / len(mixed)
+    assert abs(share - 0.5) < 0.02 and len(mixed) < n
+    # Hard cases: at least 40% (the pool has about 20%).
+    hard = _pairs(freeze(hard_share_min=0.4))
+    assert sum(p.difficulty == "hard" for p in base) / n < 0.3
+    assert 0.4 <= sum(p.difficulty == "hard" for p in hard) / len(hard) < 0.43
+    # Length-aware: 70% of pairs where the chosen response is the shorter one.
+    concise = _pairs(freeze(chosen_shorter_share=0.7))
+    assert abs(sum(len(p.chosen) < len(p.rejected) for p in concise) / len(concise) - 0.7) < 0.02
+    # Fixed by the seed, different with another.
+    again = [p.key for p in _pairs(freeze(chosen_shorter_share=0.7))]
+    other = [p.key for p in _pairs(freeze(chosen_shorter_share=0.7, seed=9))]
+    assert again == [p.key for p in concise] != other
+    with pytest.raises(PolicyError) as exc:
+        freeze(domain_targets=(("coding", 0.8), ("math", 0.4)), hard_share_min=1.0, tag_targets=(("vibes", 0.5),))
+    assert set(exc.value.errors) == {"domain_targets", "hard_share_min", "tag_targets"}

@@ -63,6 +63,11 @@ def test_freeze_read_export_and_diff_through_the_api(world):
         "from": 1, "to": 2, "added": [], "removed": [], "changed": []}
     refused = engineer.post(url, {"policy": {"aggregation": "vibes"}}, format="json")
     assert refused.status_code == 400 and "aggregation" in refused.json()["policy"]
+    refused = engineer.post(url, {"policy": {"domain_targets": {"x": 0.7, "y": 0.7}}}, format="json")
+    assert refused.status_code == 400 and "domain_targets" in refused.json()["policy"]
+    sampled = engineer.post(url, {"policy": {"aggregation": "majority", "per_domain_cap": 5, "chosen_shorter_share": 0.5}}, format="json")
+    assert sampled.status_code == 201 and sampled.json()["policy"]["per_domain_cap"] == 5
+    assert sampled.json()["counts"]["pairs"] <= 5
 
 
 def test_nobody_edits_a_frozen_set_and_only_leads_and_engineers_see_sets(world):
