@@ -108,7 +108,7 @@ class PreferenceSetOutput(serializers.ModelSerializer):
 
     class Meta:
         model = PreferenceSet
-        fields = ["id", "project", "version", "name", "content_hash", "policy", "counts", "spec_versions",
+        fields = ["id", "project", "version", "name", "content_hash", "policy", "counts", "coverage", "spec_versions",
                   "created_by", "created_at"]
 
 

@@ -251,3 +251,68 @@ def content_hash(policy: CurationPolicy, rows: Iterable[dict]) -> str:
     for row in rows:
         digest.update(canonical_line(row))
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- coverage
+
+THIN_PAIRS = 5000  # fewer pairs than this: thin for anything but a narrow domain (DESIGN.md section 4)
+HARD_SHARE_FLOOR = 0.20
+LENGTH_BINS = (-10_000, -500, -200, -100, -30, 30, 100, 200, 500, 10_000)
+CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0000001)
+
+
+def _histogram(values: Sequence[float], edges: Sequence[float]) -> list[dict]:
+    counts = [0] * (len(edges) - 1)
+    for v in values:
+        for i in range(len(edges) - 1):
+            if edges[i] <= v < edges[i + 1]:
+                counts[i] += 1
+                break
+    return [{"low": edges[i], "high": edges[i + 1], "count": counts[i]} for i in range(len(counts))]
+
+
+def coverage_report(pairs: Sequence[dict], policy: CurationPolicy) -> dict:
+    """What the set covers (domains, tags, flaw types, difficulty, length gaps, agreement) and
+    where it is thin, in plain words. `pairs`: dicts with domain, tag, flaw_type, difficulty,
+    chosen, rejected, confidence, split."""
+    n = len(pairs)
+
+    def shares(values) -> list[dict]:
+        counted = Counter(values)
+        return [{"name": k or "(none)", "count": v, "share": round(v / n, 4) if n else 0.0}
+                for k, v in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    gaps = [len(p["chosen"]) - len(p["rejected"]) for p in pairs]
+    hard = sum(p["difficulty"] == "hard" for p in pairs)
+    domains = shares(p["domain"] for p in pairs)
+    warnings = []
+    if n < THIN_PAIRS:
+        warnings.append(f"Only {n:,} pairs: a reward model wants at least {THIN_PAIRS:,} for a narrow domain "
+                        "and 50k or more for a broad assistant.")
+    by_domain = {d["name"]: d["share"] for d in domains}
+    slack = max(0.01, 1.0 / n) if n else 0.0  # one pair either way is rounding, not a shortfall
+    for domain, target in sorted(dict(policy.domain_targets).items()):
+        if by_domain.get(domain, 0.0) + slack < target:
+            warnings.append(f"Domain {domain} is {by_domain.get(domain, 0.0):.0%} of the set, under its target of {target:.0%}.")
+    hard_share = hard / n if n else 0.0
+    if hard_share < HARD_SHARE_FLOOR:
+        warnings.append(f"Hard cases are {hard_share:.0%} of the set, under {HARD_SHARE_FLOOR:.0%}: "
+                        "20-30% of the budget on hard cases pays off most.")
+    longer = sum(g > 0 for g in gaps)
+    if n and longer / n > 0.65:
+        warnings.append(f"The chosen response is the longer one in {longer / n:.0%} of pairs: a reward model "
+                        "trained on this may learn that longer wins (see chosen_shorter_share).")
+    return {
+        "pairs": n,
+        "domains": domains,
+        "tags": shares(p["tag"] for p in pairs),
+        "flaw_types": shares(p["flaw_type"] for p in pairs if p["tag"] == "adversarial"),
+        "difficulty": shares(p["difficulty"] for p in pairs),
+        "splits": shares(p["split"] for p in pairs),
+        "hard_share": round(hard_share, 4),
+        "chosen_longer_share": round(longer / n, 4) if n else 0.0,
+        "length_gap": _histogram(gaps, LENGTH_BINS),
+        "confidence": _histogram([p["confidence"] for p in pairs], CONFIDENCE_BINS),
+        "mean_confidence": round(sum(p["confidence"] for p in pairs) / n, 4) if n else None,
+        "warnings": warnings,
+    }

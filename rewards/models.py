@@ -39,6 +39,7 @@ class PreferenceSet(Frozen):
     content_hash = models.CharField(max_length=64, help_text="sha256 of the policy and every pair.")
     counts = models.JSONField(default=dict, help_text="Pairs by split, tag and domain; judgments seen; left out.")
     spec_versions = models.JSONField(default=list, help_text="Behaviour-spec versions the judgments span.")
+    coverage = models.JSONField(default=dict, help_text="rewards.curation.coverage_report: shares, histograms, warnings.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -18,7 +18,7 @@ from annotation.ranking import expand_pairs
 from calibration.models import Standing
 
 from ..aggregation import Aggregate, dawid_skene, majority
-from ..curation import Candidate, CurationPolicy, content_hash, sample, split_of
+from ..curation import Candidate, CurationPolicy, content_hash, coverage_report, sample, split_of
 from ..formats import PAIR_FORMATS, majority_vote, preference_row
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
 from ..models import PreferenceSet, SetPair
@@ -192,6 +192,10 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
         preference_set = PreferenceSet.objects.create(
             project=project, version=version, name=name.strip()[:200], policy=policy.to_dict(),
             content_hash=content_hash(policy, (p.content() for p in pairs)), counts=summary,
+            coverage=coverage_report([
+                {"domain": p.domain, "tag": p.tag, "flaw_type": p.flaw_type, "difficulty": p.difficulty, "chosen": p.chosen,
+                 "rejected": p.rejected, "confidence": p.confidence, "split": p.split} for p in pairs
+            ], policy),
             spec_versions=spec_versions, created_by=created_by,
         )
         for p in pairs:

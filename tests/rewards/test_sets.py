@@ -211,3 +211,28 @@ def test_sampling_controls_change_the_set_as_documented(pool):
     with pytest.raises(PolicyError) as exc:
         freeze(domain_targets=(("coding", 0.8), ("math", 0.4)), hard_share_min=1.0, tag_targets=(("vibes", 0.5),))
     assert set(exc.value.errors) == {"domain_targets", "hard_share_min", "tag_targets"}
+
+
+def test_coverage_report_counts_what_the_set_holds_and_warns_where_it_is_thin(pool):
+    project, _ = pool
+    s = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="majority", domain_targets=(("coding", 0.9),)))
+    pairs = _pairs(s)
+    cov = s.coverage
+    assert cov["pairs"] == len(pairs) < 5000
+    assert sum(d["count"] for d in cov["domains"]) == len(pairs)
+    assert sum(b["count"] for b in cov["length_gap"]) == len(pairs) == sum(b["count"] for b in cov["confidence"])
+    assert cov["hard_share"] == round(sum(p.difficulty == "hard" for p in pairs) / len(pairs), 4)
+    assert cov["chosen_longer_share"] == round(sum(len(p.chosen) > len(p.rejected) for p in pairs) / len(pairs), 4)
+    text = " ".join(cov["warnings"])
+    assert "pairs: a reward model wants at least 5,000" in text and "Hard cases are" in text
+    # Coding is everything the pool can give at 90% (others are cut to 10%), so no domain warning.
+    assert "Domain coding" not in text
+    # A domain the data cannot fill (targets only ever leave pairs out) is named.
+    from rewards.curation import coverage_report
+
+    rows = [{"domain": d, "tag": "comparison", "flaw_type": "", "difficulty": "hard", "chosen": "a", "rejected": "bb",
+             "confidence": 1.0, "split": "train"} for d in ["legal"] * 10 + ["coding"] * 90]
+    report = coverage_report(rows, CurationPolicy(domain_targets=(("legal", 0.3),)))
+    assert [w.split(" ")[0] for w in report["warnings"]] == ["Only", "Domain"]  # no hard-case or length warning
+    report = coverage_report(rows * 60, CurationPolicy(domain_targets=(("legal", 0.3),)))
+    assert report["warnings"] == ["Domain legal is 10% of the set, under its target of 30%."]
