@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_designed
+from . import views, views_designed, views_sets
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -38,6 +38,8 @@ urlpatterns = [
     path("p/<slug:slug>/lead/import/", views.lead_import, name="lead-import"),
     path("imports/<int:job_id>/", views.import_status, name="import-status"),
     path("p/<slug:slug>/export/", views.export_page, name="export"),
+    path("p/<slug:slug>/sets/", views_sets.sets_page, name="sets"),
+    path("p/<slug:slug>/sets/<int:version>/", views_sets.set_page, name="set"),
     path("p/<slug:slug>/analytics/", views.analytics_page, name="analytics"),
     path("p/<slug:slug>/analytics/refresh/", views.analytics_refresh, name="analytics-refresh"),
     path("p/<slug:slug>/analytics/progress/<int:snapshot_id>/", views.analytics_progress, name="analytics-progress"),

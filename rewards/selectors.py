@@ -12,6 +12,7 @@ from annotation.models import (
 from annotation.ranking import expand_pairs, mean_ranking, ranks_of, scores_of
 from calibration.selectors import excluded_annotator_ids
 
+from .models import PreferenceSet
 from .formats import (
     RANKING_FORMAT, SFT_FORMATS, TAGS, majority_vote, preference_row, ranking_row, sft_row,
 )
@@ -168,3 +169,11 @@ def sft_rows(*, project: Project, fmt: str, include_excluded: bool = False) -> I
         qs = qs.exclude(author_id__in=excluded_annotator_ids(project=project))
     for messages, text in qs.order_by("id").values_list("item__prompt__messages", "text").iterator(chunk_size=2000):
         yield sft_row(fmt=fmt, messages=messages, completion=text)
+
+
+def preference_sets_of(*, project: Project):
+    return PreferenceSet.objects.filter(project=project).select_related("created_by").order_by("-version")
+
+
+def preference_set_get(*, project: Project, version: int):
+    return PreferenceSet.objects.filter(project=project, version=version).select_related("project", "created_by").first()

@@ -1,0 +1,89 @@
+"""htmx pages for preference sets: the list with a freeze form, and one set's page (coverage
+charts, warnings, downloads in every format, what changed since the previous version)."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from annotation.permissions import can_export
+from calibration.models import StandingState
+from rewards.curation import AGGREGATIONS, CurationPolicy
+from rewards.formats import TAGS
+from rewards.selectors import preference_set_get, preference_sets_of
+from rewards.services.sets import PolicyError, preference_set_diff, preference_set_freeze
+from rewards.set_formats import FILE_EXTENSIONS, READER_ARGS, SET_FORMATS
+
+from .access import project_for
+
+
+def _shares(raw: str) -> dict[str, float]:
+    """"coding=0.3, math=0.2" -> {"coding": 0.3, "math": 0.2}; a malformed part raises ValueError."""
+    out = {}
+    for part in raw.replace(";", ",").split(","):
+        if part.strip():
+            name, _, value = part.partition("=")
+            out[name.strip()] = float(value)
+    return out
+
+
+def _optional(raw: str, kind=float):
+    return kind(raw) if raw.strip() else None
+
+
+def _policy_from_post(post) -> CurationPolicy:
+    return CurationPolicy.from_dict({
+        "standings": post.getlist("standings") or ["active"],
+        "aggregation": post.get("aggregation", "dawid_skene"),
+        "min_judgments": int(post.get("min_judgments") or 1),
+        "min_confidence": float(post.get("min_confidence") or 0),
+        "tags": post.getlist("tags") or list(TAGS),
+        "test_fraction": float(post.get("test_fraction") or 0),
+        "seed": int(post.get("seed") or 0),
+        "dedupe": post.get("dedupe") == "on",
+        "per_domain_cap": _optional(post.get("per_domain_cap", ""), int),
+        "domain_targets": _shares(post.get("domain_targets", "")),
+        "tag_targets": _shares(post.get("tag_targets", "")),
+        "hard_share_min": _optional(post.get("hard_share_min", "")),
+        "chosen_shorter_share": _optional(post.get("chosen_shorter_share", "")),
+    })
+
+
+@login_required
+def sets_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    if request.method == "POST":
+        try:
+            policy = _policy_from_post(request.POST)
+            preference_set = preference_set_freeze(project=project, policy=policy, created_by=request.user,
+                                                   name=request.POST.get("name", ""))
+        except PolicyError as exc:
+            messages.error(request, "Not frozen: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        except ValueError as exc:
+            messages.error(request, f"Not frozen: {exc}. Shares are written name=0.3, comma-separated.")
+        else:
+            messages.success(request, f"Frozen as version {preference_set.version}: {preference_set.counts['pairs']:,} pairs.")
+            return redirect(reverse("set", args=[slug, preference_set.version]))
+    return render(request, "frontend/sets.html", {
+        "project": project, "sets": preference_sets_of(project=project), "defaults": CurationPolicy(),
+        "aggregations": AGGREGATIONS, "standings": StandingState.choices, "tags": TAGS,
+    })
+
+
+@login_required
+def set_page(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    preference_set = preference_set_get(project=project, version=version)
+    if preference_set is None:
+        raise Http404("No such version.")
+    previous = preference_set_get(project=project, version=version - 1) if version > 1 else None
+    diff = preference_set_diff(older=previous, newer=preference_set) if previous else None
+    downloads = [
+        {"format": f, "extension": FILE_EXTENSIONS.get(f, "jsonl"), "read_with": READER_ARGS[f]} for f in SET_FORMATS
+    ]
+    return render(request, "frontend/set.html", {
+        "project": project, "set": preference_set, "previous": previous, "diff": diff, "downloads": downloads,
+        "charts": preference_set.coverage,
+    })

@@ -1,0 +1,38 @@
+"""A lead freezes a preference set in real headless Chromium and finds its coverage charts drawn."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from annotation.models import Role
+from calibration import simulation as sm
+from calibration.services.simulation import simulation_store
+from rewards.models import PreferenceSet
+from tests.factories import ProjectFactory, member
+from tests.frontend.test_analytics_browser import PAINTED
+from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server):  # noqa: F811
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=["expert"] * 4 + ["noisy"], n_items=120, per_item=3, seed=4)
+    simulation_store(project=project, sim=sim, prefix=f"sb{project.pk}")
+    member(project, Role.LEAD, username="set-lead")
+
+    login_with_keyboard(page, live_server.url, "set-lead", "pw-12345678")
+    page.goto(f"{live_server.url}/p/{project.slug}/sets/")
+    page.fill('input[name="name"]', "browser cut")
+    page.fill('input[name="hard_share_min"]', "0.25")
+    page.click("#freeze-form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/p/{project.slug}/sets/1/")
+    s = PreferenceSet.objects.get()
+    assert page.text_content("#set-hash") == s.content_hash
+    assert int(page.text_content("#set-pairs")) == s.counts["pairs"] > 0
+    for chart in ("chart-domains", "chart-tags", "chart-gap", "chart-confidence"):
+        page.wait_for_function(f"document.getElementById('{chart}').dataset.drawn === 'true'")
+        assert page.evaluate(PAINTED, chart) > 500, chart
+    assert "Only" in page.text_content("#set-warnings")
