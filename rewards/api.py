@@ -22,7 +22,7 @@ from .formats import FORMATS, TAGS, jsonl_line
 from .models import PreferenceSet
 from .selectors import AGGREGATIONS, export_exclusions, preference_rows
 from .services.sets import (
-    PolicyError, preference_set_diff, preference_set_freeze, set_manifest, set_parquet, set_rows,
+    PolicyError, preference_set_diff, preference_set_freeze, set_jsonl, set_manifest, set_parquet,
 )
 from .set_formats import FILE_EXTENSIONS, SET_FORMATS
 
@@ -186,8 +186,8 @@ class PreferenceSetExportApi(APIView):
             handle.seek(0)
             response = FileResponse(handle, content_type="application/vnd.apache.parquet")
         else:
-            rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
-            response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
+            response = StreamingHttpResponse(set_jsonl(preference_set=preference_set, fmt=fmt, split=split),
+                                             content_type="application/x-ndjson")
         manifest = set_manifest(preference_set=preference_set, fmt=fmt, split=split)
         response["X-Manifest"] = json.dumps(manifest, sort_keys=True, ensure_ascii=True)
         response["Content-Disposition"] = f'attachment; filename="{name}.{extension}"'

@@ -63,6 +63,9 @@ class SetPair(Frozen):
     chosen_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
     rejected_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
     messages = models.JSONField()
+    prompt_text = models.TextField(
+        default="", help_text="The prompt as one string (rewards.formats.prompt_as_text), kept so the "
+        "database can write the standard TRL format itself (rewards/services/sets.py: set_jsonl).")
     chosen = models.TextField()
     rejected = models.TextField()
     strength = models.CharField(max_length=8, blank=True)

@@ -236,3 +236,38 @@ def test_coverage_report_counts_what_the_set_holds_and_warns_where_it_is_thin(po
     assert [w.split(" ")[0] for w in report["warnings"]] == ["Only", "Domain"]  # no hard-case or length warning
     report = coverage_report(rows * 60, CurationPolicy(domain_targets=(("legal", 0.3),)))
     assert report["warnings"] == ["Domain legal is 10% of the set, under its target of 30%."]
+
+
+HOSTILE = ['tab\there "quotes" and \\backslash\\', "new\nline\r\nand \x01\x02 controls \x1b[31m", "émoji 🎉 and 中文",
+           "\u2028 line separator \x7f delete", "", "   ", "a" * 3000]
+
+
+def test_postgresql_copy_export_is_byte_for_byte_the_python_export():
+    from django.db import connection
+
+    from rewards.formats import jsonl_line, prompt_as_text
+    from rewards.models import PreferenceSet
+    from rewards.services.sets import set_jsonl, set_rows
+
+    assert connection.vendor == "postgresql"
+    project = ProjectFactory()
+    s = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="x" * 64)
+    pairs = []
+    for i, text in enumerate(HOSTILE * 2):
+        single = i % 2 == 0
+        messages = ([{"role": "user", "content": text or "q"}] if single else
+                    [{"role": "system", "content": "Be terse."}, {"role": "user", "content": text or "hi"},
+                     {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "again " + text}])
+        # As preference_set_freeze writes them: the prompt as text beside the messages.
+        pairs.append(SetPair(preference_set=s, position=i, key=f"k{i}", messages=messages,
+                             prompt_text=prompt_as_text(messages), chosen=text + " chosen",
+                             rejected="rejected " + text, strength="clear", margin=[1.0, 0.666667, 0.333333, 2.5, 10.0][i % 5],
+                             tag=["comparison", "adversarial"][i % 2], flaw_type=["", "confident_but_wrong"][i % 2],
+                             confidence=1.0, split=["train", "test"][i % 2]))
+    SetPair.objects.bulk_create(pairs)
+    for fmt in ("trl", "trl-conversational"):
+        for split in ("", "test"):
+            fast = b"".join(set_jsonl(preference_set=s, fmt=fmt, split=split))
+            slow = "".join(jsonl_line(r) for r in set_rows(preference_set=s, fmt=fmt, split=split)).encode()
+            assert fast == slow, (fmt, split)
+            assert fast.count(b"\n") == (len(pairs) if not split else len(pairs) // 2)

@@ -11,9 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from rewards.curation import SPLITS
-from rewards.formats import jsonl_line
 from rewards.models import PreferenceSet
-from rewards.services.sets import set_manifest, set_parquet, set_rows
+from rewards.services.sets import set_jsonl, set_manifest, set_parquet
 from rewards.set_formats import FILE_EXTENSIONS, SET_FORMATS
 
 
@@ -48,16 +47,18 @@ class Command(BaseCommand):
             count = set_parquet(preference_set=preference_set, fmt=fmt, path=out, split=split)
             self._manifest(out, manifest, count)
             return
-        rows = set_rows(preference_set=preference_set, fmt=fmt, split=split)
+        chunks = set_jsonl(preference_set=preference_set, fmt=fmt, split=split)
         if out == "-":
-            for row in rows:
-                sys.stdout.write(jsonl_line(row))
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
             return
         count = 0
-        with open(out, "w", encoding="utf-8") as sink:
-            for row in tqdm(rows, total=total, unit="pair", disable=None, file=sys.stderr):
-                sink.write(jsonl_line(row))
-                count += 1
+        with open(out, "wb") as sink, tqdm(total=total, unit="row", disable=None, file=sys.stderr) as bar:
+            for chunk in chunks:
+                sink.write(chunk)
+                lines = chunk.count(b"\n")
+                count += lines
+                bar.update(lines)
         self._manifest(out, manifest, count)
 
     def _manifest(self, out: str, manifest: dict, count: int) -> None:
