@@ -122,3 +122,51 @@ def _elbo(v: _Votes, probas: np.ndarray, priors: np.ndarray, errors: np.ndarray)
     clipped = np.clip(probas, EPS, None)
     entropy = float(-(np.log(clipped) * clipped).sum())
     return expectation + entropy
+
+
+def bradley_terry(
+    outcomes: Sequence[tuple[Hashable, Hashable, Hashable]], *, n_iter: int = 100, tol: float = 1e-5
+) -> dict[Hashable, dict[Hashable, float]]:
+    """Bradley-Terry strengths from (group, winner, loser) outcomes, fitted per group (a prompt's
+    responses are only ever compared with each other): {group: {response: p}}, p summing to 1.
+
+    The update is crowd-kit's `BradleyTerry` (Zermelo/Hunter MM: p_i = wins_i / sum_j n_ij /
+    (p_i + p_j), renormalised, stop when the L1 change is under `tol`), run on one small dense
+    matrix per group instead of one dense matrix over every response of the project, which
+    would not fit in memory at scale. Why not crowd-kit itself: besides its dependencies, its
+    loop keeps `p_old` as an alias of `p_new`, so the change it measures is always 0 and it stops
+    after the second update, far from the maximum-likelihood fit (1.4.2; on a:b won 3:1, b:c 2:1
+    it gives 0.571/0.264/0.164 instead of 6/9, 2/9, 1/9). Tests: the closed form, crowd-kit's
+    own two updates, and scipy's optimiser on the likelihood."""
+    by_group: dict[Hashable, list[tuple[Hashable, Hashable]]] = {}
+    for group, winner, loser in outcomes:
+        by_group.setdefault(group, []).append((winner, loser))
+    out = {}
+    for group, games in by_group.items():
+        labels = sorted({x for game in games for x in game}, key=str)
+        index = {label: i for i, label in enumerate(labels)}
+        wins = np.zeros((len(labels), len(labels)))
+        for winner, loser in games:
+            wins[index[winner], index[loser]] += 1
+        out[group] = dict(zip(labels, _bt_fit(wins, n_iter=n_iter, tol=tol)))
+    return out
+
+
+def _bt_fit(M: np.ndarray, *, n_iter: int, tol: float) -> np.ndarray:
+    T = M.T + M
+    active = T > 0
+    w = M.sum(axis=1)
+    Z = np.zeros_like(M)
+    p = np.ones(M.shape[0])
+    p_new = p.copy() / p.sum()
+    p_old = None
+    for _ in range(n_iter):
+        P = np.broadcast_to(p, M.shape)
+        Z[active] = T[active] / (P[active] + P.T[active])
+        p_new = w / Z.sum(axis=0)
+        p_new = p_new / p_new.sum()
+        p = p_new.copy()
+        if p_old is not None and np.abs(p_new - p_old).sum() < tol:
+            break
+        p_old = p_new
+    return p_new

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .formats import STRENGTH_MARGIN, TAGS
 
-AGGREGATIONS = ("none", "majority", "dawid_skene")
+AGGREGATIONS = ("none", "majority", "dawid_skene", "bradley_terry")
 STANDINGS = ("calibrating", "active", "needs_retraining", "excluded")
 SPLITS = ("train", "test")
 
@@ -25,7 +25,8 @@ class CurationPolicy:
         default=("active",), metadata={"help": "Annotator standings whose work counts."})
     aggregation: str = field(
         default="dawid_skene", metadata={"help": "How several judgments of one comparison become one: "
-                                         "none (a pair per judgment), majority or dawid_skene."})
+                                         "none (a pair per judgment), majority, dawid_skene, or "
+                                         "bradley_terry (over all of a prompt's compared responses)."})
     min_judgments: int = field(default=1, metadata={"help": "Fewest counted judgments an item needs."})
     min_confidence: float = field(
         default=0.0, metadata={"help": "Lowest aggregated confidence (vote share or posterior) kept."})

@@ -17,7 +17,7 @@ from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Proje
 from annotation.ranking import expand_pairs
 from calibration.models import Standing
 
-from ..aggregation import Aggregate, dawid_skene, majority
+from ..aggregation import Aggregate, bradley_terry, dawid_skene, majority
 from ..curation import Candidate, CurationPolicy, content_hash, coverage_report, sample, split_of
 from ..formats import PAIR_FORMATS, jsonl_line, majority_vote, preference_row, prompt_as_text
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
@@ -79,6 +79,8 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
                 if row[3] in (Choice.A, Choice.B):
                     out.append(candidate(f"judgment:{row[0]}", row, row[3], row[4], Aggregate(row[3], 1.0, 1), [row[15]]))
         return out
+    if policy.aggregation == "bradley_terry":
+        return _bradley_terry_pairs(per_item, policy, counts)
     eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
     votes = [(item, row[2], row[3]) for item, group in eligible.items() for row in group]
@@ -97,6 +99,47 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
         rationales = [row[15] for row in group if row[3] == agg.label]
         out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
+    return out
+
+
+BT_STRENGTH = ((0.85, "strong"), (0.65, "clear"), (0.0, "slight"))
+
+
+def _bradley_terry_pairs(per_item: dict[int, list], policy: CurationPolicy, counts: Counter) -> list[Candidate]:
+    """Bradley-Terry over every decisive comparison of a prompt's responses (across items): one
+    pair per pair of responses ever compared, the stronger one chosen, with P(chosen beats
+    rejected) as the confidence and the strength from it (>= 0.85 strong, >= 0.65 clear)."""
+    games: dict[tuple[int, int, int], list] = defaultdict(list)  # (prompt, low id, high id) -> rows
+    outcomes = []
+    for group in per_item.values():
+        for row in group:
+            choice, prompt_id, a_id, b_id = row[3], row[6], row[7], row[8]
+            if choice not in (Choice.A, Choice.B):
+                continue
+            winner, loser = (a_id, b_id) if choice == Choice.A else (b_id, a_id)
+            outcomes.append((prompt_id, winner, loser))
+            games[(prompt_id, min(a_id, b_id), max(a_id, b_id))].append((row, winner))
+    scores = bradley_terry(outcomes)
+    out = []
+    for (prompt_id, low, high), played in sorted(games.items()):
+        if len(played) < policy.min_judgments:
+            counts["pairs_below_min_judgments"] += 1
+            continue
+        p = scores[prompt_id]
+        chosen, rejected = (low, high) if p[low] >= p[high] else (high, low)
+        confidence = p[chosen] / (p[chosen] + p[rejected]) if p[chosen] + p[rejected] > 0 else 0.5
+        if confidence < policy.min_confidence:
+            counts["pairs_below_min_confidence"] += 1
+            continue
+        row = played[0][0]
+        texts = {row[7]: row[10], row[8]: row[11]}
+        out.append(Candidate(
+            key=f"bt:{prompt_id}:{low}:{high}", prompt_id=prompt_id, chosen_id=chosen, rejected_id=rejected,
+            messages=row[9], chosen=texts[chosen], rejected=texts[rejected],
+            strength=next(name for floor, name in BT_STRENGTH if confidence >= floor), tag="comparison",
+            flaw_type="", domain=row[12], difficulty=row[13], confidence=round(confidence, 6), votes=len(played),
+            ground_truth=row[14], rationales=tuple(r[15] for r, winner in played if winner == chosen),
+        ))
     return out
 
 

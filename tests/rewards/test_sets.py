@@ -271,3 +271,32 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export():
             slow = "".join(jsonl_line(r) for r in set_rows(preference_set=s, fmt=fmt, split=split)).encode()
             assert fast == slow, (fmt, split)
             assert fast.count(b"\n") == (len(pairs) if not split else len(pairs) // 2)
+
+
+def test_bradley_terry_aggregates_a_prompts_responses_across_items():
+    """One prompt, three responses compared in three items: x beats y, y beats z, x beats z.
+    Bradley-Terry orders them x > y > z and keeps one pair per compared pair of responses."""
+    from annotation.models import Item, Prompt, Response
+    from tests.factories import member
+
+    project = ProjectFactory(overlap=3)
+    prompt = Prompt.objects.create(project=project, messages=[{"role": "user", "content": "Which?"}], domain="general")
+    x, y, z = (Response.objects.create(prompt=prompt, text=t) for t in ("x answer", "y answer", "z answer"))
+    for a, b in ((x, y), (y, z), (x, z)):
+        Item.objects.create(project=project, prompt=prompt, response_a=a, response_b=b, target_judgments=3)
+    people = [member(project) for _ in range(3)]
+    for i, user in enumerate(people):
+        while (assignment := assignment_next(project=project, annotator=user)) is not None:
+            # Everyone prefers a (the earlier response), except one dissent on (y, z).
+            item = assignment.item
+            dissent = i == 0 and item.response_a_id == y.pk
+            want_a = not dissent
+            shown = "left" if (assignment.shown_left == "a") == want_a else "right"
+            judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
+                            data=JudgmentInput(choice=shown, strength="clear", rationale="clearly the better one"))
+    s = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="bradley_terry", test_fraction=0))
+    pairs = {(p.chosen, p.rejected): p for p in SetPair.objects.filter(preference_set=s)}
+    assert set(pairs) == {("x answer", "y answer"), ("y answer", "z answer"), ("x answer", "z answer")}
+    assert pairs[("x answer", "z answer")].confidence > pairs[("y answer", "z answer")].confidence > 0.5
+    assert all(p.votes == 3 for p in pairs.values())
+    assert len(pairs[("y answer", "z answer")].rationales) == 2  # the dissent is not a reason for y
