@@ -31,6 +31,9 @@ from calibration.services.simulation import simulation_store
 from calibration.simulation import simulate
 from calibration.services.queue import calibration_answer, question_next, queue_next
 from calibration.services.standing import standing_with_policy
+from rewards.curation import CurationPolicy
+from rewards.models import PreferenceSet
+from rewards.services.sets import preference_set_freeze
 
 DEMO_PASSWORD = "demo-pass-123"
 DEMO_USERS = [
@@ -91,6 +94,7 @@ class Command(BaseCommand):
         self._calibrate(project)
         self._designed(project)
         self._simulated_pool()
+        self._preference_set()
         self.stdout.write("Demo logins (password %s): %s" % (DEMO_PASSWORD, ", ".join(u for u, _ in DEMO_USERS)))
 
     def _simulated_pool(self) -> None:
@@ -167,6 +171,14 @@ class Command(BaseCommand):
             else:
                 assignment_skip(assignment_id=assignment.pk, annotator=expert)
         self.stdout.write("Imported demo bad cases, adversarial tasks and rankings.")
+
+    def _preference_set(self) -> None:
+        """A frozen set of the simulated pool (default policy: active annotators, Dawid-Skene), so
+        the preference-set pages have something to show."""
+        project = Project.objects.get(slug="demo-pool")
+        if not PreferenceSet.objects.filter(project=project).exists():
+            s = preference_set_freeze(project=project, policy=CurationPolicy(), name="demo: default policy")
+            self.stdout.write(f"Froze preference set demo-pool v{s.version}: {s.counts['pairs']} pairs.")
 
     def _calibrate(self, project: Project) -> None:
         """annotator1 passed calibration, annotator2 has not started, annotator3 failed once."""
