@@ -40,6 +40,7 @@ urlpatterns = [
     path("p/<slug:slug>/export/", views.export_page, name="export"),
     path("p/<slug:slug>/sets/", views_sets.sets_page, name="sets"),
     path("p/<slug:slug>/sets/<int:version>/", views_sets.set_page, name="set"),
+    path("p/<slug:slug>/sets/freezing/<int:request_id>/", views_sets.set_freezing, name="set-freezing"),
     path("p/<slug:slug>/analytics/", views.analytics_page, name="analytics"),
     path("p/<slug:slug>/analytics/refresh/", views.analytics_refresh, name="analytics-refresh"),
     path("p/<slug:slug>/analytics/progress/<int:snapshot_id>/", views.analytics_progress, name="analytics-progress"),

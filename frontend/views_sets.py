@@ -6,14 +6,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django_htmx.http import HttpResponseClientRedirect
 from django.urls import reverse
 
 from annotation.permissions import can_export
 from calibration.models import StandingState
 from rewards.curation import AGGREGATIONS, CurationPolicy
 from rewards.formats import TAGS
-from rewards.selectors import preference_set_get, preference_sets_of
-from rewards.services.sets import PolicyError, preference_set_diff, preference_set_freeze
+from rewards.selectors import freeze_request_get, preference_set_get, preference_sets_of
+from rewards.models import FreezeStatus
+from rewards.services.sets import PolicyError, freeze_progress, freeze_request, preference_set_diff
 from rewards.set_formats import FILE_EXTENSIONS, READER_ARGS, SET_FORMATS
 
 from .access import project_for
@@ -57,15 +59,15 @@ def sets_page(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         try:
             policy = _policy_from_post(request.POST)
-            preference_set = preference_set_freeze(project=project, policy=policy, created_by=request.user,
-                                                   name=request.POST.get("name", ""))
+            freeze = freeze_request(project=project, policy=policy, created_by=request.user,
+                                    name=request.POST.get("name", ""))
         except PolicyError as exc:
             messages.error(request, "Not frozen: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
         except ValueError as exc:
             messages.error(request, f"Not frozen: {exc}. Shares are written name=0.3, comma-separated.")
         else:
-            messages.success(request, f"Frozen as version {preference_set.version}: {preference_set.counts['pairs']:,} pairs.")
-            return redirect(reverse("set", args=[slug, preference_set.version]))
+            # A large project takes a while: a worker freezes it while this page shows progress.
+            return redirect(reverse("set-freezing", args=[slug, freeze.pk]))
     return render(request, "frontend/sets.html", {
         "project": project, "sets": preference_sets_of(project=project), "defaults": CurationPolicy(),
         "aggregations": AGGREGATIONS, "standings": StandingState.choices, "tags": TAGS,
@@ -87,3 +89,21 @@ def set_page(request: HttpRequest, slug: str, version: int) -> HttpResponse:
         "project": project, "set": preference_set, "previous": previous, "diff": diff, "downloads": downloads,
         "charts": preference_set.coverage,
     })
+
+
+@login_required
+def set_freezing(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
+    """A freeze in progress: the page polls this every second; when the set exists, on to it."""
+    project = project_for(request, slug, can_export)
+    freeze = freeze_request_get(project=project, request_id=request_id)
+    if freeze is None:
+        raise Http404("No such freeze.")
+    freeze = freeze_progress(request=freeze)
+    done_url = reverse("set", args=[slug, freeze.preference_set.version]) if freeze.preference_set else ""
+    if request.htmx:
+        if freeze.status == FreezeStatus.SUCCEEDED:
+            return HttpResponseClientRedirect(done_url)
+        return render(request, "frontend/_freeze_progress.html", {"project": project, "freeze": freeze})
+    if freeze.status == FreezeStatus.SUCCEEDED:
+        return redirect(done_url)
+    return render(request, "frontend/set_freezing.html", {"project": project, "freeze": freeze})

@@ -97,3 +97,29 @@ class SetPair(Frozen):
             "difficulty": self.difficulty, "split": self.split, "ground_truth": self.ground_truth,
             "rationales": self.rationales,
         }
+
+
+class FreezeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class FreezeRequest(models.Model):
+    """A freeze asked for from the page, done by a worker: its progress, and its set or why not."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="freeze_requests")
+    policy = models.JSONField()
+    name = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=FreezeStatus.choices, default=FreezeStatus.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    percent = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    preference_set = models.ForeignKey(PreferenceSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)

@@ -12,7 +12,7 @@ from annotation.models import (
 from annotation.ranking import expand_pairs, mean_ranking, ranks_of, scores_of
 from calibration.selectors import excluded_annotator_ids
 
-from .models import PreferenceSet
+from .models import FreezeRequest, PreferenceSet
 from .formats import (
     RANKING_FORMAT, SFT_FORMATS, TAGS, majority_vote, preference_row, ranking_row, sft_row,
 )
@@ -177,3 +177,7 @@ def preference_sets_of(*, project: Project):
 
 def preference_set_get(*, project: Project, version: int):
     return PreferenceSet.objects.filter(project=project, version=version).select_related("project", "created_by").first()
+
+
+def freeze_request_get(*, project: Project, request_id: int):
+    return FreezeRequest.objects.filter(project=project, pk=request_id).select_related("preference_set").first()

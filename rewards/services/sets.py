@@ -8,10 +8,12 @@ copied in, in one transaction. Same data + same policy = same pairs, order, spli
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
 from annotation.ranking import expand_pairs
@@ -21,7 +23,7 @@ from ..aggregation import Aggregate, bradley_terry, dawid_skene, majority
 from ..curation import Candidate, CurationPolicy, content_hash, coverage_report, sample, split_of
 from ..formats import PAIR_FORMATS, jsonl_line, majority_vote, preference_row, prompt_as_text
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
-from ..models import PreferenceSet, SetPair
+from ..models import FreezeRequest, FreezeStatus, PreferenceSet, SetPair
 
 BATCH = 5000
 
@@ -203,12 +205,20 @@ def candidates_collect(*, project: Project, policy: CurationPolicy) -> tuple[lis
     return found, counts, sorted(spec_versions)
 
 
-def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_by=None, name: str = "") -> PreferenceSet:
+Progress = Callable[[str, int], None]  # (phase, percent)
+
+
+def preference_set_freeze(
+    *, project: Project, policy: CurationPolicy, created_by=None, name: str = "", progress: Progress | None = None
+) -> PreferenceSet:
     """Freeze the project's data under `policy` as the next version."""
+    report = progress or (lambda phase, percent: None)
     errors = policy.errors()
     if errors:
         raise PolicyError(errors)
+    report("reading and aggregating judgments", 5)
     candidates, counts, spec_versions = candidates_collect(project=project, policy=policy)
+    report("sampling and splitting", 50)
     candidates, left_out = sample(candidates, policy)
     counts.update({f"left_out_{name}": n for name, n in left_out.items()})
     splits = split_of(candidates, fraction=policy.test_fraction, seed=policy.seed)
@@ -230,6 +240,7 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
         "by_domain": dict(sorted(Counter(p.domain or "(none)" for p in pairs).items())),
         **dict(sorted(counts.items())),
     }
+    report("writing the frozen pairs", 70)
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)  # one freeze per project at a time
         version = (PreferenceSet.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
@@ -245,7 +256,65 @@ def preference_set_freeze(*, project: Project, policy: CurationPolicy, created_b
         for p in pairs:
             p.preference_set = preference_set
         SetPair.objects.bulk_create(pairs, batch_size=BATCH)
+    report("done", 100)
     return preference_set
+
+
+# ---------------------------------------------------------------- freezing on a worker
+
+STALE_AFTER = timedelta(minutes=30)
+
+
+def freeze_request(*, project: Project, policy: CurationPolicy, created_by=None, name: str = "") -> FreezeRequest:
+    """Queue a freeze on the `default` worker queue; the policy is checked now, not there."""
+    from ..tasks import freeze_set  # tasks import services
+
+    errors = policy.errors()
+    if errors:
+        raise PolicyError(errors)
+    request = FreezeRequest.objects.create(project=project, policy=policy.to_dict(), name=name.strip()[:200],
+                                           created_by=created_by)
+    transaction.on_commit(lambda: freeze_set.delay(request.pk))
+    return request
+
+
+def freeze_run(*, request_id: int) -> FreezeRequest:
+    """Do a queued freeze (once: a redelivered one that is already running or done is left alone)."""
+    claimed = FreezeRequest.objects.filter(pk=request_id, status=FreezeStatus.QUEUED).update(
+        status=FreezeStatus.RUNNING, started_at=timezone.now(), phase="starting", percent=1)
+    request = FreezeRequest.objects.select_related("project", "created_by").get(pk=request_id)
+    if not claimed:
+        return request
+
+    def progress(phase: str, percent: int) -> None:
+        FreezeRequest.objects.filter(pk=request_id).update(phase=phase, percent=percent)
+
+    try:
+        preference_set = preference_set_freeze(
+            project=request.project, policy=CurationPolicy.from_dict(request.policy), created_by=request.created_by,
+            name=request.name, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the request says so and ends
+        freeze_fail(request_id=request_id, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    FreezeRequest.objects.filter(pk=request_id).update(
+        status=FreezeStatus.SUCCEEDED, preference_set=preference_set, percent=100, phase="done", finished_at=timezone.now())
+    request.refresh_from_db()
+    return request
+
+
+def freeze_fail(*, request_id: int, reason: str) -> None:
+    FreezeRequest.objects.filter(pk=request_id, status__in=[FreezeStatus.QUEUED, FreezeStatus.RUNNING]).update(
+        status=FreezeStatus.FAILED, error=reason[:5000], finished_at=timezone.now())
+
+
+def freeze_progress(*, request: FreezeRequest) -> FreezeRequest:
+    """The request as it stands; one that no worker finished within STALE_AFTER is failed, with why."""
+    since = request.started_at or request.created_at
+    if request.status in (FreezeStatus.QUEUED, FreezeStatus.RUNNING) and timezone.now() - since > STALE_AFTER:
+        freeze_fail(request_id=request.pk, reason=f"No worker finished it within {STALE_AFTER.total_seconds() / 60:.0f} "
+                                                  "minutes (none running, or it died). Nothing was frozen; try again.")
+        request.refresh_from_db()
+    return request
 
 
 PAIR_FIELDS = ("position", "key", "prompt_id", "chosen_response_id", "rejected_response_id", "messages", "chosen",

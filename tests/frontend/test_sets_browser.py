@@ -9,6 +9,7 @@ from annotation.models import Role
 from calibration import simulation as sm
 from calibration.services.simulation import simulation_store
 from rewards.models import PreferenceSet
+from tests.conftest import celery_worker
 from tests.factories import ProjectFactory, member
 from tests.frontend.test_analytics_browser import PAINTED
 from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
@@ -17,7 +18,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server):  # noqa: F811
+def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server, settings):  # noqa: F811
     project = ProjectFactory()
     sim = sm.simulate(kinds=["expert"] * 4 + ["noisy"], n_items=120, per_item=3, seed=4)
     simulation_store(project=project, sim=sim, prefix=f"sb{project.pk}")
@@ -27,8 +28,9 @@ def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server):  # 
     page.goto(f"{live_server.url}/p/{project.slug}/sets/")
     page.fill('input[name="name"]', "browser cut")
     page.fill('input[name="hard_share_min"]', "0.25")
-    page.click("#freeze-form button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/p/{project.slug}/sets/1/")
+    with celery_worker(settings):  # a real worker on the real Redis broker freezes it
+        page.click("#freeze-form button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/p/{project.slug}/sets/1/", timeout=60_000)
     s = PreferenceSet.objects.get()
     assert page.text_content("#set-hash") == s.content_hash
     assert int(page.text_content("#set-pairs")) == s.counts["pairs"] > 0

@@ -10,7 +10,8 @@ from django.test import Client
 from annotation.models import Role
 from annotation.services.judgments import JudgmentInput, judgment_submit
 from annotation.services.routing import assignment_next
-from rewards.models import PreferenceSet
+from rewards.models import FreezeRequest, PreferenceSet
+from rewards.services.sets import freeze_run
 from tests.factories import ItemFactory, ProjectFactory, member
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +41,15 @@ def test_a_lead_freezes_from_the_form_and_reads_the_set_page(labelled):
     url = f"/p/{project.slug}/sets/"
     response = lead.post(url, {"name": "first <b>cut</b>", "aggregation": "majority", "standings": ["active"],
                                "tags": ["comparison"], "test_fraction": "0.25", "seed": "2", "domain_targets": "general=1"})
+    # Queued for a worker; the page polls the freeze's progress until the set exists.
+    freeze = FreezeRequest.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/p/{project.slug}/sets/freezing/{freeze.pk}/"
+    polled = lead.get(response["Location"], HTTP_HX_REQUEST="true")
+    assert polled.status_code == 200 and 'data-status="queued"' in polled.content.decode() and "every 1s" in polled.content.decode()
+    freeze_run(request_id=freeze.pk)  # what the worker does (tests/frontend/test_sets_browser.py: a real one)
+    polled = lead.get(response["Location"], HTTP_HX_REQUEST="true")
+    assert polled["HX-Redirect"] == f"/p/{project.slug}/sets/1/"
+    response = lead.get(response["Location"])
     s = PreferenceSet.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/p/{project.slug}/sets/1/"
     assert s.policy["test_fraction"] == 0.25 and s.policy["domain_targets"] == {"general": 1.0}
@@ -49,6 +59,7 @@ def test_a_lead_freezes_from_the_form_and_reads_the_set_page(labelled):
     assert f"/api/sets/{s.pk}/export/?format=verl" in page and f"/api/sets/{s.pk}/export/?format=rm-r1&amp;split=test" in page
     assert 'id="set-data"' in page and 'id="set-diff"' not in page
     lead.post(url, {"aggregation": "none", "standings": ["active"], "tags": ["comparison"], "test_fraction": "0.25"})
+    freeze_run(request_id=FreezeRequest.objects.latest("pk").pk)
     second = lead.get(f"/p/{project.slug}/sets/2/").content.decode()
     assert 'id="set-diff"' in second and "<b>16</b> added" in second and "<b>8</b> removed" in second
     listing = lead.get(url).content.decode()
@@ -69,11 +80,46 @@ def test_set_pages_refuse_annotators_and_outsiders(labelled):
     project = labelled
     engineer = member(project, Role.ENGINEER)
     _as(engineer).post(f"/p/{project.slug}/sets/", {"aggregation": "majority"})
+    freeze_run(request_id=FreezeRequest.objects.get().pk)
     assert PreferenceSet.objects.count() == 1  # engineers freeze too
+    freezing = f"/p/{project.slug}/sets/freezing/{FreezeRequest.objects.get().pk}/"
+    assert _as(member(project, Role.ANNOTATOR)).get(freezing).status_code == 403
+    assert _as(member(ProjectFactory(), Role.LEAD)).get(freezing).status_code == 404
     for path in (f"/p/{project.slug}/sets/", f"/p/{project.slug}/sets/1/"):
         assert Client().get(path).status_code == 302
         assert _as(member(project, Role.ANNOTATOR)).get(path).status_code == 403
         assert _as(member(ProjectFactory(), Role.LEAD)).get(path).status_code == 404
     assert _as(member(project, Role.ANNOTATOR)).post(f"/p/{project.slug}/sets/", {"aggregation": "majority"}).status_code == 403
-    assert PreferenceSet.objects.count() == 1
+    assert PreferenceSet.objects.count() == 1 and FreezeRequest.objects.count() == 1
     assert _as(engineer).get(f"/p/{project.slug}/sets/9/").status_code == 404
+
+
+def test_a_freeze_that_fails_or_that_no_worker_takes_ends_failed_with_its_reason(labelled, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    import rewards.services.sets as sets_service
+
+    project = labelled
+    lead = _as(member(project, Role.LEAD))
+    lead.post(f"/p/{project.slug}/sets/", {"aggregation": "majority"})
+    broken = FreezeRequest.objects.get()
+
+    def crash(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sets_service, "preference_set_freeze", crash)
+    with pytest.raises(RuntimeError):
+        freeze_run(request_id=broken.pk)
+    broken.refresh_from_db()
+    assert (broken.status, broken.error) == ("failed", "RuntimeError: disk full")
+    page = lead.get(f"/p/{project.slug}/sets/freezing/{broken.pk}/").content.decode()
+    assert "Nothing was frozen: RuntimeError: disk full" in page and "every 1s" not in page
+    # Queued long ago and never taken: the next look fails it instead of polling forever.
+    lead.post(f"/p/{project.slug}/sets/", {"aggregation": "majority"})
+    lost = FreezeRequest.objects.latest("pk")
+    FreezeRequest.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    page = lead.get(f"/p/{project.slug}/sets/freezing/{lost.pk}/").content.decode()
+    assert "No worker finished it within 30 minutes" in page
+    assert not PreferenceSet.objects.exists()
