@@ -43,7 +43,8 @@ class CurationPolicy:
     domain_targets: tuple[tuple[str, float], ...] = field(
         default=(), metadata={"help": "Target share per domain; unnamed domains share the rest."})
     tag_targets: tuple[tuple[str, float], ...] = field(
-        default=(), metadata={"help": "Target share per tag (comparison, rewrite, adversarial, ranking)."})
+        default=(), metadata={"help": "Target share per tag (comparison, rewrite, adversarial, ranking); "
+                              "a ranking counts once, whatever number of pairs it expands to."})
     hard_share_min: float | None = field(
         default=None, metadata={"help": "At least this share of pairs on hard prompts (difficulty hard)."})
     chosen_shorter_share: float | None = field(

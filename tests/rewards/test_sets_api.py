@@ -212,3 +212,17 @@ def test_the_prompt_only_export_trains_one_grpo_step(designed_world, tmp_path):
     path.write_bytes(body(api_as(lead).get(f"/api/sets/{s.pk}/export/", {"format": "trl-prompt-only"})))
     metrics = train_grpo_one_step(str(path), str(tmp_path / "grpo"))
     assert metrics["global_step"] == 1 and math.isfinite(metrics["loss"]) and "reward" in metrics
+
+
+def test_tag_targets_set_the_mix_counting_a_ranking_as_one_unit(designed_world):
+    from rewards.curation import CurationPolicy
+    from rewards.models import SetPair
+    from rewards.services.sets import preference_set_freeze
+
+    project, _, full = designed_world
+    assert full.counts["by_tag"] == {"adversarial": 2, "comparison": 2, "ranking": 11, "rewrite": 1}
+    mixed = preference_set_freeze(project=project, policy=CurationPolicy(tag_targets=(("comparison", 0.5),), test_fraction=0))
+    pairs = list(SetPair.objects.filter(preference_set=mixed))
+    units = {p.key.rsplit(":", 2)[0] if p.tag == "ranking" else p.key: p.tag for p in pairs}
+    assert sum(tag == "comparison" for tag in units.values()) / len(units) == 0.5
+    assert mixed.counts["left_out_tag_targets"] > 0
