@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from annotation.models import Project, Prompt, Response
+from annotation.models import ImportStatus, Project, Prompt, Response
 
 
 class FrozenSetError(Exception):
@@ -99,11 +99,8 @@ class SetPair(Frozen):
         }
 
 
-class FreezeStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+# The same four states as imports and analytics snapshots.
+FreezeStatus = ImportStatus
 
 
 class FreezeRequest(models.Model):

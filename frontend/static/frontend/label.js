@@ -49,25 +49,20 @@
   document.addEventListener("change", function (e) { if (isWorkForm(e.target.form)) saveDraft(); });
   document.addEventListener("ps:changed", saveDraft); // rank.js reordered the list
 
-  var keysSinceSwap = 0;
-  document.addEventListener("keydown", function () { keysSinceSwap++; }, true);
-
   document.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target.id !== "work") return;
-    keysSinceSwap = 0;
     var f = form();
-    if (f && e.detail.xhr.status === 200) { shownAt = Date.now(); }
-    restoreDraft();
-  });
-
-  // htmx re-focuses the element with the same id after a swap; a fresh item must start with the
-  // keyboard on the page, not inside the new rationale box. Unless the person already started
-  // typing in the moment before settling: blurring then would turn the rest of their sentence
-  // into shortcuts.
-  document.addEventListener("htmx:afterSettle", function (e) {
-    if (e.detail.target.id === "work" && e.detail.xhr.status === 200 && document.activeElement && keysSinceSwap === 0) {
-      document.activeElement.blur();
+    if (e.detail.xhr.status === 200) {
+      shownAt = Date.now();
+      // htmx re-focuses the element with the same id (the new rationale box) during the swap,
+      // just before this event and in the same task: a fresh item must start with the keyboard
+      // on the page, or the next shortcuts ("B", "3") would be typed into the box. Blurring here,
+      // not after settling, leaves no moment in between for a key to land in the box. After a
+      // refused submit (422, 409) the same item comes back and the focus stays where it was.
+      var active = document.activeElement;
+      if (active && document.getElementById("work").contains(active)) active.blur();
     }
+    if (f) restoreDraft();
   });
 
   document.addEventListener("htmx:configRequest", function (e) {
