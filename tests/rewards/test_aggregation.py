@@ -71,7 +71,7 @@ def test_bradley_terry_matches_the_closed_form_crowd_kits_update_and_scipys_opti
 
     # Closed form: a beat b 3:1 and b beat c 2:1, so p_a/p_b = 3 and p_b/p_c = 2: 6/9, 2/9, 1/9.
     games = [("a", "b")] * 3 + [("b", "a")] + [("b", "c")] * 2 + [("c", "b")]
-    fit = bradley_terry([("q", w, l) for w, l in games], n_iter=10_000, tol=1e-12)["q"]
+    fit = bradley_terry([("q", w, loser) for w, loser in games], n_iter=10_000, tol=1e-12)["q"]
     assert [fit[x] for x in "abc"] == pytest.approx([6 / 9, 2 / 9, 1 / 9], abs=1e-6)
 
     rng = np.random.default_rng(3)
@@ -82,19 +82,19 @@ def test_bradley_terry_matches_the_closed_form_crowd_kits_update_and_scipys_opti
         x, y = rng.choice(names, 2, replace=False)
         games.append((x, y) if rng.random() < strengths[x] / (strengths[x] + strengths[y]) else (y, x))
     # The same update as crowd-kit: after two updates (where crowd-kit 1.4.2 stops) the values agree.
-    frame_ = pd.DataFrame([{"worker": "w", "left": w, "right": l, "label": w} for w, l in games])
+    frame_ = pd.DataFrame([{"worker": "w", "left": w, "right": loser, "label": w} for w, loser in games])
     theirs = BradleyTerry(n_iter=100).fit_predict(frame_)
     index = {n: i for i, n in enumerate(sorted(names))}
     wins = np.zeros((6, 6))
-    for w, l in games:
-        wins[index[w], index[l]] += 1
+    for w, loser in games:
+        wins[index[w], index[loser]] += 1
     two = _bt_fit(wins, n_iter=2, tol=0.0)
     assert [two[index[n]] for n in names] == pytest.approx([float(theirs[n]) for n in names], abs=1e-12)
     # At convergence ours is the maximum-likelihood fit scipy finds on the log-likelihood.
-    ours = bradley_terry([("q", w, l) for w, l in games], n_iter=10_000, tol=1e-12)["q"]
+    ours = bradley_terry([("q", w, loser) for w, loser in games], n_iter=10_000, tol=1e-12)["q"]
 
     def nll(theta):
-        return -sum(theta[index[w]] - np.logaddexp(theta[index[w]], theta[index[l]]) for w, l in games)
+        return -sum(theta[index[w]] - np.logaddexp(theta[index[w]], theta[index[loser]]) for w, loser in games)
 
     best = minimize(nll, np.zeros(6), method="BFGS", options={"gtol": 1e-10}).x
     expected = np.exp(best) / np.exp(best).sum()
