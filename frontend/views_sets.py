@@ -74,6 +74,9 @@ def sets_page(request: HttpRequest, slug: str) -> HttpResponse:
     })
 
 
+DIFF_ON_PAGE = 100_000
+
+
 @login_required
 def set_page(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     project = project_for(request, slug, can_export)
@@ -81,7 +84,9 @@ def set_page(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     if preference_set is None:
         raise Http404("No such version.")
     previous = preference_set_get(project=project, version=version - 1) if version > 1 else None
-    diff = preference_set_diff(older=previous, newer=preference_set) if previous else None
+    # The diff reads both sets whole: shown here for sets of ordinary size, by API link beyond.
+    small = previous is not None and max(previous.counts.get("pairs", 0), preference_set.counts.get("pairs", 0)) <= DIFF_ON_PAGE
+    diff = preference_set_diff(older=previous, newer=preference_set) if small else None
     downloads = [
         {"format": f, "extension": FILE_EXTENSIONS.get(f, "jsonl"), "read_with": READER_ARGS[f]} for f in SET_FORMATS
     ]

@@ -93,8 +93,12 @@ def dawid_skene(
     n = np.bincount(v.item, minlength=n_items)
     out = {}
     for i, key in enumerate(v.items):
-        best = int(np.argmax(probas[i]))  # first of equals, as crowd-kit's get_most_probable_labels
-        out[key] = Aggregate(label=v.classes[best], confidence=float(probas[i, best]), votes=int(n[i]))
+        best = int(np.argmax(probas[i]))
+        # Two labels equally probable (a 1-1 split between like raters): no winner, as in
+        # majority. crowd-kit would take the first in label order, so "a" would win every such tie.
+        runner_up = np.partition(probas[i], -2)[-2] if probas.shape[1] > 1 else -1.0
+        label = None if np.isclose(runner_up, probas[i, best]) else v.classes[best]
+        out[key] = Aggregate(label=label, confidence=float(probas[i, best]), votes=int(n[i]))
     confusion = {w: errors[j].T.copy() for j, w in enumerate(v.workers)}
     return out, confusion
 

@@ -84,7 +84,7 @@ class CurationPolicy:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["standings"], data["tags"] = sorted(self.standings), [t for t in TAGS if t in self.tags]
+        data["standings"], data["tags"] = sorted(set(self.standings)), [t for t in TAGS if t in self.tags]
         data["margins"] = dict(self.margins)
         data["domain_targets"], data["tag_targets"] = dict(self.domain_targets), dict(self.tag_targets)
         return data
@@ -101,7 +101,8 @@ class CurationPolicy:
                 values[name] = tuple(values[name])
         for name in ("margins", "domain_targets", "tag_targets"):
             if name in values:
-                values[name] = tuple(sorted((str(k), float(v)) for k, v in dict(values[name]).items()))
+                # + 0.0: a -0.0 would print as "-0.0" in Python and "0" in PostgreSQL.
+                values[name] = tuple(sorted((str(k), float(v) + 0.0) for k, v in dict(values[name]).items()))
         return cls(**values)
 
     def margin(self, strength: str) -> float:
@@ -137,19 +138,30 @@ def _unit(seed: int, key: str) -> str:
 
 
 def split_of(candidates: Sequence[Candidate], *, fraction: float, seed: int) -> dict[str, str]:
-    """{key: train | test}: within every (domain, tag) stratum round(fraction * n) of its n units go
-    to test, chosen by a seeded hash (independent of input order). A unit is one pair, or all the
-    pairs of one ranking, which must not straddle the split."""
-    strata: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    """{key: train | test}. Every pair of one prompt lands on the same side (a model must not be
+    tested on a prompt it was trained on). Prompts are stratified by the domain and tag of their
+    first pair; the test share is round(fraction * prompts) overall, given out to the strata by
+    largest remainder so small strata do not all round the same way; within a stratum the prompts
+    are chosen by a seeded hash (independent of input order)."""
+    first: dict[int, Candidate] = {}
+    keys: dict[int, list[str]] = defaultdict(list)
     for c in candidates:
-        strata[(c.domain, c.tag)][c.unit or c.key].append(c.key)
+        first.setdefault(c.prompt_id, c)
+        keys[c.prompt_id].append(c.key)
+    strata: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for prompt_id, c in first.items():
+        strata[(c.domain, c.tag)].append(prompt_id)
+    wanted = {s: fraction * len(p) for s, p in strata.items()}
+    n_test = {s: int(w) for s, w in wanted.items()}
+    spare = int(round(fraction * len(first))) - sum(n_test.values())
+    for s in sorted(wanted, key=lambda s: (-(wanted[s] - n_test[s]), s))[: max(spare, 0)]:
+        n_test[s] += 1
     out: dict[str, str] = {}
-    for units in strata.values():
-        ranked = sorted(units, key=lambda u: _unit(seed, u))
-        n_test = int(round(fraction * len(ranked)))
-        for i, unit in enumerate(ranked):
-            for key in units[unit]:
-                out[key] = "test" if i < n_test else "train"
+    for s, prompts in strata.items():
+        ranked = sorted(prompts, key=lambda p: _unit(seed, f"prompt:{p}"))
+        for i, prompt_id in enumerate(ranked):
+            for key in keys[prompt_id]:
+                out[key] = "test" if i < n_test[s] else "train"
     return out
 
 
@@ -182,11 +194,16 @@ def _to_shares(units, group, targets: dict, seed: int) -> dict[str, list[Candida
     the largest total every group can still fill, so nothing is repeated."""
     sizes = Counter(group(p[0]) for p in units.values())
     rest = 1.0 - sum(targets.values())
-    limits = [sizes.get(g, 0) / t for g, t in targets.items() if t > 0]
+    # A named group with nothing in it (or no unnamed group to take the rest) cannot be filled by
+    # leaving pairs out: it is skipped rather than emptying the set; the coverage report then
+    # names the shortfall.
+    limits = [sizes[g] / t for g, t in targets.items() if t > 0 and sizes.get(g, 0) > 0]
     others = sum(n for g, n in sizes.items() if g not in targets)
-    if rest > 1e-9:
+    if rest > 1e-9 and others:
         limits.append(others / rest)
-    total = min(limits) if limits else 0
+    if not limits:
+        return units
+    total = min(limits)
     keep = {g: int(round(t * total)) for g, t in targets.items()}
     if rest > 1e-9 and others:
         for g, n in sizes.items():
@@ -201,6 +218,8 @@ def _at_least(units, is_special, share: float, seed: int) -> dict[str, list[Cand
     """Leave out ordinary units until special ones are at least `share` of the total."""
     special = sum(1 for p in units.values() if is_special(p[0]))
     ordinary = len(units) - special
+    if special == 0:  # nothing to raise the share with: keep the set (the coverage report warns)
+        return units
     allowed = int(special * (1 - share) / share) if share > 0 else ordinary
     return _thin(units, is_special, {False: min(ordinary, allowed)}, seed)
 
@@ -266,6 +285,7 @@ CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0000001)
 def _histogram(values: Sequence[float], edges: Sequence[float]) -> list[dict]:
     counts = [0] * (len(edges) - 1)
     for v in values:
+        v = min(max(v, edges[0]), edges[-1] - 1e-9)  # the end bins are open-ended
         for i in range(len(edges) - 1):
             if edges[i] <= v < edges[i + 1]:
                 counts[i] += 1

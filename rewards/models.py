@@ -16,15 +16,29 @@ class FrozenSetError(Exception):
     """Someone tried to change a frozen preference set."""
 
 
+class FrozenQuerySet(models.QuerySet):
+    """Bulk paths refuse too: no `.update()`, no `.delete()` (the admin's bulk delete uses it)."""
+
+    def update(self, **kwargs):
+        raise FrozenSetError("A frozen preference set cannot change; freeze a new version instead.")
+
+    def delete(self):
+        raise FrozenSetError("A frozen preference set cannot be deleted.")
+
+
 class Frozen(models.Model):
     """Rows written once, when their set is frozen, and never again."""
+
+    objects = FrozenQuerySet.as_manager()
 
     class Meta:
         abstract = True
 
     def save(self, *args, **kwargs):
-        if self.pk is not None and not self._state.adding:
+        if not self._state.adding:
             raise FrozenSetError("A frozen preference set cannot change; freeze a new version instead.")
+        # Insert only: a new object given an existing pk must not quietly UPDATE that row.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
@@ -58,10 +72,16 @@ class SetPair(Frozen):
 
     preference_set = models.ForeignKey(PreferenceSet, on_delete=models.PROTECT, related_name="pairs")
     position = models.PositiveIntegerField()
-    key = models.CharField(max_length=64, help_text="prompt:chosen:rejected ids; the same pair across versions.")
-    prompt = models.ForeignKey(Prompt, null=True, on_delete=models.SET_NULL, related_name="+")
-    chosen_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
-    rejected_response = models.ForeignKey(Response, null=True, on_delete=models.SET_NULL, related_name="+")
+    key = models.CharField(
+        max_length=64, help_text="Where the pair comes from, the same across versions: item:<id> (aggregated), "
+        "judgment:<id>, derived:<id>, ranking:<judgment>:<better>:<worse> or bt:<prompt>:<low>:<high>.")
+    # Provenance ids, kept as they were: deleting a prompt later neither changes the frozen row
+    # nor is refused by it (no database constraint, nothing done on delete).
+    prompt = models.ForeignKey(Prompt, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    chosen_response = models.ForeignKey(Response, null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                        related_name="+")
+    rejected_response = models.ForeignKey(Response, null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                          related_name="+")
     messages = models.JSONField()
     prompt_text = models.TextField(
         default="", help_text="The prompt as one string (rewards.formats.prompt_as_text), kept so the "
@@ -116,6 +136,7 @@ class FreezeRequest(models.Model):
     phase = models.CharField(max_length=64, blank=True)
     percent = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The last progress report.")
     preference_set = models.ForeignKey(PreferenceSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

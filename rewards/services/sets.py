@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -128,7 +129,10 @@ def _bradley_terry_pairs(per_item: dict[int, list], policy: CurationPolicy, coun
             counts["pairs_below_min_judgments"] += 1
             continue
         p = scores[prompt_id]
-        chosen, rejected = (low, high) if p[low] >= p[high] else (high, low)
+        if np.isclose(p[low], p[high]):  # equally strong: no pair, as a tie never makes one
+            counts["pairs_without_a_winner"] += 1
+            continue
+        chosen, rejected = (low, high) if p[low] > p[high] else (high, low)
         confidence = p[chosen] / (p[chosen] + p[rejected]) if p[chosen] + p[rejected] > 0 else 0.5
         if confidence < policy.min_confidence:
             counts["pairs_below_min_confidence"] += 1
@@ -287,7 +291,7 @@ def freeze_run(*, request_id: int) -> FreezeRequest:
         return request
 
     def progress(phase: str, percent: int) -> None:
-        FreezeRequest.objects.filter(pk=request_id).update(phase=phase, percent=percent)
+        FreezeRequest.objects.filter(pk=request_id).update(phase=phase, percent=percent, heartbeat_at=timezone.now())
 
     try:
         preference_set = preference_set_freeze(
@@ -296,8 +300,10 @@ def freeze_run(*, request_id: int) -> FreezeRequest:
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the request says so and ends
         freeze_fail(request_id=request_id, reason=f"{type(exc).__name__}: {exc}")
         raise
+    # Unconditional: even a request given up on as stale did produce this set, and says so now.
     FreezeRequest.objects.filter(pk=request_id).update(
-        status=FreezeStatus.SUCCEEDED, preference_set=preference_set, percent=100, phase="done", finished_at=timezone.now())
+        status=FreezeStatus.SUCCEEDED, preference_set=preference_set, percent=100, phase="done", error="",
+        finished_at=timezone.now())
     request.refresh_from_db()
     return request
 
@@ -308,11 +314,12 @@ def freeze_fail(*, request_id: int, reason: str) -> None:
 
 
 def freeze_progress(*, request: FreezeRequest) -> FreezeRequest:
-    """The request as it stands; one that no worker finished within STALE_AFTER is failed, with why."""
-    since = request.started_at or request.created_at
+    """The request as it stands; one with no sign of life for STALE_AFTER is failed, with why."""
+    since = request.heartbeat_at or request.started_at or request.created_at  # the last sign of life
     if request.status in (FreezeStatus.QUEUED, FreezeStatus.RUNNING) and timezone.now() - since > STALE_AFTER:
         freeze_fail(request_id=request.pk, reason=f"No worker finished it within {STALE_AFTER.total_seconds() / 60:.0f} "
-                                                  "minutes (none running, or it died). Nothing was frozen; try again.")
+                                                  "minutes of its last progress (none running, or it died). Nothing was "
+                                                  "frozen; try again.")
         request.refresh_from_db()
     return request
 
