@@ -31,6 +31,7 @@ api = [
     path("projects/<slug:slug>/export/", rewards_api.PreferenceExportApi.as_view(), name="export"),
     path("projects/<slug:slug>/sets/", rewards_api.PreferenceSetListApi.as_view(), name="sets"),
     path("sets/<int:set_id>/", rewards_api.PreferenceSetDetailApi.as_view(), name="set"),
+    path("freezes/<int:request_id>/", rewards_api.FreezeDetailApi.as_view(), name="freeze"),
     path("sets/<int:set_id>/export/", rewards_api.PreferenceSetExportApi.as_view(), name="set-export"),
     path("sets/<int:set_id>/manifest/", rewards_api.PreferenceSetManifestApi.as_view(), name="set-manifest"),
     path("sets/<int:set_id>/diff/<int:other_id>/", rewards_api.PreferenceSetDiffApi.as_view(), name="set-diff"),

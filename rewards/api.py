@@ -19,10 +19,10 @@ from calibration.models import StandingState
 from .curation import AGGREGATIONS as CURATION_AGGREGATIONS
 from .curation import SPLITS, CurationPolicy
 from .formats import FORMATS, TAGS, jsonl_line
-from .models import PreferenceSet
+from .models import FreezeRequest, PreferenceSet
 from .selectors import AGGREGATIONS, export_exclusions, preference_rows
 from .services.sets import (
-    PolicyError, preference_set_diff, preference_set_freeze, set_jsonl, set_manifest, set_parquet,
+    PolicyError, freeze_progress, freeze_request, preference_set_diff, set_jsonl, set_manifest, set_parquet,
 )
 from .set_formats import FILE_EXTENSIONS, SET_FORMATS
 
@@ -112,6 +112,12 @@ class PreferenceSetOutput(serializers.ModelSerializer):
                   "created_by", "created_at"]
 
 
+class FreezeOutput(serializers.ModelSerializer):
+    class Meta:
+        model = FreezeRequest
+        fields = ["id", "status", "phase", "percent", "error", "preference_set", "created_at", "finished_at"]
+
+
 def _set_for(request, set_id: int) -> PreferenceSet:
     """A set its project's leads and engineers may read; 404 for non-members, 403 for annotators."""
     preference_set = PreferenceSet.objects.select_related("project", "created_by").filter(pk=set_id).first()
@@ -133,9 +139,11 @@ class PreferenceSetListApi(APIView):
         sets = PreferenceSet.objects.filter(project=project).select_related("project", "created_by").order_by("-version")
         return Response(PreferenceSetOutput(sets, many=True).data)
 
-    @extend_schema(request=FreezeInput, responses={201: PreferenceSetOutput})
+    @extend_schema(request=FreezeInput, responses={202: FreezeOutput})
     def post(self, request, slug: str):
-        """Freeze the project's data under a curation policy as the next version. Immutable once made."""
+        """Freeze the project's data under a curation policy as the next version, on the worker
+        (the same path as the page). Answers 202 with the freeze to poll at /api/freezes/<id>/;
+        the policy is checked at once (400)."""
         project = project_get_for_member(slug=slug, user=request.user)
         if not can_export(user=request.user, project=project):
             raise PermissionDenied("Only leads and engineers freeze preference sets.")
@@ -143,11 +151,24 @@ class PreferenceSetListApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             policy = CurationPolicy.from_dict(data.validated_data["policy"])
-            preference_set = preference_set_freeze(project=project, policy=policy, created_by=request.user,
-                                                   name=data.validated_data["name"])
+            freeze = freeze_request(project=project, policy=policy, created_by=request.user,
+                                    name=data.validated_data["name"])
         except PolicyError as exc:
             raise ValidationError({"policy": exc.errors}) from None
-        return Response(PreferenceSetOutput(preference_set).data, status=201)
+        return Response(FreezeOutput(freeze).data, status=202)
+
+
+class FreezeDetailApi(APIView):
+    @extend_schema(responses=FreezeOutput)
+    def get(self, request, request_id: int):
+        """A freeze's progress; once it succeeded, `preference_set` is the new set's id."""
+        freeze = FreezeRequest.objects.select_related("project").filter(pk=request_id).first()
+        if freeze is None:
+            raise NotFound("No such freeze.")
+        project = project_get_for_member(slug=freeze.project.slug, user=request.user)
+        if not can_export(user=request.user, project=project):
+            raise PermissionDenied("Only leads and engineers see freezes.")
+        return Response(FreezeOutput(freeze_progress(request=freeze)).data)
 
 
 class PreferenceSetDetailApi(APIView):

@@ -147,6 +147,8 @@ SPECTACULAR_SETTINGS = {
         "ShownChoiceEnum": "annotation.sides.SHOWN_CHOICES",
         "StrengthEnum": "annotation.models.Strength",
         "StandingStateEnum": "calibration.models.StandingState",
+        "JobStatusEnum": "annotation.models.ImportStatus",
+        "RewriteStatusEnum": "annotation.models.RewriteStatus",
     },
 }
 

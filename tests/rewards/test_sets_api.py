@@ -39,15 +39,27 @@ def body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
+def freeze(client, project, payload: dict) -> dict:
+    """POST a freeze (202), do the worker's part, and read the set back through the API."""
+    from rewards.services.sets import freeze_run
+
+    response = client.post(f"/api/projects/{project.slug}/sets/", payload, format="json")
+    assert response.status_code == 202, response.content
+    queued = response.json()
+    assert queued["status"] == "queued" and queued["preference_set"] is None
+    freeze_run(request_id=queued["id"])  # what the worker does (test_freeze_runs_on_a_real_worker: a real one)
+    done = client.get(f"/api/freezes/{queued['id']}/").json()
+    assert done["status"] == "succeeded" and done["percent"] == 100
+    return client.get(f"/api/sets/{done['preference_set']}/").json()
+
+
 def test_freeze_read_export_and_diff_through_the_api(world):
     project, people = world
     engineer = api_as(people["engineer"])
     url = f"/api/projects/{project.slug}/sets/"
-    first = engineer.post(url, {"name": "first", "policy": {"aggregation": "majority", "test_fraction": 0.25, "seed": 1}}, format="json")
-    assert first.status_code == 201, first.content
-    s1 = first.json()
+    s1 = freeze(engineer, project, {"name": "first", "policy": {"aggregation": "majority", "test_fraction": 0.25, "seed": 1}})
     assert s1["version"] == 1 and s1["counts"]["pairs"] == 12 and s1["counts"]["by_split"] == {"test": 3, "train": 9}
-    s2 = engineer.post(url, {"policy": {"aggregation": "majority", "test_fraction": 0.25, "seed": 1}}, format="json").json()
+    s2 = freeze(engineer, project, {"policy": {"aggregation": "majority", "test_fraction": 0.25, "seed": 1}})
     assert s2["version"] == 2 and s2["content_hash"] == s1["content_hash"]
     a = engineer.get(f"/api/sets/{s1['id']}/export/", {"format": "trl-conversational"})
     b = engineer.get(f"/api/sets/{s2['id']}/export/", {"format": "trl-conversational"})
@@ -65,14 +77,13 @@ def test_freeze_read_export_and_diff_through_the_api(world):
     assert refused.status_code == 400 and "aggregation" in refused.json()["policy"]
     refused = engineer.post(url, {"policy": {"domain_targets": {"x": 0.7, "y": 0.7}}}, format="json")
     assert refused.status_code == 400 and "domain_targets" in refused.json()["policy"]
-    sampled = engineer.post(url, {"policy": {"aggregation": "majority", "per_domain_cap": 5, "chosen_shorter_share": 0.5}}, format="json")
-    assert sampled.status_code == 201 and sampled.json()["policy"]["per_domain_cap"] == 5
-    assert sampled.json()["counts"]["pairs"] <= 5
+    sampled = freeze(engineer, project, {"policy": {"aggregation": "majority", "per_domain_cap": 5, "chosen_shorter_share": 0.5}})
+    assert sampled["policy"]["per_domain_cap"] == 5 and sampled["counts"]["pairs"] <= 5
 
 
 def test_nobody_edits_a_frozen_set_and_only_leads_and_engineers_see_sets(world):
     project, people = world
-    s = api_as(people["lead"]).post(f"/api/projects/{project.slug}/sets/", {}, format="json").json()
+    s = freeze(api_as(people["lead"]), project, {})
     for method in ("put", "patch", "delete"):
         assert getattr(api_as(people["lead"]), method)(f"/api/sets/{s['id']}/", {"name": "x"}, format="json").status_code == 405
     cases = [
@@ -83,6 +94,7 @@ def test_nobody_edits_a_frozen_set_and_only_leads_and_engineers_see_sets(world):
         ("get", f"/api/sets/{s['id']}/manifest/", {"anonymous": 401, "annotator": 403, "outsider": 404}),
         ("get", f"/api/sets/{s['id']}/diff/{s['id']}/", {"anonymous": 401, "annotator": 403, "outsider": 404}),
         ("get", "/api/sets/999999/", {"lead": 404}),
+        ("get", "/api/freezes/999999/", {"lead": 404}),
     ]
     for method, url, refused in cases:
         for who, status in refused.items():
@@ -95,7 +107,7 @@ def test_export_set_command_writes_rows_and_manifest_and_trl_trains_on_them(worl
     from tests.trl_tiny import train_dpo_one_step, train_reward_one_step
 
     project, people = world
-    s = api_as(people["lead"]).post(f"/api/projects/{project.slug}/sets/", {"policy": {"test_fraction": 0}}, format="json").json()
+    s = freeze(api_as(people["lead"]), project, {"policy": {"test_fraction": 0}})
     out = tmp_path / "set.jsonl"
     call_command("export_set", f"{project.slug}:{s['version']}", fmt="trl", out=str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -226,3 +238,28 @@ def test_tag_targets_set_the_mix_counting_a_ranking_as_one_unit(designed_world):
     units = {p.key.rsplit(":", 2)[0] if p.tag == "ranking" else p.key: p.tag for p in pairs}
     assert sum(tag == "comparison" for tag in units.values()) / len(units) == 0.5
     assert mixed.counts["left_out_tag_targets"] > 0
+
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_api_freeze_runs_on_a_real_worker_and_its_progress_is_readable(settings):
+    import time
+
+    from tests.conftest import celery_worker
+
+    project = ProjectFactory(overlap=2)
+    ItemFactory.create_batch(4, project=project)
+    user = member(project)
+    while (assignment := assignment_next(project=project, annotator=user)) is not None:
+        judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
+                        data=JudgmentInput(choice="left", strength="clear", rationale="left is better"))
+    lead, annotator = api_as(member(project, Role.LEAD)), api_as(member(project, Role.ANNOTATOR))
+    with celery_worker(settings):
+        queued = lead.post(f"/api/projects/{project.slug}/sets/", {"policy": {"aggregation": "none"}}, format="json").json()
+        assert annotator.get(f"/api/freezes/{queued['id']}/").status_code == 403
+        deadline = time.monotonic() + 60
+        while (state := lead.get(f"/api/freezes/{queued['id']}/").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+    assert state["status"] == "succeeded", state
+    assert lead.get(f"/api/sets/{state['preference_set']}/").json()["counts"]["pairs"] == 4
