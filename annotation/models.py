@@ -122,6 +122,11 @@ class Project(models.Model):
         default=default_skill_domains,
         help_text="Domains whose rewrite tasks go only to annotators with that skill.",
     )
+    readiness_minimums = models.JSONField(
+        default=dict, blank=True,
+        help_text="Reward-model readiness minimums ({overall, per_category, category_min_pairs, "
+        "length_controlled}); a key left out takes rewards.evaluation.Thresholds' default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -55,3 +55,8 @@ def can_import(*, user, project: Project) -> bool:
 
 def can_see_all_judgments(*, user, project: Project) -> bool:
     return has_role(user=user, project=project, roles=[Role.LEAD, Role.ENGINEER])
+
+
+def can_train(*, user, project: Project) -> bool:
+    """Start and cancel training runs, choose reward models for RL: engineers (and admins)."""
+    return has_role(user=user, project=project, roles=[Role.ENGINEER])

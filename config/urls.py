@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from annotation import api as annotation_api
 from calibration import api as calibration_api
 from rewards import api as rewards_api
+from training import api as training_api
 
 api = [
     path("projects/", annotation_api.ProjectListApi.as_view(), name="projects"),
@@ -35,6 +36,15 @@ api = [
     path("sets/<int:set_id>/export/", rewards_api.PreferenceSetExportApi.as_view(), name="set-export"),
     path("sets/<int:set_id>/manifest/", rewards_api.PreferenceSetManifestApi.as_view(), name="set-manifest"),
     path("sets/<int:set_id>/diff/<int:other_id>/", rewards_api.PreferenceSetDiffApi.as_view(), name="set-diff"),
+    path("projects/<slug:slug>/runs/", training_api.RunListApi.as_view(), name="runs"),
+    path("runs/<int:run_id>/", training_api.RunDetailApi.as_view(), name="run"),
+    path("runs/<int:run_id>/cancel/", training_api.RunCancelApi.as_view(), name="run-cancel"),
+    path("runs/<int:run_id>/metrics/", training_api.RunMetricsApi.as_view(), name="run-metrics"),
+    path("runs/<int:run_id>/logs/", training_api.RunLogsApi.as_view(), name="run-logs"),
+    path("projects/<slug:slug>/reward-models/", training_api.RewardModelListApi.as_view(), name="reward-models"),
+    path("reward-models/<int:model_id>/", training_api.RewardModelDetailApi.as_view(), name="reward-model"),
+    path("reward-models/<int:model_id>/select/", training_api.RewardModelSelectApi.as_view(), name="reward-model-select"),
+    path("projects/<slug:slug>/readiness/", training_api.ReadinessApi.as_view(), name="readiness"),
     path("assignments/<int:assignment_id>/submit/", calibration_api.SubmitApi.as_view(), name="submit"),
     path("calibration/questions/<int:question_id>/answer/", calibration_api.CalibrationAnswerApi.as_view(), name="calibration-answer"),
     path("assignments/<int:assignment_id>/rank/", annotation_api.RankingSubmitApi.as_view(), name="rank"),

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_designed, views_sets
+from . import views, views_designed, views_sets, views_training
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -41,6 +41,11 @@ urlpatterns = [
     path("p/<slug:slug>/sets/", views_sets.sets_page, name="sets"),
     path("p/<slug:slug>/sets/<int:version>/", views_sets.set_page, name="set"),
     path("p/<slug:slug>/sets/freezing/<int:request_id>/", views_sets.set_freezing, name="set-freezing"),
+    path("p/<slug:slug>/runs/", views_training.runs_page, name="runs"),
+    path("p/<slug:slug>/runs/<int:run_id>/", views_training.run_page, name="run"),
+    path("p/<slug:slug>/runs/<int:run_id>/cancel/", views_training.run_cancel_view, name="run-cancel"),
+    path("p/<slug:slug>/reward-models/", views_training.reward_models_page, name="reward-models"),
+    path("p/<slug:slug>/reward-models/<int:model_id>/", views_training.reward_model_page, name="reward-model"),
     path("p/<slug:slug>/analytics/", views.analytics_page, name="analytics"),
     path("p/<slug:slug>/analytics/refresh/", views.analytics_refresh, name="analytics-refresh"),
     path("p/<slug:slug>/analytics/progress/<int:snapshot_id>/", views.analytics_progress, name="analytics-progress"),

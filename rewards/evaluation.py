@@ -54,10 +54,12 @@ def strict_correct(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
     return np.asarray(chosen, float) > np.asarray(rejected, float)
 
 
-def accuracy_by(correct: np.ndarray, groups: Sequence[str]) -> list[Category]:
+def accuracy_by(correct: np.ndarray, groups: Sequence[str | None]) -> list[Category]:
+    """Accuracy per group; a pair whose group is None is not in this breakdown at all."""
     buckets: dict[str, list[bool]] = defaultdict(list)
     for ok, g in zip(correct, groups):
-        buckets[g or "(none)"].append(bool(ok))
+        if g is not None:
+            buckets[g or "(none)"].append(bool(ok))
     return [Category(name=g, pairs=len(v), accuracy=float(np.mean(v))) for g, v in sorted(buckets.items())]
 
 
@@ -105,15 +107,30 @@ def evaluate(
     rejected: Sequence[float],
     len_chosen: Sequence[int],
     len_rejected: Sequence[int],
-    categories: Mapping[str, Sequence[str]] | None = None,
+    categories: Mapping[str, Sequence[str | None]] | None = None,
+    dimension_labels: Mapping[str, Sequence[int]] | None = None,
 ) -> Report:
-    """Everything the readiness gate and the registry show, from the two scores of each pair."""
+    """Everything the readiness gate and the registry show, from the two scores of each pair.
+
+    `categories` groups the pairs (domain, tag, flaw type...): accuracy per group. A judgment
+    dimension (helpfulness, safety...) is not a group but its own label: `dimension_labels[d][i]` is
+    +1 when the annotators preferred pair i's chosen response on d, -1 when they preferred the
+    rejected one, 0 when d gave no preference; accuracy on d is over the non-zero ones."""
     c, r = np.asarray(chosen, float), np.asarray(rejected, float)
     margin = c - r
     correct = strict_correct(c, r)
     report = Report(pairs=int(c.size), accuracy=float(correct.mean()) if c.size else float("nan"))
     for dimension, groups in (categories or {}).items():
         report.categories[dimension] = accuracy_by(correct, groups)
+    rows = []
+    for name, labels in (dimension_labels or {}).items():
+        labels = np.asarray(labels, float)
+        mask = labels != 0
+        if mask.any():
+            rows.append(Category(name=name, pairs=int(mask.sum()),
+                                 accuracy=float(np.mean(margin[mask] * labels[mask] > 0))))
+    if rows:
+        report.categories["dimension"] = rows
     if c.size:
         report.temperature = fit_temperature(margin)
         prob = expit(margin / report.temperature)

@@ -141,3 +141,43 @@ class FreezeRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+
+# ---------------------------------------------------------------- reward-model registry
+
+
+class RewardModel(models.Model):
+    """A trained reward model in the registry: its weights, what it learned from, and how it did on
+    its set's held-out split. Only a ready one drives RL without a recorded override."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_models")
+    preference_set = models.ForeignKey(PreferenceSet, on_delete=models.PROTECT, related_name="reward_models")
+    name = models.CharField(max_length=200)
+    base_model = models.CharField(max_length=500, help_text="The backbone it was fine-tuned from (a local path).")
+    path = models.CharField(max_length=500, help_text="The saved model directory (loads with from_pretrained).")
+    config = models.JSONField(default=dict, help_text="The training config, as training.config.RewardRunConfig.")
+    evaluation = models.JSONField(default=dict, help_text="rewards.evaluation.Report on the held-out split.")
+    thresholds = models.JSONField(default=dict, help_text="The readiness minimums it was judged by.")
+    ready = models.BooleanField(default=False)
+    failures = models.JSONField(default=list, blank=True, help_text="Each minimum it missed, in words.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReadinessOverride(models.Model):
+    """Someone chose a reward model that is not ready for RL anyway: who, when, why."""
+
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="overrides")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField()
+    purpose = models.CharField(max_length=200, blank=True, help_text="What it was selected for (e.g. a run).")
+    failures = models.JSONField(default=list, help_text="The minimums it missed when it was overridden.")
+    created_at = models.DateTimeField(auto_now_add=True)

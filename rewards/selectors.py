@@ -12,7 +12,7 @@ from annotation.models import (
 from annotation.ranking import expand_pairs, mean_ranking, ranks_of, scores_of
 from calibration.selectors import excluded_annotator_ids
 
-from .models import FreezeRequest, PreferenceSet
+from .models import FreezeRequest, PreferenceSet, RewardModel
 from .formats import (
     RANKING_FORMAT, SFT_FORMATS, TAGS, majority_vote, preference_row, ranking_row, sft_row,
 )
@@ -181,3 +181,15 @@ def preference_set_get(*, project: Project, version: int):
 
 def freeze_request_get(*, project: Project, request_id: int):
     return FreezeRequest.objects.filter(project=project, pk=request_id).select_related("preference_set").first()
+
+
+def reward_models_of(*, project: Project):
+    return RewardModel.objects.filter(project=project).select_related("preference_set", "created_by").order_by("-created_at")
+
+
+def reward_model_get(*, project: Project, pk: int):
+    return RewardModel.objects.filter(project=project, pk=pk).select_related("preference_set", "project").first()
+
+
+def overrides_of(*, reward_model: RewardModel):
+    return reward_model.overrides.select_related("user").order_by("-created_at")

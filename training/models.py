@@ -1,1 +1,93 @@
-"""Runs (reward model, PPO, GRPO) arrive with the training issues."""
+"""Training runs: a reward model now (PPO and GRPO arrive with issue 8). A run is queued by a service,
+done by a worker on the `gpu` queue, and reports its progress, metrics, log lines and checkpoints
+here as it goes, so the page, the API and the command all read one record."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from annotation.models import Project
+from rewards.models import PreferenceSet, RewardModel
+
+
+class RunKind(models.TextChoices):
+    REWARD_MODEL = "reward_model", "Reward model"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Run(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.REWARD_MODEL)
+    preference_set = models.ForeignKey(PreferenceSet, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="runs")
+    config = models.JSONField(help_text="The run's config dataclass as JSON (training.config).")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    phase = models.CharField(max_length=64, blank=True, help_text="What the worker is doing now, in words.")
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True, help_text="The last logged training loss.")
+    throughput = models.FloatField(null=True, blank=True, help_text="Training pairs per second so far.")
+    eta_seconds = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=64, blank=True, help_text="Where it ran: cpu, cuda, or cuda x N.")
+    worker = models.CharField(max_length=200, blank=True, help_text="hostname:pid of the worker that took it.")
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    checkpoints = models.JSONField(default=list, blank=True, help_text="[{step, path}] in the order saved.")
+    reward_model = models.ForeignKey(RewardModel, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The worker's last sign of life.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="run_active_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == RunStatus.SUCCEEDED:
+            return 100
+        return int(100 * self.step / self.total_steps) if self.total_steps else 0
+
+
+class RunMetric(models.Model):
+    """One logged training step: the loss chart's points."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    loss = models.FloatField(null=True)
+    learning_rate = models.FloatField(null=True)
+    throughput = models.FloatField(null=True)
+    values = models.JSONField(default=dict, blank=True, help_text="Anything else the trainer logged.")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+        indexes = [models.Index(fields=["run", "step"], name="run_metric_step_idx")]
+
+
+class RunLog(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    level = models.CharField(max_length=8, default="info")
+    message = models.TextField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]

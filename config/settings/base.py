@@ -176,7 +176,15 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-leases": {"task": "annotation.tasks.expire_stale_leases", "schedule": 60.0},
     "score-missing-hidden-answers": {"task": "calibration.tasks.score_missing_hidden_answers", "schedule": 60.0},
+    "reap-stale-runs": {"task": "training.tasks.reap_stale_runs", "schedule": 60.0},
 }
+
+# Training: runs go to their own queue, served by a worker started with
+# `celery -A config worker -Q gpu --concurrency 1`; their files live under TRAINING_ROOT.
+TRAINING_QUEUE = os.environ.get("TRAINING_QUEUE", "gpu")
+TRAINING_ROOT = Path(os.environ.get("TRAINING_ROOT", VAR_DIR / "runs"))
+# A running run whose worker has been silent this long (it beats every 10 s) is failed as dead.
+TRAINING_STALE_AFTER_SECONDS = int(os.environ.get("TRAINING_STALE_AFTER_SECONDS", "180"))
 
 # Shared cache: Redis in production (import progress crosses processes), files otherwise.
 CACHES = {

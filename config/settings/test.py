@@ -20,4 +20,5 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _XDIST_WORKER:
     CELERY_TASK_DEFAULT_QUEUE = f"default-{_XDIST_WORKER}"  # noqa: F405 (from base)
+    TRAINING_QUEUE = f"gpu-{_XDIST_WORKER}"
     CACHES["default"]["KEY_PREFIX"] = f"test-{_XDIST_WORKER}"  # noqa: F405

@@ -84,3 +84,14 @@ def test_readiness_names_every_failing_minimum():
     assert readiness(good).ready
     only_longer = evaluate(chosen=[2, 2], rejected=[1, 1], len_chosen=[9, 9], len_rejected=[1, 1])
     assert "length-controlled accuracy unknown" in readiness(only_longer).failures[0]
+
+
+def test_dimension_accuracy_reads_each_dimension_label_and_skips_pairs_without_one():
+    # Pair 0: right overall, and on safety the annotators preferred the rejected one (the model is
+    # wrong there). Pair 1: wrong overall (tie), no safety preference. Pair 2: right, safety agrees.
+    report = evaluate(chosen=[2.0, 1.0, 3.0], rejected=[1.0, 1.0, 0.0], len_chosen=[5, 5, 5], len_rejected=[6, 6, 6],
+                      categories={"flaw_type": [None, "unsafe", None]},
+                      dimension_labels={"safety": [-1, 0, 1], "tone": [0, 0, 0]})
+    dims = {row.name: (row.pairs, row.accuracy) for row in report.categories["dimension"]}
+    assert dims == {"safety": (2, 0.5)}  # tone has no labelled pair: no row
+    assert [(c.name, c.pairs, c.accuracy) for c in report.categories["flaw_type"]] == [("unsafe", 1, 0.0)]

@@ -1,0 +1,167 @@
+"""htmx pages for training: the runs list with a start form, one run live (progress bar, loss
+chart, log, checkpoints, cancel), the reward-model registry side by side, one model's evaluation
+(reliability diagram, accuracy per category) with its choice for RL."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from annotation.permissions import can_export, can_lead, can_train
+from rewards.selectors import overrides_of, preference_sets_of, reward_model_get, reward_models_of
+from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
+from training.config import RewardRunConfig
+from training.selectors import run_for_reward_model, run_get, run_logs, run_metrics, runs_of
+from training.services.reward_runs import RunConfigError, reward_run_create
+from training.services.runs import RunStateError, run_cancel, run_fresh
+
+from .access import project_for
+
+FORM_FIELDS = ("base_model", "epochs", "max_steps", "learning_rate", "batch_size", "max_length",
+               "center_rewards_coefficient", "checkpoint_every", "seed", "resume_from")
+
+
+def _default_backbone() -> str:
+    try:
+        from training.tiny import minilm_dir
+
+        return str(minilm_dir())
+    except Exception:  # noqa: BLE001 - the train extra is not installed on the web host: no hint
+        return ""
+
+
+@login_required
+def runs_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    may_train = can_train(user=request.user, project=project)
+    form = {name: request.POST.get(name, "") for name in FORM_FIELDS} if request.method == "POST" else {}
+    if request.method == "POST":
+        if not may_train:
+            raise PermissionDenied("Only engineers start training runs.")
+        chosen = next((s for s in preference_sets_of(project=project) if str(s.pk) == request.POST.get("preference_set")), None)
+        try:
+            if chosen is None:
+                raise RunConfigError({"preference_set": "Choose a frozen set."})
+            values = {k: v for k, v in form.items() if v.strip()}
+            values["use_margin"] = request.POST.get("use_margin") == "on"
+            run = reward_run_create(project=project, preference_set=chosen, config=RewardRunConfig.from_dict(values),
+                                    user=request.user)
+        except RunConfigError as exc:
+            messages.error(request, "Not started: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        except ValueError as exc:
+            messages.error(request, f"Not started: {exc}")
+        else:
+            return redirect(reverse("run", args=[slug, run.pk]))
+    defaults = RewardRunConfig()
+    return render(request, "frontend/runs.html", {
+        "project": project, "runs": runs_of(project=project)[:100], "sets": preference_sets_of(project=project),
+        "may_train": may_train, "defaults": defaults, "help": RewardRunConfig.help(),
+        "form": form, "backbone": form.get("base_model") or _default_backbone(),
+    })
+
+
+def _run_or_404(project, run_id: int):
+    run = run_get(project=project, pk=run_id)
+    if run is None:
+        raise Http404("No such run.")
+    return run_fresh(run=run)
+
+
+@login_required
+def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    """The run, live: the page polls the status part every 2 s until the run ends."""
+    project = project_for(request, slug, can_export)
+    run = _run_or_404(project, run_id)
+    context = {"project": project, "run": run, "may_train": can_train(user=request.user, project=project),
+               "metrics": run_metrics(run=run), "logs": run_logs(run=run, limit=200)}
+    if request.htmx:
+        return render(request, "frontend/_run_live.html", context)
+    return render(request, "frontend/run.html", context)
+
+
+@login_required
+@require_POST
+def run_cancel_view(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    project = project_for(request, slug, can_train)
+    run = _run_or_404(project, run_id)
+    try:
+        run_cancel(run=run, user=request.user)
+    except RunStateError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("run", args=[slug, run_id]))
+
+
+def _columns(models) -> list[tuple[str, str]]:
+    """Every (breakdown, category) any listed model was evaluated on, for side-by-side columns."""
+    seen = []
+    for model in models:
+        for dimension, rows in (model.evaluation.get("categories") or {}).items():
+            for row in rows:
+                if (dimension, row["name"]) not in seen:
+                    seen.append((dimension, row["name"]))
+    return sorted(seen)
+
+
+@login_required
+def reward_models_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    may_set = can_lead(user=request.user, project=project) or can_train(user=request.user, project=project)
+    if request.method == "POST":
+        if not may_set:
+            raise PermissionDenied("Only leads and engineers set readiness minimums.")
+        try:
+            readiness_minimums_set(project=project, values={k: request.POST[k] for k in
+                                                            ("overall", "per_category", "category_min_pairs",
+                                                             "length_controlled") if request.POST.get(k, "").strip()})
+        except ValueError as exc:
+            messages.error(request, f"Minimums not changed: {exc}")
+        else:
+            messages.success(request, "Readiness minimums saved; models trained from now on are judged by them.")
+        return redirect(reverse("reward-models", args=[slug]))
+    models = list(reward_models_of(project=project))
+    columns = _columns(models)
+    rows = []
+    for model in models:
+        cells = {(d, r["name"]): r for d, rs in (model.evaluation.get("categories") or {}).items() for r in rs}
+        rows.append({"model": model, "e": model.evaluation, "cells": [cells.get(c) for c in columns],
+                     "run": run_for_reward_model(reward_model=model)})
+    return render(request, "frontend/reward_models.html", {
+        "project": project, "rows": rows, "columns": columns, "may_set": may_set,
+        "minimums": asdict(readiness_thresholds(project=project)),
+    })
+
+
+@login_required
+def reward_model_page(request: HttpRequest, slug: str, model_id: int) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    model = reward_model_get(project=project, pk=model_id)
+    if model is None:
+        raise Http404("No such reward model.")
+    may_train = can_train(user=request.user, project=project)
+    if request.method == "POST":
+        if not may_train:
+            raise PermissionDenied("Only engineers choose reward models for RL.")
+        try:
+            override = reward_model_select_for_rl(reward_model=model, user=request.user,
+                                                  override_reason=request.POST.get("override_reason", ""),
+                                                  purpose=request.POST.get("purpose", ""))
+        except NotReady as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Selected for RL" + (" with a recorded override." if override else " (ready)."))
+        return redirect(reverse("reward-model", args=[slug, model_id]))
+    chart = {"reliability": model.evaluation.get("reliability", []),
+             "categories": model.evaluation.get("categories", {}),
+             "per_category": model.thresholds.get("per_category"), "overall": model.thresholds.get("overall")}
+    return render(request, "frontend/reward_model.html", {
+        "project": project, "model": model, "e": model.evaluation, "chart": chart, "may_train": may_train,
+        "overrides": overrides_of(reward_model=model), "run": run_for_reward_model(reward_model=model),
+        "config_json": json.dumps(model.config, indent=2),
+    })
