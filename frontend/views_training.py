@@ -4,6 +4,7 @@ chart, log, checkpoints, cancel), the reward-model registry side by side, one mo
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 
 from django.contrib import messages
@@ -79,8 +80,11 @@ def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     """The run, live: the page polls the status part every 2 s until the run ends."""
     project = project_for(request, slug, can_export)
     run = _run_or_404(project, run_id)
+    # A diverged run logs NaN losses, which JSON cannot carry: they are gaps in the chart.
+    points = [{"step": m["step"], "loss": m["loss"] if m["loss"] is not None and math.isfinite(m["loss"]) else None}
+              for m in run_metrics(run=run)]
     context = {"project": project, "run": run, "may_train": can_train(user=request.user, project=project),
-               "metrics": run_metrics(run=run), "logs": run_logs(run=run, limit=200)}
+               "metrics_json": json.dumps(points), "logs": run_logs(run=run, limit=200)}
     if request.htmx:
         return render(request, "frontend/_run_live.html", context)
     return render(request, "frontend/run.html", context)

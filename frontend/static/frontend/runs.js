@@ -13,7 +13,7 @@
     const source = document.getElementById("run-metrics");
     const canvas = document.getElementById("chart-loss");
     if (!source || !canvas) return;
-    const points = JSON.parse(source.textContent).filter((p) => p.loss !== null).map((p) => ({ x: p.step, y: p.loss }));
+    const points = JSON.parse(source.dataset.metrics || "[]").filter((p) => p.loss !== null).map((p) => ({ x: p.step, y: p.loss }));
     if (!lossChart) {
       lossChart = new Chart(canvas, {
         type: "line",
