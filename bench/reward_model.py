@@ -115,12 +115,13 @@ def main() -> None:
     parser.add_argument("--per-fact", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=1, help="Train each this many times (throughput spread).")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--split-seed", type=int, default=0, help="which facts are held out")
     parser.add_argument("--lr", type=float, help="our learning rate (default: RewardRunConfig's)")
     parser.add_argument("--batch-size", type=int, help="our batch size (default: RewardRunConfig's)")
     options = parser.parse_args()
 
     pairs = fact_pairs(per_fact=options.per_fact, seed=0)
-    train, test = split_by_fact(pairs, test_fraction=0.2, seed=0)
+    train, test = split_by_fact(pairs, test_fraction=0.2, seed=options.split_seed)
     print(f"{len(train)} training pairs, {len(test)} held-out pairs (whole facts held out); "
           f"chosen shorter in {np.mean([len(p['chosen']) < len(p['rejected']) for p in pairs]):.0%}")
     runs = []

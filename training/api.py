@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -70,6 +71,26 @@ class RewardModelOutput(serializers.ModelSerializer):
                   "thresholds", "evaluation", "config", "created_at"]
 
 
+class MetricOutput(serializers.Serializer):
+    step = serializers.IntegerField()
+    loss = serializers.FloatField(allow_null=True)
+    learning_rate = serializers.FloatField(allow_null=True)
+    throughput = serializers.FloatField(allow_null=True, help_text="Training pairs per second.")
+    values = serializers.DictField(help_text="Anything else the trainer logged (accuracy, margin, grad norm...).")
+
+
+class LogOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    level = serializers.CharField()
+    message = serializers.CharField()
+
+
+class SelectOutput(serializers.Serializer):
+    reward_model = serializers.IntegerField()
+    ready = serializers.BooleanField()
+    override = serializers.IntegerField(allow_null=True, help_text="The recorded override, for a model not ready.")
+
+
 class RunListApi(APIView):
     @extend_schema(responses=RunOutput(many=True))
     def get(self, request, slug: str):
@@ -118,7 +139,8 @@ class RunCancelApi(APIView):
 
 
 class RunMetricsApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("after", int, required=False, description="Only steps after this one.")])
+    @extend_schema(parameters=[OpenApiParameter("after", int, required=False, description="Only steps after this one.")],
+                   responses=MetricOutput(many=True))
     def get(self, request, run_id: int):
         """The loss chart's points: [{step, loss, learning_rate, throughput, values}]."""
         run = _run_for(request, run_id)
@@ -127,6 +149,7 @@ class RunMetricsApi(APIView):
 
 
 class RunLogsApi(APIView):
+    @extend_schema(responses=LogOutput(many=True))
     def get(self, request, run_id: int):
         """The run's log lines, oldest first."""
         return Response(run_logs(run=_run_for(request, run_id)))
@@ -161,7 +184,7 @@ class SelectInput(serializers.Serializer):
 
 
 class RewardModelSelectApi(APIView):
-    @extend_schema(request=SelectInput)
+    @extend_schema(request=SelectInput, responses={200: SelectOutput, 409: OpenApiTypes.OBJECT})
     def post(self, request, model_id: int):
         """Choose a reward model for RL (engineers). A ready one: 200. One that failed its gate:
         409 with the failures, unless an `override_reason` is given, which is recorded."""
