@@ -193,3 +193,12 @@ def reward_model_get(*, project: Project, pk: int):
 
 def overrides_of(*, reward_model: RewardModel):
     return reward_model.overrides.select_related("user").order_by("-created_at")
+
+
+def reward_model_by_id(*, pk: int):
+    """Any project's reward model; the caller checks the reader's role in its project."""
+    return RewardModel.objects.select_related("project", "preference_set").filter(pk=pk).first()
+
+
+def preference_set_of(*, project: Project, pk: int):
+    return PreferenceSet.objects.filter(project=project, pk=pk).first()

@@ -16,12 +16,13 @@ from rest_framework.views import APIView
 
 from annotation.permissions import can_export, can_lead, can_train
 from annotation.selectors import project_get_for_member
-from rewards.models import PreferenceSet, RewardModel
+from rewards.models import RewardModel
+from rewards.selectors import preference_set_of, reward_model_by_id, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 
 from .config import RewardRunConfig
 from .models import Run
-from .selectors import run_logs, run_metrics, runs_of
+from .selectors import run_by_id, run_logs, run_metrics, runs_of
 from .services.reward_runs import RunConfigError, reward_run_create
 from .services.runs import RunStateError, run_cancel, run_fresh
 
@@ -36,7 +37,7 @@ def _project(request, slug: str, *, write: bool = False):
 
 
 def _run_for(request, run_id: int, *, write: bool = False) -> Run:
-    run = Run.objects.select_related("project", "preference_set", "reward_model", "created_by").filter(pk=run_id).first()
+    run = run_by_id(pk=run_id)
     if run is None:
         raise NotFound("No such run.")
     _project(request, run.project.slug, write=write)
@@ -105,7 +106,7 @@ class RunListApi(APIView):
         project = _project(request, slug, write=True)
         data = RunInput(data=request.data)
         data.is_valid(raise_exception=True)
-        preference_set = PreferenceSet.objects.filter(pk=data.validated_data["preference_set"], project=project).first()
+        preference_set = preference_set_of(project=project, pk=data.validated_data["preference_set"])
         if preference_set is None:
             raise ValidationError({"preference_set": "No such preference set in this project."})
         try:
@@ -156,7 +157,7 @@ class RunLogsApi(APIView):
 
 
 def _reward_model_for(request, model_id: int, *, write: bool = False) -> RewardModel:
-    reward_model = RewardModel.objects.select_related("project", "preference_set").filter(pk=model_id).first()
+    reward_model = reward_model_by_id(pk=model_id)
     if reward_model is None:
         raise NotFound("No such reward model.")
     _project(request, reward_model.project.slug, write=write)
@@ -168,8 +169,7 @@ class RewardModelListApi(APIView):
     def get(self, request, slug: str):
         """The registry: every reward model of the project with its held-out evaluation and verdict."""
         project = _project(request, slug)
-        return Response(RewardModelOutput(RewardModel.objects.filter(project=project).select_related("preference_set"),
-                                          many=True).data)
+        return Response(RewardModelOutput(reward_models_of(project=project), many=True).data)
 
 
 class RewardModelDetailApi(APIView):

@@ -30,3 +30,8 @@ def run_logs(*, run: Run, limit: int = 500) -> list[dict]:
 
 def run_for_reward_model(*, reward_model) -> Run | None:
     return Run.objects.filter(reward_model=reward_model).first()
+
+
+def run_by_id(*, pk: int) -> Run | None:
+    """Any project's run; the caller checks the reader's role in run.project."""
+    return Run.objects.select_related("project", "preference_set", "reward_model", "created_by").filter(pk=pk).first()

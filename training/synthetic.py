@@ -78,8 +78,7 @@ def _facts() -> list[dict]:
         for member in members:
             facts.append({"fact": f"category:{member}", "domain": "everyday",
                           "prompt": f"Give me an example of a {category}.",
-                          "right": f"A {member} is a {category}.", "wrong": [f"A {o} is a {category}." for o in others],
-                          "group": member})
+                          "right": f"A {member} is a {category}.", "wrong": [f"A {o} is a {category}." for o in others]})
     for animal, sound in SOUNDS.items():
         facts.append({"fact": f"sound:{animal}", "domain": "nature", "prompt": f"What sound does a {animal} make?",
                       "right": f"A {animal} {sound}.",

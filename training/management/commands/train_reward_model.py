@@ -15,6 +15,7 @@ from tqdm import tqdm
 from rewards.management.commands.export_set import find_set
 from training.config import RewardRunConfig
 from training.models import RunStatus
+from training.selectors import run_by_id
 from training.services.reward_runs import RunConfigError, reward_run_create
 from training.services.runs import TERMINAL, run_fresh
 
@@ -61,7 +62,7 @@ class Command(BaseCommand):
             return
         with tqdm(total=1, unit="step", file=sys.stderr, disable=None, desc="queued") as bar:
             while True:
-                run = run_fresh(run=run.__class__.objects.get(pk=run.pk))
+                run = run_fresh(run=run_by_id(pk=run.pk))
                 if run.total_steps and bar.total != run.total_steps:
                     bar.total = run.total_steps
                 bar.n = run.step
