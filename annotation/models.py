@@ -127,6 +127,11 @@ class Project(models.Model):
         help_text="Reward-model readiness minimums ({overall, per_category, category_min_pairs, "
         "length_controlled}); a key left out takes rewards.evaluation.Thresholds' default.",
     )
+    monitor_thresholds = models.JSONField(
+        default=dict, blank=True,
+        help_text="Reward-hacking monitor thresholds for RL runs; a key left out takes "
+        "training.monitors.MonitorThresholds' default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

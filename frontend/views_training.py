@@ -1,6 +1,7 @@
-"""htmx pages for training: the runs list with a start form, one run live (progress bar, loss
-chart, log, checkpoints, cancel), the reward-model registry side by side, one model's evaluation
-(reliability diagram, accuracy per category) with its choice for RL."""
+"""htmx pages for training: the runs list with the start forms (reward model; GRPO/PPO policy run)
+and the monitor thresholds, one run live (progress bar, charts, log, checkpoints, cancel; for a
+policy run also its alerts and behavioural suite, each one click from a labelling batch), the
+reward-model registry side by side, one model's evaluation with its choice for RL."""
 from __future__ import annotations
 
 import json
@@ -18,9 +19,16 @@ from django.views.decorators.http import require_POST
 from annotation.permissions import can_export, can_lead, can_train
 from rewards.selectors import overrides_of, preference_sets_of, reward_model_get, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
-from training.config import RewardRunConfig
-from training.selectors import run_for_reward_model, run_get, run_logs, run_metrics, runs_of
+from training.config import RewardRunConfig, RLRunConfig
+from training.models import RL_KINDS
+from training.monitors import MonitorThresholds
+from training.selectors import (
+    alert_get, run_alerts, run_feedback_batches, run_for_reward_model, run_get, run_logs, run_metrics, run_suite,
+    runs_of,
+)
+from training.services.feedback import FeedbackError, feedback_batch_create
 from training.services.reward_runs import RunConfigError, reward_run_create
+from training.services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
 from training.services.runs import RunStateError, run_cancel, run_fresh
 
 from .access import project_for
@@ -65,7 +73,55 @@ def runs_page(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project, "runs": runs_of(project=project)[:100], "sets": preference_sets_of(project=project),
         "may_train": may_train, "defaults": defaults, "help": RewardRunConfig.help(),
         "form": form, "backbone": form.get("base_model") or _default_backbone(),
+        "rl_defaults": RLRunConfig(), "rl_help": RLRunConfig.help(), "reward_models": reward_models_of(project=project),
+        "may_set_thresholds": can_lead(user=request.user, project=project) or may_train,
+        "thresholds": [(name, value, MonitorThresholds.help()[name])
+                       for name, value in monitor_thresholds(project=project).to_dict().items()],
     })
+
+
+RL_FORM_FIELDS = ("algorithm", "policy_path", "reference_path", "reward_model_id", "reward_weights", "format_tags",
+                  "kl_coef", "steps", "generations", "prompts_per_step", "learning_rate", "max_new_tokens", "seed",
+                  "checkpoint_every", "hardest_fraction", "engine", "ray_address")
+
+
+@login_required
+@require_POST
+def rl_run_start(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_train)
+    chosen = next((s for s in preference_sets_of(project=project) if str(s.pk) == request.POST.get("prompt_set")), None)
+    try:
+        if chosen is None:
+            raise RunConfigError({"prompt_set": "Choose a frozen set."})
+        values = {k: request.POST[k] for k in RL_FORM_FIELDS if request.POST.get(k, "").strip()}
+        values["verifiers"] = request.POST.getlist("verifiers")
+        values["curriculum"] = request.POST.get("curriculum") == "on"
+        run = rl_run_create(project=project, prompt_set=chosen, config=RLRunConfig.from_dict(values), user=request.user,
+                            override_reason=request.POST.get("override_reason", ""))
+    except RunConfigError as exc:
+        messages.error(request, "Not started: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    except ValueError as exc:
+        messages.error(request, f"Not started: {exc}")
+    else:
+        return redirect(reverse("run", args=[slug, run.pk]))
+    return redirect(reverse("runs", args=[slug]))
+
+
+@login_required
+@require_POST
+def monitor_thresholds_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_export)  # leads and engineers, the same people
+    names = MonitorThresholds.help()
+    values = {k: request.POST[k] for k in names if request.POST.get(k, "").strip()}
+    if "length_alone_without_verifier" in names:
+        values["length_alone_without_verifier"] = request.POST.get("length_alone_without_verifier") == "on"
+    try:
+        monitor_thresholds_set(project=project, values=values)
+    except ValueError as exc:
+        messages.error(request, f"Thresholds not changed: {exc}")
+    else:
+        messages.success(request, "Monitor thresholds saved; runs started from now on are watched with them.")
+    return redirect(reverse("runs", args=[slug]))
 
 
 def _run_or_404(project, run_id: int):
@@ -80,14 +136,52 @@ def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     """The run, live: the page polls the status part every 2 s until the run ends."""
     project = project_for(request, slug, can_export)
     run = _run_or_404(project, run_id)
+    policy_run = run.kind in RL_KINDS
     # A diverged run logs NaN losses, which JSON cannot carry: they are gaps in the chart.
-    points = [{"step": m["step"], "loss": m["loss"] if m["loss"] is not None and math.isfinite(m["loss"]) else None}
+    points = [{"step": m["step"], "loss": _finite(m["loss"]),
+               **({k: _finite(v) for k, v in m["values"].items()} if policy_run else {})}
               for m in run_metrics(run=run)]
-    context = {"project": project, "run": run, "may_train": can_train(user=request.user, project=project),
+    may_train = can_train(user=request.user, project=project)
+    context = {"project": project, "run": run, "may_train": may_train, "policy_run": policy_run,
                "metrics_json": json.dumps(points), "logs": run_logs(run=run, limit=200)}
+    if policy_run:
+        context.update(alerts=run_alerts(run=run), suite=run_suite(run=run), batches=run_feedback_batches(run=run),
+                       may_feedback=may_train or can_lead(user=request.user, project=project),
+                       kl_ceiling=monitor_thresholds(project=project).kl_ceiling)
     if request.htmx:
         return render(request, "frontend/_run_live.html", context)
     return render(request, "frontend/run.html", context)
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+@login_required
+@require_POST
+def run_feedback_view(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    """One click: a labelling batch from an alert, or from a checkpoint's dimension."""
+    project = project_for(request, slug, can_export)
+    if not (can_lead(user=request.user, project=project) or can_train(user=request.user, project=project)):
+        raise PermissionDenied("Only leads and engineers create labelling batches.")
+    run = _run_or_404(project, run_id)
+    if run.kind not in RL_KINDS:
+        raise Http404("Not a policy run.")
+    alert = None
+    if request.POST.get("alert"):
+        alert = alert_get(run=run, pk=int(request.POST["alert"])) if request.POST["alert"].isdigit() else None
+        if alert is None:
+            raise Http404("No such alert.")
+    try:
+        step = int(request.POST.get("step") or 0)
+        batch = feedback_batch_create(run=run, user=request.user, alert=alert, step=step,
+                                      dimension=request.POST.get("dimension", ""))
+    except (FeedbackError, ValueError) as exc:
+        messages.error(request, f"No batch made: {exc}")
+    else:
+        messages.success(request, f"{len(batch.items)} comparison items created (policy at step {batch.step} against "
+                                  "the reference); they are in the annotators' queue now.")
+    return redirect(reverse("run", args=[slug, run_id]))
 
 
 @login_required

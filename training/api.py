@@ -1,7 +1,9 @@
-"""REST: training runs (start, watch, cancel), the reward-model registry, readiness minimums.
+"""REST: training runs (start, watch, cancel), policy runs (GRPO/PPO: alerts, behavioural suite,
+feedback batches), the reward-model registry, readiness minimums and monitor thresholds.
 
 Leads and engineers read runs and the registry; engineers start and cancel runs and choose reward
-models for RL; annotators see none of it (403), non-members get 404.
+models for RL; leads and engineers turn alerts and weak checkpoints into labelling batches and set
+the monitor thresholds; annotators see none of it (403), non-members get 404.
 """
 from __future__ import annotations
 
@@ -20,10 +22,14 @@ from rewards.models import RewardModel
 from rewards.selectors import preference_set_of, reward_model_by_id, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 
-from .config import RewardRunConfig
+from .config import RewardRunConfig, RLRunConfig
 from .models import Run
-from .selectors import run_by_id, run_logs, run_metrics, runs_of
+from .selectors import (
+    alert_get, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
+)
+from .services.feedback import FeedbackError, feedback_batch_create
 from .services.reward_runs import RunConfigError, reward_run_create
+from .services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
 from .services.runs import RunStateError, run_cancel, run_fresh
 
 
@@ -54,8 +60,8 @@ class RunOutput(serializers.ModelSerializer):
         model = Run
         fields = ["id", "project", "kind", "status", "phase", "percent", "step", "total_steps", "loss", "throughput",
                   "eta_seconds", "device", "worker", "cancel_requested", "error", "config", "preference_set",
-                  "preference_set_version", "checkpoints", "output_dir", "reward_model", "created_by", "created_at",
-                  "started_at", "finished_at", "heartbeat_at"]
+                  "preference_set_version", "checkpoints", "output_dir", "reward_model", "summary", "external",
+                  "created_by", "created_at", "started_at", "finished_at", "heartbeat_at"]
 
 
 class RunInput(serializers.Serializer):
@@ -223,3 +229,162 @@ class ReadinessApi(APIView):
         data = ReadinessInput(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(asdict(readiness_minimums_set(project=project, values=data.validated_data)))
+
+
+# ---------------------------------------------------------------- policy runs (GRPO, PPO)
+
+
+class RLRunInput(serializers.Serializer):
+    prompt_set = serializers.IntegerField(help_text="The frozen preference set whose prompts are trained on (train "
+                                                    "split) and make the behavioural suite (held-out split).")
+    config = serializers.DictField(help_text="training.config.RLRunConfig fields; policy_path is required.")
+    override_reason = serializers.CharField(required=False, allow_blank=True, default="", help_text=(
+        "Required to use a reward model that is not ready; recorded with your name."))
+
+
+class AlertOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    step = serializers.IntegerField()
+    kind = serializers.CharField()
+    message = serializers.CharField()
+    value = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    prompt_ids = serializers.ListField(child=serializers.IntegerField())
+    batches = serializers.ListField(child=serializers.IntegerField(), help_text="Feedback batches made from it.")
+    at = serializers.DateTimeField()
+
+
+class SuiteRowOutput(serializers.Serializer):
+    dimension = serializers.CharField()
+    prompts = serializers.IntegerField()
+    verified = serializers.IntegerField()
+    verifier_pass = serializers.FloatField(allow_null=True)
+    mean_length = serializers.FloatField()
+    hedging = serializers.FloatField()
+    list_rate = serializers.FloatField()
+    weak = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    flagged = serializers.ListField(child=serializers.IntegerField())
+    batch_made = serializers.BooleanField()
+
+
+class SuiteOutput(serializers.Serializer):
+    step = serializers.IntegerField(help_text="0 is the starting policy.")
+    checkpoint = serializers.CharField()
+    rows = SuiteRowOutput(many=True)
+
+
+class FeedbackInput(serializers.Serializer):
+    alert = serializers.IntegerField(required=False, help_text="An alert's id; or step and dimension.")
+    step = serializers.IntegerField(required=False, help_text="A checkpoint's step.")
+    dimension = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class FeedbackOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    alert_id = serializers.IntegerField(allow_null=True)
+    step = serializers.IntegerField()
+    dimension = serializers.CharField()
+    items = serializers.ListField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+
+
+def _policy_run_for(request, run_id: int, *, write: bool = False) -> Run:
+    run = _run_for(request, run_id)
+    if run.kind not in ("grpo", "ppo"):
+        raise NotFound("That run is not a policy run.")
+    if write and not (can_lead(user=request.user, project=run.project) or can_train(user=request.user, project=run.project)):
+        raise PermissionDenied("Only leads and engineers create labelling batches.")
+    return run
+
+
+class RLRunListApi(APIView):
+    @extend_schema(request=RLRunInput, responses={202: RunOutput})
+    def post(self, request, slug: str):
+        """Queue a GRPO or PPO run on the `gpu` queue (engineers), or hand it to a Ray engine. The
+        config, the prompt set and the reward model's readiness are checked now (400 with the
+        field at fault; a reward model that is not ready needs override_reason)."""
+        project = _project(request, slug, write=True)
+        data = RLRunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        prompt_set = preference_set_of(project=project, pk=data.validated_data["prompt_set"])
+        if prompt_set is None:
+            raise ValidationError({"prompt_set": "No such preference set in this project."})
+        try:
+            config = RLRunConfig.from_dict(data.validated_data["config"])
+            run = rl_run_create(project=project, prompt_set=prompt_set, config=config, user=request.user,
+                                override_reason=data.validated_data["override_reason"])
+        except RunConfigError as exc:
+            raise ValidationError({"config": exc.errors}) from None
+        except ValueError as exc:
+            raise ValidationError({"config": str(exc)}) from None
+        return Response(RunOutput(run).data, status=202)
+
+
+class RunAlertsApi(APIView):
+    @extend_schema(responses=AlertOutput(many=True))
+    def get(self, request, run_id: int):
+        """The reward-hacking monitors' alerts on a policy run, oldest first."""
+        return Response(run_alerts(run=_policy_run_for(request, run_id)))
+
+
+class RunSuiteApi(APIView):
+    @extend_schema(responses=SuiteOutput(many=True))
+    def get(self, request, run_id: int):
+        """The behavioural suite: one table per checkpoint (step 0 is the starting policy)."""
+        return Response(run_suite(run=_policy_run_for(request, run_id)))
+
+
+class RunFeedbackApi(APIView):
+    @extend_schema(responses=FeedbackOutput(many=True))
+    def get(self, request, run_id: int):
+        """The labelling batches made from this run."""
+        return Response(run_feedback_batches(run=_policy_run_for(request, run_id)))
+
+    @extend_schema(request=FeedbackInput, responses={201: FeedbackOutput})
+    def post(self, request, run_id: int):
+        """Make a labelling batch (leads, engineers): the policy's answers against the reference's
+        on an alert's prompts, or on a checkpoint's flagged suite prompts for one dimension.
+        The items are ordinary comparisons, routed to annotators like any other."""
+        run = _policy_run_for(request, run_id, write=True)
+        data = FeedbackInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        alert = None
+        if values.get("alert") is not None:
+            alert = alert_get(run=run, pk=values["alert"])
+            if alert is None:
+                raise ValidationError({"alert": "No such alert on this run."})
+        elif values.get("step") is None or not values.get("dimension"):
+            raise ValidationError({"alert": "Give an alert, or a checkpoint's step and a dimension."})
+        try:
+            batch = feedback_batch_create(run=run, user=request.user, alert=alert, step=values.get("step"),
+                                          dimension=values.get("dimension", ""))
+        except FeedbackError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response({"id": batch.pk, "alert_id": batch.alert_id, "step": batch.step, "dimension": batch.dimension,
+                         "items": batch.items, "created_at": batch.created_at}, status=201)
+
+
+class MonitorThresholdsApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        """The project's reward-hacking monitor thresholds, with each one's meaning."""
+        project = _project(request, slug)
+        from .monitors import MonitorThresholds
+
+        return Response({"thresholds": monitor_thresholds(project=project).to_dict(), "help": MonitorThresholds.help()})
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def put(self, request, slug: str):
+        """Set some thresholds (leads, engineers); the others keep their value."""
+        project = _project(request, slug)
+        if not (can_lead(user=request.user, project=project) or can_train(user=request.user, project=project)):
+            raise PermissionDenied("Only leads and engineers set monitor thresholds.")
+        if not isinstance(request.data, dict):
+            raise ValidationError({"detail": "Send an object of thresholds."})
+        try:
+            thresholds = monitor_thresholds_set(project=project, values=dict(request.data))
+        except ValueError as exc:
+            raise ValidationError(exc.args[0]) from None
+        return Response({"thresholds": thresholds.to_dict()})

@@ -2,15 +2,68 @@
 Pure: no Django, no torch."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-OPTIONAL = {"max_steps": int, "center_rewards_coefficient": float}  # fields that may be None, and their type
+
+
+class _Config:
+    """What every run config shares: JSON in and out, and each field's help text."""
+
+    OPTIONAL: dict[str, type] = {}  # fields that may be None, and their type
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        values = {}
+        for name, value in data.items():
+            optional = name in cls.OPTIONAL
+            default = known[name].default_factory() if known[name].default_factory is not MISSING else known[name].default
+            if value is None or value == "":
+                values[name] = None if optional else default  # a blank form field: the default
+                continue
+            kind = cls.OPTIONAL[name] if optional else type(default)
+            try:
+                values[name] = _coerce(kind, value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}: {value!r} is not a {kind.__name__}") from exc
+        return cls(**values)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def _coerce(kind: type, value):
+    if kind is bool and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    if kind is list:
+        if isinstance(value, str):  # a form field: comma separated
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
+        return list(value)
+    if kind is dict:
+        if isinstance(value, str):  # a form field: "name=1.0, other=0.5"
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            return {k.strip(): float(v) for k, v in pairs}
+        if not isinstance(value, dict):
+            raise TypeError(value)
+        return dict(value)
+    return kind(value)
 
 
 @dataclass(frozen=True)
-class RewardRunConfig:
+class RewardRunConfig(_Config):
+    OPTIONAL = {"max_steps": int, "center_rewards_coefficient": float}
+
     base_model: str = field(default="", metadata={
         "help": "A local Hugging Face model directory; it is loaded as a sequence-classification model with one "
                 "label (a fresh scalar head on an encoder or a causal LM)."})
@@ -69,30 +122,118 @@ class RewardRunConfig:
             out["resume_from"] = f"No checkpoint directory at {self.resume_from}."
         return out
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> RewardRunConfig:
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(data) - set(known)
+ALGORITHMS = ("grpo", "ppo")
+ENGINES = ("local", "openrlhf", "verl")
+REWARD_COMPONENTS = ("reward_model", "math", "code", "format")
+VERIFIER_NAMES = ("math", "code", "format")
+
+
+def _default_weights() -> dict:
+    return {"reward_model": 1.0, "math": 1.0, "code": 1.0, "format": 0.2}
+
+
+@dataclass(frozen=True)
+class RLRunConfig(_Config):
+    """A policy-optimisation run (GRPO or PPO). The reward is hybrid: the weighted sum of the
+    reward model's score and of every verifier that applies to the prompt."""
+
+    OPTIONAL = {"reward_model_id": int}
+
+    algorithm: str = field(default="grpo", metadata={
+        "help": "grpo: TRL's GRPOTrainer (group-relative advantages, no value model). ppo: our compact PPO "
+                "(clipped objective, value head, GAE, per-token KL penalty)."})
+    policy_path: str = field(default="", metadata={"help": "The starting policy: a local Hugging Face causal LM directory."})
+    reference_path: str = field(default="", metadata={
+        "help": "The KL reference: a causal LM directory with the policy's tokenizer. Empty: the policy's starting point."})
+    reward_model_id: int | None = field(default=None, metadata={
+        "help": "A reward model from the registry. It must be ready, or selected with an override reason. "
+                "Empty: verifiers only."})
+    verifiers: list = field(default_factory=lambda: list(VERIFIER_NAMES), metadata={
+        "help": "Which verifiers add to the reward: math (final answer against ground truth), code (tests run in a "
+                "sandbox), format (required tags). Each returns 'not applicable' for prompts it does not cover."})
+    reward_weights: dict = field(default_factory=_default_weights, metadata={
+        "help": "Weight of each reward component: reward_model, math, code, format."})
+    format_tags: list = field(default_factory=list, metadata={
+        "help": "Tags the format check requires in every completion, e.g. think, answer. Empty: no format check."})
+    kl_coef: float = field(default=0.05, metadata={
+        "help": "KL penalty coefficient (GRPO's beta; PPO's per-token penalty). KL is measured against the "
+                "reference only when this is above 0."})
+    steps: int = field(default=50, metadata={"help": "Optimiser steps; each samples prompts_per_step prompts."})
+    prompts_per_step: int = field(default=2, metadata={"help": "Prompts sampled per step."})
+    generations: int = field(default=4, metadata={"help": "Completions generated per prompt (GRPO's group size)."})
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak AdamW learning rate."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Longest completion, in tokens."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature for rollouts."})
+    seed: int = field(default=0, metadata={"help": "Fixes sampling, prompt order and initialisation."})
+    checkpoint_every: int = field(default=10, metadata={
+        "help": "Save a checkpoint every N steps; the behavioural suite runs on each."})
+    suite_per_dimension: int = field(default=8, metadata={
+        "help": "Behavioural suite prompts per behaviour dimension (domain), taken from the set's held-out split."})
+    hardest_fraction: float = field(default=1.0, metadata={
+        "help": "Pre-PPO prompt selection: keep this lowest-scoring fraction of prompts per domain (reward-model "
+                "scores of the starting policy's samples, z-scored within each domain). 1.0 keeps all."})
+    selection_samples: int = field(default=2, metadata={"help": "Pre-PPO: samples per candidate prompt."})
+    curriculum: bool = field(default=False, metadata={"help": "Put math and code prompts first."})
+    ppo_epochs: int = field(default=2, metadata={"help": "PPO: passes over each rollout batch."})
+    clip_range: float = field(default=0.2, metadata={"help": "PPO: clipping of the probability ratio (and of the value)."})
+    value_coef: float = field(default=0.1, metadata={"help": "PPO: weight of the value loss."})
+    gamma: float = field(default=1.0, metadata={"help": "PPO: discount."})
+    gae_lambda: float = field(default=0.95, metadata={"help": "PPO: GAE lambda."})
+    engine: str = field(default="local", metadata={
+        "help": "local: this worker trains. openrlhf or verl: write that engine's data and command, submit it to the "
+                "Ray cluster at ray_address and track the job."})
+    ray_address: str = field(default="", metadata={"help": "The Ray dashboard address, e.g. http://head:8265."})
+    nodes: int = field(default=1, metadata={"help": "Ray engines: nodes."})
+    gpus_per_node: int = field(default=8, metadata={"help": "Ray engines: GPUs per node."})
+
+    @property
+    def reference(self) -> str:
+        return self.reference_path or self.policy_path
+
+    def errors(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.algorithm not in ALGORITHMS:
+            out["algorithm"] = f"Use one of {', '.join(ALGORITHMS)}."
+        if self.engine not in ENGINES:
+            out["engine"] = f"Use one of {', '.join(ENGINES)}."
+        for name in ("policy_path", "reference_path"):
+            path = getattr(self, name)
+            if name == "policy_path" and not path:
+                out[name] = "Give a local causal LM directory."
+            elif path and not (Path(path) / "config.json").is_file():
+                out[name] = f"{path} is not a Hugging Face model directory (no config.json there)."
+        unknown = [v for v in self.verifiers if v not in VERIFIER_NAMES]
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
-        values = {}
-        for name, value in data.items():
-            optional = name in OPTIONAL
-            if value is None or value == "":
-                values[name] = None if optional else known[name].default  # a blank form field: the default
-                continue
-            kind = OPTIONAL[name] if optional else type(known[name].default)
-            try:
-                if kind is bool and isinstance(value, str):
-                    value = value.lower() in ("1", "true", "yes", "on")
-                values[name] = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name}: {value!r} is not a {kind.__name__}") from exc
-        return cls(**values)
-
-    @staticmethod
-    def help() -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(RewardRunConfig)}
+            out["verifiers"] = f"Unknown verifier(s) {', '.join(unknown)}; use {', '.join(VERIFIER_NAMES)}."
+        bad = [k for k in self.reward_weights if k not in REWARD_COMPONENTS]
+        if bad:
+            out["reward_weights"] = f"Unknown component(s) {', '.join(bad)}; use {', '.join(REWARD_COMPONENTS)}."
+        elif any(not isinstance(w, (int, float)) or w < 0 for w in self.reward_weights.values()):
+            out["reward_weights"] = "Weights must be numbers of at least 0."
+        if "format" in self.verifiers and self.format_tags and not all(
+                isinstance(t, str) and t.isidentifier() for t in self.format_tags):
+            out["format_tags"] = "Tags are plain names such as answer or think."
+        if self.reward_model_id is None and not self.verifiers:
+            out["verifiers"] = "With no reward model, at least one verifier must give the reward."
+        if self.kl_coef < 0:
+            out["kl_coef"] = "Must not be negative."
+        for name in ("steps", "prompts_per_step", "max_new_tokens", "checkpoint_every", "suite_per_dimension",
+                     "selection_samples", "ppo_epochs", "nodes", "gpus_per_node"):
+            if getattr(self, name) < 1:
+                out[name] = "Must be at least 1."
+        if self.generations < 2:
+            out["generations"] = "Must be at least 2 (GRPO compares completions within a group)."
+        if not 0 < self.learning_rate < 1:
+            out["learning_rate"] = "Must be between 0 and 1."
+        if not self.temperature > 0:
+            out["temperature"] = "Must be above 0."
+        if not 0 < self.hardest_fraction <= 1:
+            out["hardest_fraction"] = "Must be in (0, 1]."
+        if not 0 < self.clip_range < 1:
+            out["clip_range"] = "Must be between 0 and 1."
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            out["gamma" if not 0 <= self.gamma <= 1 else "gae_lambda"] = "Must be in [0, 1]."
+        if self.engine != "local" and not self.ray_address:
+            out["ray_address"] = "A Ray engine needs the cluster's dashboard address."
+        return out

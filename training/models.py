@@ -1,4 +1,4 @@
-"""Training runs: a reward model now (PPO and GRPO arrive with issue 8). A run is queued by a service,
+"""Training runs: reward models, and GRPO/PPO policy runs. A run is queued by a service,
 done by a worker on the `gpu` queue, and reports its progress, metrics, log lines and checkpoints
 here as it goes, so the page, the API and the command all read one record."""
 from __future__ import annotations
@@ -12,6 +12,11 @@ from rewards.models import PreferenceSet, RewardModel
 
 class RunKind(models.TextChoices):
     REWARD_MODEL = "reward_model", "Reward model"
+    GRPO = "grpo", "GRPO policy run"
+    PPO = "ppo", "PPO policy run"
+
+
+RL_KINDS = (RunKind.GRPO, RunKind.PPO)
 
 
 class RunStatus(models.TextChoices):
@@ -49,6 +54,10 @@ class Run(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The worker's last sign of life.")
+    summary = models.JSONField(default=dict, blank=True, help_text=(
+        "What the run decided as it went: the Pre-PPO prompt selection and curriculum, the final figures."))
+    external = models.JSONField(default=dict, blank=True, help_text=(
+        "A run handed to a Ray cluster: {engine, address, submission_id, state, message, files, entrypoint}."))
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -91,3 +100,80 @@ class RunLog(models.Model):
 
     class Meta:
         ordering = ["run", "id"]
+
+
+class RunAlert(models.Model):
+    """A reward-hacking monitor fired (training/monitors.py). `prompt_ids` are the prompts of the
+    step that fired it; the policy's answers to them at that step are RunSamples."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    step = models.PositiveIntegerField()
+    kind = models.CharField(max_length=32)
+    message = models.TextField()
+    value = models.FloatField(null=True)
+    threshold = models.FloatField(null=True)
+    prompt_ids = models.JSONField(default=list, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+
+
+class SuiteResult(models.Model):
+    """The behavioural suite on one checkpoint, one behaviour dimension (a domain of the held-out
+    prompts): judged by the verifiers and text statistics, never by the reward model. Step 0 is
+    the starting policy."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="suite_results")
+    step = models.PositiveIntegerField()
+    checkpoint = models.CharField(max_length=500, blank=True)
+    dimension = models.CharField(max_length=64)
+    prompts = models.PositiveIntegerField()
+    verified = models.PositiveIntegerField(default=0, help_text="Prompts a verifier applies to.")
+    verifier_pass = models.FloatField(null=True, help_text="Mean verifier score where one applies.")
+    mean_length = models.FloatField(help_text="Mean answer length in words.")
+    hedging = models.FloatField(help_text="Hedge words per 100 words.")
+    list_rate = models.FloatField()
+    weak = models.BooleanField(default=False, help_text="Worse than the starting policy (see training.suite).")
+    reasons = models.JSONField(default=list, blank=True)
+    flagged = models.JSONField(default=list, blank=True, help_text=(
+        "Prompt ids to send to annotators: those the verifier failed, else all of the dimension's."))
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step", "dimension"]
+        constraints = [models.UniqueConstraint(fields=["run", "step", "dimension"], name="suite_result_unique")]
+
+
+class SampleRole(models.TextChoices):
+    REFERENCE = "reference", "Reference"
+    POLICY = "policy", "Policy"
+
+
+class RunSample(models.Model):
+    """One answer kept for later comparison: the reference's (step 0) or the policy's at a step."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="samples")
+    step = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=SampleRole.choices)
+    prompt = models.ForeignKey("annotation.Prompt", on_delete=models.CASCADE, related_name="+")
+    completion = models.TextField()
+    reward = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+        indexes = [models.Index(fields=["run", "role", "step"], name="run_sample_idx")]
+
+
+class FeedbackBatch(models.Model):
+    """Labelling work made from a run: the policy's answers against the reference's on flagged
+    prompts, as ordinary comparison items."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="feedback_batches")
+    alert = models.ForeignKey(RunAlert, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches")
+    step = models.PositiveIntegerField()
+    dimension = models.CharField(max_length=64, blank=True)
+    items = models.JSONField(default=list, help_text="The ids of the items created.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)

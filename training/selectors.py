@@ -1,9 +1,9 @@
-"""Reading runs: lists, the loss chart's points, log lines."""
+"""Reading runs: lists, the charts' points, log lines; a policy run's alerts, suite and feedback."""
 from __future__ import annotations
 
 from annotation.models import Project
 
-from .models import Run, RunLog, RunMetric
+from .models import FeedbackBatch, Run, RunAlert, RunLog, RunMetric, SuiteResult
 from .services.runs import runs_reap_stale
 
 
@@ -35,3 +35,37 @@ def run_for_reward_model(*, reward_model) -> Run | None:
 def run_by_id(*, pk: int) -> Run | None:
     """Any project's run; the caller checks the reader's role in run.project."""
     return Run.objects.select_related("project", "preference_set", "reward_model", "created_by").filter(pk=pk).first()
+
+
+# ---------------------------------------------------------------- policy runs (GRPO, PPO)
+
+
+def run_alerts(*, run: Run) -> list[dict]:
+    """The monitors' alerts, with the labelling batches made from each."""
+    batches: dict[int, list[int]] = {}
+    for alert_id, batch_id in FeedbackBatch.objects.filter(run=run, alert__isnull=False).values_list("alert_id", "id"):
+        batches.setdefault(alert_id, []).append(batch_id)
+    return [{**row, "batches": batches.get(row["id"], [])} for row in RunAlert.objects.filter(run=run).values(
+        "id", "step", "kind", "message", "value", "threshold", "prompt_ids", "at")]
+
+
+def alert_get(*, run: Run, pk: int) -> RunAlert | None:
+    return RunAlert.objects.filter(run=run, pk=pk).first()
+
+
+def run_suite(*, run: Run) -> list[dict]:
+    """The behavioural suite as a table per checkpoint: [{step, checkpoint, rows: [per dimension]}]."""
+    made = set(FeedbackBatch.objects.filter(run=run, alert__isnull=True).values_list("step", "dimension"))
+    tables: dict[int, dict] = {}
+    for row in SuiteResult.objects.filter(run=run).order_by("step", "dimension").values(
+            "step", "checkpoint", "dimension", "prompts", "verified", "verifier_pass", "mean_length", "hedging",
+            "list_rate", "weak", "reasons", "flagged"):
+        table = tables.setdefault(row["step"], {"step": row["step"], "checkpoint": row["checkpoint"], "rows": []})
+        row["batch_made"] = (row["step"], row["dimension"]) in made
+        table["rows"].append(row)
+    return list(tables.values())
+
+
+def run_feedback_batches(*, run: Run) -> list[dict]:
+    return list(FeedbackBatch.objects.filter(run=run).order_by("id").values(
+        "id", "alert_id", "step", "dimension", "items", "created_at"))

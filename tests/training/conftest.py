@@ -35,11 +35,17 @@ def learnable_set(project, *, items: int = 40, test_fraction: float = 0.25, seed
         bad = " ".join(rng.choices(filler, k=rng.randint(0, 4)) + [f"answer {i} no"])
         pair = [good, bad] if i % 2 else [bad, good]
         lines.append({"prompt": f"Question number {i}?", "responses": pair, "domain": "maths" if i % 3 else "trivia"})
+    return judged_set(project, lines, good=lambda text: text.endswith("yes"), test_fraction=test_fraction, seed=seed)
+
+
+def judged_set(project, lines: list[dict], *, good, test_fraction: float, seed: int = 0):
+    """Import `lines`, have one annotator prefer the response for which good(text) is true on
+    every item (marking helpfulness for it and safety for the other), and freeze the set."""
     import_lines(project, lines)
     annotator = member(project)
     while (assignment := assignment_next(project=project, annotator=annotator)) is not None:
         texts = {"a": assignment.item.response_a.text, "b": assignment.item.response_b.text}
-        good_side = "a" if texts["a"].endswith("yes") else "b"
+        good_side = "a" if good(texts["a"]) else "b"
         shown = "left" if assignment.shown_left == good_side else "right"
         other = "right" if shown == "left" else "left"
         judgment_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
@@ -47,3 +53,25 @@ def learnable_set(project, *, items: int = 40, test_fraction: float = 0.25, seed
                                            dimensions={"helpfulness": shown, "safety": other}))
     return preference_set_freeze(project=project, policy=CurationPolicy(
         standings=("calibrating", "active"), aggregation="none", test_fraction=test_fraction, seed=seed))
+
+
+def rl_prompt_set(project, *, items: int = 12, test_fraction: float = 0.34, seed: int = 0):
+    """A frozen set whose prompts suit the tiny policy's vocabulary: sums of two digits with their
+    answer as ground truth (domain math), and chat prompts with none (domain chat)."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(items):
+        if i % 3 == 2:
+            lines.append({"prompt": f"what is the answer {i % 10} ?", "responses": ["yes", "maybe no"], "domain": "chat"})
+        else:
+            a, b = rng.randint(0, 4), rng.randint(0, 5)
+            lines.append({"prompt": f"what is {a} + {b} ? {i}", "responses": [f"answer is {a + b}", "maybe 9"],
+                          "domain": "math", "ground_truth": str(a + b)})
+    return judged_set(project, lines, good=lambda text: "maybe" not in text, test_fraction=test_fraction, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory):
+    from training.tiny import build_tiny_policy
+
+    return str(build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy"))

@@ -334,23 +334,36 @@ class _Progress:
 # ---------------------------------------------------------------- scoring
 
 
+class RewardScorer:
+    """A trained reward model loaded once, scoring (prompt, response) pairs encoded exactly as in
+    training. RL runs call it every step; the evaluation once."""
+
+    def __init__(self, model_dir: str | Path, *, batch_size: int = 64, mixed_precision: str = "auto"):
+        model_dir = Path(model_dir)
+        recipe = json.loads((model_dir / RECIPE_FILE).read_text()) if (model_dir / RECIPE_FILE).is_file() else {}
+        self.max_length = int(recipe.get("max_length", 512))
+        self.plan = device_plan(mixed_precision)
+        self.batch_size = batch_size
+        self.tokenizer = load_tokenizer(str(model_dir))
+        self.model = load_backbone(str(model_dir), self.tokenizer).to(self.plan.device).eval()
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        import torch
+
+        ids, _ = encode(self.tokenizer, prompts, responses, self.max_length)
+        order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths batch together: less padding
+        out = np.empty(len(ids), dtype=np.float64)
+        plan = self.plan
+        dtype = torch.bfloat16 if plan.bf16 else torch.float16 if plan.fp16 else None
+        with torch.no_grad(), torch.autocast(plan.device, dtype=dtype, enabled=dtype is not None):
+            for start in range(0, len(order), self.batch_size):
+                index = order[start: start + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt").to(plan.device)
+                out[index] = self.model(**batch).logits[:, 0].float().cpu().numpy()
+        return out
+
+
 def score(*, model_dir: str | Path, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64,
           mixed_precision: str = "auto") -> np.ndarray:
     """The reward of each (prompt, response), encoded exactly as in training."""
-    import torch
-
-    model_dir = Path(model_dir)
-    recipe = json.loads((model_dir / RECIPE_FILE).read_text()) if (model_dir / RECIPE_FILE).is_file() else {}
-    plan = device_plan(mixed_precision)
-    tokenizer = load_tokenizer(str(model_dir))
-    model = load_backbone(str(model_dir), tokenizer).to(plan.device).eval()
-    ids, _ = encode(tokenizer, prompts, responses, int(recipe.get("max_length", 512)))
-    order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths batch together: less padding
-    out = np.empty(len(ids), dtype=np.float64)
-    dtype = torch.bfloat16 if plan.bf16 else torch.float16 if plan.fp16 else None
-    with torch.no_grad(), torch.autocast(plan.device, dtype=dtype, enabled=dtype is not None):
-        for start in range(0, len(order), batch_size):
-            index = order[start: start + batch_size]
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt").to(plan.device)
-            out[index] = model(**batch).logits[:, 0].float().cpu().numpy()
-    return out
+    return RewardScorer(model_dir, batch_size=batch_size, mixed_precision=mixed_precision)(prompts, responses)

@@ -6,18 +6,13 @@ it ends, then prints the held-out evaluation and the readiness verdict. --no-wai
 SET is a preference set id or PROJECT:VERSION."""
 from __future__ import annotations
 
-import sys
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from rewards.management.commands.export_set import find_set
 from training.config import RewardRunConfig
+from training.management.follow import follow
 from training.models import RunStatus
-from training.selectors import run_by_id
 from training.services.reward_runs import RunConfigError, reward_run_create
-from training.services.runs import TERMINAL, run_fresh
 
 OPTIONS = {  # option -> config field
     "epochs": "epochs", "max_steps": "max_steps", "lr": "learning_rate", "batch_size": "batch_size",
@@ -60,19 +55,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Run {run.pk} queued on {preference_set}.")
         if options["no_wait"]:
             return
-        with tqdm(total=1, unit="step", file=sys.stderr, disable=None, desc="queued") as bar:
-            while True:
-                run = run_fresh(run=run_by_id(pk=run.pk))
-                if run.total_steps and bar.total != run.total_steps:
-                    bar.total = run.total_steps
-                bar.n = run.step
-                bar.set_description(run.phase or run.status)
-                if run.loss is not None:
-                    bar.set_postfix(loss=f"{run.loss:.4f}", pairs_s=f"{run.throughput or 0:.1f}")
-                bar.refresh()
-                if run.status in TERMINAL:
-                    break
-                time.sleep(1)
+        run = follow(run, lambda run: {"loss": f"{run.loss:.4f}", "pairs_s": f"{run.throughput or 0:.1f}"}
+                     if run.loss is not None else {})
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"Run {run.pk} {run.status}: {run.error or 'cancelled'}")
         model = run.reward_model

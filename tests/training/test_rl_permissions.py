@@ -1,0 +1,105 @@
+"""Who may not call the policy-run endpoints and pages: annotators see none of it; leads read runs,
+make labelling batches and set monitor thresholds but launch nothing; outsiders get 404."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from annotation.models import Item, Role
+from rewards.models import PreferenceSet
+from tests.conftest import api_as
+from tests.factories import ProjectFactory, member
+from training.models import FeedbackBatch, Run, RunAlert, RunStatus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    project = ProjectFactory()
+    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
+    people["outsider"] = member(ProjectFactory(), Role.ENGINEER)
+    prompt_set = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="0" * 64,
+                                              counts={"by_split": {"train": 3, "test": 1}})
+    run = Run.objects.create(project=project, kind="grpo", preference_set=prompt_set, config={"policy_path": "p"},
+                             status=RunStatus.RUNNING)
+    alert = RunAlert.objects.create(run=run, step=3, kind="kl_spike", message="spike", prompt_ids=[])
+    return project, people, run, alert
+
+
+READERS = {"anonymous": 401, "outsider": 404, "annotator": 403}
+ENGINEERS = {**READERS, "lead": 403}
+
+API_CASES = [
+    ("post", "/api/projects/{slug}/rl-runs/", ENGINEERS),
+    ("get", "/api/runs/{run}/alerts/", READERS),
+    ("get", "/api/runs/{run}/suite/", READERS),
+    ("get", "/api/runs/{run}/feedback/", READERS),
+    ("post", "/api/runs/{run}/feedback/", READERS),
+    ("get", "/api/projects/{slug}/monitor-thresholds/", READERS),
+    ("put", "/api/projects/{slug}/monitor-thresholds/", READERS),
+]
+
+
+@pytest.mark.parametrize("method, template, refused", API_CASES)
+def test_api_refuses(world, method, template, refused):
+    project, people, run, alert = world
+    url = template.format(slug=project.slug, run=run.pk)
+    body = {"alert": alert.pk, "kl_ceiling": 1.0, "prompt_set": run.preference_set_id, "config": {}}
+    for who, status in refused.items():
+        client = APIClient() if who == "anonymous" else api_as(people[who])
+        response = getattr(client, method)(url, body, format="json")
+        assert response.status_code == status, f"{who} {method} {url}: {response.status_code}"
+    project.refresh_from_db()
+    assert Run.objects.count() == 1 and not FeedbackBatch.objects.exists() and project.monitor_thresholds == {}
+
+
+def test_leads_read_alerts_and_set_thresholds(world):
+    project, people, run, alert = world
+    lead = api_as(people["lead"])
+    assert [a["kind"] for a in lead.get(f"/api/runs/{run.pk}/alerts/").json()] == ["kl_spike"]
+    response = lead.put(f"/api/projects/{project.slug}/monitor-thresholds/", {"kl_ceiling": 4.5}, format="json")
+    assert response.status_code == 200 and response.json()["thresholds"]["kl_ceiling"] == 4.5
+    bad = lead.put(f"/api/projects/{project.slug}/monitor-thresholds/", {"kl_ceiling": -1}, format="json")
+    assert bad.status_code == 400 and "kl_ceiling" in bad.json()
+    # An alert with nothing to compare is refused with a reason, and nothing is created.
+    refused = lead.post(f"/api/runs/{run.pk}/feedback/", {"alert": alert.pk}, format="json")
+    assert refused.status_code == 400 and "Nothing to compare" in refused.json()["detail"]
+    assert not Item.objects.exists()
+
+
+def test_a_reward_model_run_has_no_alerts_endpoint(world):
+    project, people, run, alert = world
+    other = Run.objects.create(project=project, preference_set=run.preference_set, config={})
+    assert api_as(people["engineer"]).get(f"/api/runs/{other.pk}/alerts/").status_code == 404
+
+
+@pytest.mark.parametrize("template, data", [
+    ("/p/{slug}/runs/rl/", {"policy_path": "x"}),
+    ("/p/{slug}/runs/{run}/feedback/", {"alert": "{alert}"}),
+    ("/p/{slug}/monitor-thresholds/", {"kl_ceiling": "1"}),
+])
+def test_pages_refuse(world, template, data):
+    project, people, run, alert = world
+    url = template.format(slug=project.slug, run=run.pk)
+    data = {k: v.format(alert=alert.pk) for k, v in data.items()}
+    refused = {"annotator": 403, "outsider": 404}
+    if "rl" in template:
+        refused["lead"] = 403
+    for who, status in refused.items():
+        client = Client()
+        client.force_login(people[who])
+        assert client.post(url, data).status_code == status, f"{who} {url}"
+    project.refresh_from_db()
+    assert Run.objects.count() == 1 and not FeedbackBatch.objects.exists() and project.monitor_thresholds == {}
+
+
+def test_the_run_page_shows_alerts_and_the_feedback_button_only_to_leads_and_engineers(world):
+    project, people, run, alert = world
+    client = Client()
+    client.force_login(people["lead"])
+    page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
+    assert "kl_spike" in page and "chart-kl" in page
+    client.force_login(people["annotator"])
+    assert client.get(f"/p/{project.slug}/runs/{run.pk}/").status_code == 403

@@ -1,0 +1,87 @@
+"""python manage.py launch_rl SET --policy MODEL_DIR [--algorithm grpo|ppo --reward-model ID ...]
+
+Queues a GRPO or PPO run on the `gpu` queue (or, with --engine openrlhf|verl, hands it to the Ray
+cluster at --ray-address), follows it with a progress bar until it ends, then prints the last
+step's figures, the monitors' alerts and the behavioural suite per checkpoint. --no-wait queues
+and returns. SET (the prompt set) is a preference set id or PROJECT:VERSION."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from rewards.management.commands.export_set import find_set
+from training.config import ALGORITHMS, ENGINES, RLRunConfig
+from training.management.follow import follow
+from training.models import RunStatus
+from training.selectors import run_alerts, run_suite
+from training.services.reward_runs import RunConfigError
+from training.services.rl_runs import rl_run_create
+
+OPTIONS = {  # option -> config field
+    "algorithm": "algorithm", "policy": "policy_path", "reference": "reference_path", "reward_model": "reward_model_id",
+    "verifiers": "verifiers", "weights": "reward_weights", "format_tags": "format_tags", "kl_coef": "kl_coef",
+    "steps": "steps", "generations": "generations", "prompts_per_step": "prompts_per_step", "lr": "learning_rate",
+    "max_new_tokens": "max_new_tokens", "seed": "seed", "checkpoint_every": "checkpoint_every",
+    "hardest_fraction": "hardest_fraction", "engine": "engine", "ray_address": "ray_address",
+}
+
+
+class Command(BaseCommand):
+    help = "Launch a GRPO or PPO run from a prompt set with a hybrid reward (reward model + verifiers)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("set", help="the prompt set: a preference set id, or PROJECT:VERSION")
+        parser.add_argument("--policy", required=True, help="a local Hugging Face causal LM directory")
+        parser.add_argument("--algorithm", choices=ALGORITHMS)
+        parser.add_argument("--reference", help="the KL reference model (default: the policy's starting point)")
+        parser.add_argument("--reward-model", type=int, help="a registry reward model id (omit: verifiers only)")
+        parser.add_argument("--override-reason", default="", help="required to use a reward model that is not ready")
+        parser.add_argument("--verifiers", help="comma separated: math,code,format (default: all three)")
+        parser.add_argument("--weights", help="e.g. reward_model=1,math=2,format=0.2")
+        parser.add_argument("--format-tags", help="tags the format check requires, comma separated")
+        parser.add_argument("--kl-coef", type=float)
+        parser.add_argument("--steps", type=int)
+        parser.add_argument("--generations", type=int, help="completions per prompt")
+        parser.add_argument("--prompts-per-step", type=int)
+        parser.add_argument("--lr", type=float)
+        parser.add_argument("--max-new-tokens", type=int)
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--checkpoint-every", type=int)
+        parser.add_argument("--hardest-fraction", type=float, help="Pre-PPO: keep this hardest share per domain")
+        parser.add_argument("--curriculum", action="store_true", help="math and code prompts first")
+        parser.add_argument("--engine", choices=ENGINES)
+        parser.add_argument("--ray-address", help="the Ray dashboard address for --engine openrlhf|verl")
+        parser.add_argument("--no-wait", action="store_true", help="queue the run and return")
+
+    def handle(self, *args, **options):
+        prompt_set = find_set(options["set"])
+        values = {"curriculum": options["curriculum"]}
+        values.update({field: options[name] for name, field in OPTIONS.items() if options.get(name) is not None})
+        try:
+            config = RLRunConfig.from_dict(values)
+            run = rl_run_create(project=prompt_set.project, prompt_set=prompt_set, config=config,
+                                override_reason=options["override_reason"])
+        except RunConfigError as exc:
+            raise CommandError("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Run {run.pk} ({config.algorithm.upper()}) queued on {prompt_set}.")
+        if options["no_wait"]:
+            return
+        run = follow(run, lambda run: {"loss": f"{run.loss:.4f}"} if run.loss is not None else {})
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {run.status}: {run.error or 'cancelled'}")
+        if run.external:
+            self.stdout.write(f"Ray job {run.external.get('submission_id')}: {run.external.get('state')}")
+            return
+        final = run.summary.get("final", {})
+        self.stdout.write("Last step: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if isinstance(v, float)))
+        self.stdout.write(f"Policy saved at {run.summary.get('final_policy')}")
+        for alert in run_alerts(run=run):
+            self.stdout.write(f"ALERT step {alert['step']} {alert['kind']}: {alert['message']}")
+        for table in run_suite(run=run):
+            self.stdout.write(f"Suite at step {table['step']}:")
+            for row in table["rows"]:
+                verifier = "-" if row["verifier_pass"] is None else f"{row['verifier_pass']:.2f}"
+                self.stdout.write(f"  {row['dimension']}: verifier {verifier} on {row['verified']}/{row['prompts']}, "
+                                  f"length {row['mean_length']:.1f}, hedging {row['hedging']:.1f}, lists "
+                                  f"{row['list_rate']:.0%}" + (" WEAK: " + "; ".join(row["reasons"]) if row["weak"] else ""))
