@@ -187,3 +187,21 @@ def test_identical_answers_make_no_batch(prompt_set, tiny_policy):
     with pytest.raises(FeedbackError, match="Nothing to compare"):
         feedback_batch_create(run=run, alert=alert)
     assert not FeedbackBatch.objects.exists()
+
+
+def test_launch_rl_command_queues_a_run_and_names_bad_options(prompt_set, tiny_policy,
+                                                              django_capture_on_commit_callbacks):
+    from django.core.management import CommandError, call_command
+
+    target = f"{prompt_set.project.slug}:{prompt_set.version}"
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        call_command("launch_rl", target, "--policy", tiny_policy, "--algorithm", "ppo", "--steps", "3",
+                     "--verifiers", "math,format", "--format-tags", "answer", "--weights", "math=2,format=0.5",
+                     "--hardest-fraction", "0.5", "--curriculum", "--no-wait")
+    run = Run.objects.get()
+    assert run.kind == RunKind.PPO and len(queued) == 1
+    config = RLRunConfig.from_dict(run.config)
+    assert (config.steps, config.verifiers, config.format_tags, config.reward_weights, config.hardest_fraction,
+            config.curriculum) == (3, ["math", "format"], ["answer"], {"math": 2.0, "format": 0.5}, 0.5, True)
+    with pytest.raises(CommandError, match="generations"):
+        call_command("launch_rl", target, "--policy", tiny_policy, "--generations", "1", "--no-wait")
