@@ -274,13 +274,13 @@ class SuiteOutput(serializers.Serializer):
     rows = SuiteRowOutput(many=True)
 
 
-class FeedbackInput(serializers.Serializer):
+class FeedbackBatchInput(serializers.Serializer):
     alert = serializers.IntegerField(required=False, help_text="An alert's id; or step and dimension.")
     step = serializers.IntegerField(required=False, help_text="A checkpoint's step.")
     dimension = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class FeedbackOutput(serializers.Serializer):
+class FeedbackBatchOutput(serializers.Serializer):
     id = serializers.IntegerField()
     alert_id = serializers.IntegerField(allow_null=True)
     step = serializers.IntegerField()
@@ -336,18 +336,18 @@ class RunSuiteApi(APIView):
 
 
 class RunFeedbackApi(APIView):
-    @extend_schema(responses=FeedbackOutput(many=True))
+    @extend_schema(responses=FeedbackBatchOutput(many=True))
     def get(self, request, run_id: int):
         """The labelling batches made from this run."""
         return Response(run_feedback_batches(run=_policy_run_for(request, run_id)))
 
-    @extend_schema(request=FeedbackInput, responses={201: FeedbackOutput})
+    @extend_schema(request=FeedbackBatchInput, responses={201: FeedbackBatchOutput})
     def post(self, request, run_id: int):
         """Make a labelling batch (leads, engineers): the policy's answers against the reference's
         on an alert's prompts, or on a checkpoint's flagged suite prompts for one dimension.
         The items are ordinary comparisons, routed to annotators like any other."""
         run = _policy_run_for(request, run_id, write=True)
-        data = FeedbackInput(data=request.data)
+        data = FeedbackBatchInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         alert = None

@@ -185,6 +185,8 @@ TRAINING_QUEUE = os.environ.get("TRAINING_QUEUE", "gpu")
 TRAINING_ROOT = Path(os.environ.get("TRAINING_ROOT", VAR_DIR / "runs"))
 # A running run whose worker has been silent this long (it beats every 10 s) is failed as dead.
 TRAINING_STALE_AFTER_SECONDS = int(os.environ.get("TRAINING_STALE_AFTER_SECONDS", "180"))
+# A policy run handed to a Ray cluster (OpenRLHF, verl): how often its worker asks Ray for the job's state.
+RAY_POLL_SECONDS = float(os.environ.get("RAY_POLL_SECONDS", "10"))
 
 # Shared cache: Redis in production (import progress crosses processes), files otherwise.
 CACHES = {

@@ -103,3 +103,24 @@ def test_the_run_page_shows_alerts_and_the_feedback_button_only_to_leads_and_eng
     assert "kl_spike" in page and "chart-kl" in page
     client.force_login(people["annotator"])
     assert client.get(f"/p/{project.slug}/runs/{run.pk}/").status_code == 403
+
+
+def test_an_engineer_launches_a_policy_run_from_the_runs_page(world, tmp_path, django_capture_on_commit_callbacks):
+    project, people, run, alert = world
+    (tmp_path / "config.json").write_text("{}")
+    client = Client()
+    client.force_login(people["engineer"])
+    page = client.get(f"/p/{project.slug}/runs/").content.decode()
+    assert 'id="rl-run-form"' in page and 'id="thresholds-form"' in page
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(f"/p/{project.slug}/runs/rl/", {
+            "prompt_set": run.preference_set_id, "algorithm": "ppo", "policy_path": str(tmp_path),
+            "verifiers": ["math", "code"], "reward_weights": "math=2, code=1", "steps": "7", "generations": "4",
+            "curriculum": "on", "hardest_fraction": "0.5"})
+    launched = Run.objects.exclude(pk=run.pk).get()
+    assert response.status_code == 302 and response.url.endswith(f"/runs/{launched.pk}/")
+    assert launched.kind == "ppo" and launched.config["verifiers"] == ["math", "code"]
+    assert launched.config["reward_weights"] == {"math": 2.0, "code": 1.0} and launched.config["curriculum"] is True
+    bad = client.post(f"/p/{project.slug}/runs/rl/", {"prompt_set": run.preference_set_id, "policy_path": "/nowhere"},
+                      follow=True)
+    assert "Not started" in bad.content.decode() and Run.objects.count() == 2

@@ -30,8 +30,9 @@ class RLHooks(Protocol):
     def log(self, message: str, level: str = "info") -> None: ...
     def step(self, *, step: int, total: int, loss: float | None, learning_rate: float | None,
              metrics: dict, samples: list[dict]) -> None:
-        """After each optimiser step. `metrics` has the keys of `step_metrics`; `samples` one dict
-        per completion: {"prompt_id", "completion", "reward", "length"}."""
+        """After each optimiser step. `metrics` has the keys of `step_metrics`, which the charts and
+        monitors read, plus any diagnostics of the backend's own under its prefix (PPO: `ppo/...`);
+        `samples` one dict per completion: {"prompt_id", "completion", "reward", "length"}."""
     def checkpoint(self, *, step: int, path: str, generate: Generator) -> None:
         """After a checkpoint is saved; `generate` answers with the policy as it is at `step`."""
     def should_stop(self) -> bool: ...
@@ -124,7 +125,9 @@ def prompt_texts(tokenizer, rows: Sequence[dict]) -> list[str]:
 
 def generate(model, tokenizer, rows: Sequence[dict], *, max_new_tokens: int, greedy: bool = True,
              temperature: float = 1.0, batch_size: int = 16) -> list[str]:
-    """One completion per row (left-padded batches, special tokens dropped)."""
+    """One completion per row (left-padded batches, special tokens dropped). For answers to read and
+    judge (suite, Pre-PPO samples): sampling keeps whatever top-p or repetition penalty the model's
+    generation config sets, so do not compute PPO log-probs from it (ppo.sample samples plainly)."""
     import torch
 
     texts = prompt_texts(tokenizer, rows)

@@ -76,7 +76,7 @@ def _execute(run: Run, config: RLRunConfig) -> None:
     ray.submit(entrypoint=spec.entrypoint, submission_id=submission_id, runtime_env=spec.runtime_env,
                metadata={"prefstudio_run": run.pk, "project": run.project.slug, "engine": config.engine})
     run_log(run_id=run.pk, message=f"Submitted as Ray job {submission_id}.")
-    poll = float(getattr(settings, "RAY_POLL_SECONDS", 10))
+    poll = settings.RAY_POLL_SECONDS
     missed, last = 0, ""
     while True:
         if run_should_stop(run_id=run.pk):
