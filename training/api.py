@@ -251,6 +251,9 @@ class AlertOutput(serializers.Serializer):
     threshold = serializers.FloatField(allow_null=True)
     prompt_ids = serializers.ListField(child=serializers.IntegerField())
     batches = serializers.ListField(child=serializers.IntegerField(), help_text="Feedback batches made from it.")
+    samples = serializers.ListField(child=serializers.DictField(), help_text=(
+        "The policy's answers that raised it, with the reference's: [{prompt_id, prompt, completion, reward, "
+        "reference}]."))
     at = serializers.DateTimeField()
 
 

@@ -209,14 +209,15 @@ class RLRunConfig(_Config):
         bad = [k for k in self.reward_weights if k not in REWARD_COMPONENTS]
         if bad:
             out["reward_weights"] = f"Unknown component(s) {', '.join(bad)}; use {', '.join(REWARD_COMPONENTS)}."
-        elif any(not isinstance(w, (int, float)) or w < 0 for w in self.reward_weights.values()):
+        elif any(not isinstance(w, (int, float)) or not 0 <= w < float("inf") for w in self.reward_weights.values()):
             out["reward_weights"] = "Weights must be numbers of at least 0."
         if "format" in self.verifiers and self.format_tags and not all(
                 isinstance(t, str) and t.isidentifier() for t in self.format_tags):
             out["format_tags"] = "Tags are plain names such as answer or think."
         if self.reward_model_id is None and not self.verifiers:
             out["verifiers"] = "With no reward model, at least one verifier must give the reward."
-        if self.kl_coef < 0:
+        # `not 0 <= x` rather than `x < 0` so that NaN is refused too.
+        if not 0 <= self.kl_coef < float("inf"):
             out["kl_coef"] = "Must not be negative."
         for name in ("steps", "prompts_per_step", "max_new_tokens", "checkpoint_every", "suite_per_dimension",
                      "selection_samples", "ppo_epochs", "nodes", "gpus_per_node"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from annotation.models import Project
 
-from .models import FeedbackBatch, Run, RunAlert, RunLog, RunMetric, SuiteResult
+from .models import FeedbackBatch, Run, RunAlert, RunLog, RunMetric, RunSample, SuiteResult
 from .services.runs import runs_reap_stale
 
 
@@ -45,8 +45,26 @@ def run_alerts(*, run: Run) -> list[dict]:
     batches: dict[int, list[int]] = {}
     for alert_id, batch_id in FeedbackBatch.objects.filter(run=run, alert__isnull=False).values_list("alert_id", "id"):
         batches.setdefault(alert_id, []).append(batch_id)
-    return [{**row, "batches": batches.get(row["id"], [])} for row in RunAlert.objects.filter(run=run).values(
-        "id", "step", "kind", "message", "value", "threshold", "prompt_ids", "at")]
+    alerts = list(RunAlert.objects.filter(run=run).values(
+        "id", "step", "kind", "message", "value", "threshold", "prompt_ids", "at"))
+    wanted = {pid for a in alerts for pid in a["prompt_ids"]}
+    answers: dict[tuple, dict] = {}  # (role, step, prompt) -> the first answer stored
+    for sample in RunSample.objects.filter(run=run, prompt_id__in=wanted).order_by("id").values(
+            "role", "step", "prompt_id", "prompt__messages", "completion", "reward"):
+        answers.setdefault((sample["role"], sample["step"], sample["prompt_id"]), sample)
+    for alert in alerts:
+        alert["batches"] = batches.get(alert["id"], [])
+        alert["samples"] = []
+        for pid in alert["prompt_ids"]:
+            policy = answers.get(("policy", alert["step"], pid))
+            if policy is None:
+                continue
+            reference = answers.get(("reference", 0, pid))
+            messages = policy["prompt__messages"] or []
+            alert["samples"].append({"prompt_id": pid, "prompt": messages[-1]["content"] if messages else "",
+                                     "completion": policy["completion"], "reward": policy["reward"],
+                                     "reference": reference["completion"] if reference else None})
+    return alerts
 
 
 def alert_get(*, run: Run, pk: int) -> RunAlert | None:

@@ -64,6 +64,10 @@ def test_a_running_policy_runs_charts_alerts_and_suite_update_live(page, live_se
     assert "Step 20 of 50" in page.text_content("#run-numbers")
     assert "hedging rose" in page.text_content("table.suite[data-step='20']")
 
+    # The answers that raised the alert are shown as text, never as live HTML.
+    page.click("#run-alerts details.alert-samples summary")
+    assert '<b onmouseover="alert(1)">maybe</b> perhaps 5' in page.text_content("#run-alerts details.alert-samples")
+    assert page.query_selector("#run-alerts b[onmouseover]") is None
     page.click("#run-alerts .feedback-alert")
     page.wait_for_selector("#run-alerts .badge.ok")
     batch = FeedbackBatch.objects.get(run=run)

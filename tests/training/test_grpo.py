@@ -68,3 +68,28 @@ def test_a_stop_request_ends_the_run_at_the_next_step(tmp_path, tiny_policy):
     outcome = grpo_trl.train(config=config, rows=[TOY], reward=HybridReward(config=config), output_dir=tmp_path,
                              hooks=hooks)
     assert outcome.stopped and outcome.steps_done == 2 and hooks.checkpoints == [1, 2]
+
+
+def test_a_reference_other_than_the_start_is_the_kl_anchor(tmp_path, tiny_policy):
+    from training.tiny import build_tiny_policy
+
+    reference = build_tiny_policy(tmp_path / "reference", seed=7)  # same vocabulary, other weights
+    config = RLRunConfig(policy_path=tiny_policy, reference_path=str(reference), verifiers=["math"], steps=2,
+                         generations=4, prompts_per_step=1, max_new_tokens=3, kl_coef=0.1, checkpoint_every=10)
+    hooks, default = SilentHooks(), SilentHooks()
+    grpo_trl.train(config=config, rows=[TOY], reward=HybridReward(config=config), output_dir=tmp_path / "out",
+                   hooks=hooks)
+    own = RLRunConfig(**{**config.to_dict(), "reference_path": ""})
+    grpo_trl.train(config=own, rows=[TOY], reward=HybridReward(config=own), output_dir=tmp_path / "own",
+                   hooks=default)
+    # At step 1 the policy is its own starting point: KL 0 to itself, not to another model.
+    assert default.metrics[0]["kl"] == 0.0
+    assert hooks.metrics[0]["kl"] > 0.01
+
+
+def test_too_few_prompts_for_a_step_is_an_error_not_a_silent_success(tmp_path, tiny_policy):
+    config = RLRunConfig(policy_path=tiny_policy, verifiers=["math"], steps=3, generations=2, prompts_per_step=2,
+                         max_new_tokens=2)
+    with pytest.raises(RuntimeError, match="cannot fill a step"):
+        grpo_trl.train(config=config, rows=[TOY], reward=HybridReward(config=config), output_dir=tmp_path,
+                       hooks=SilentHooks())

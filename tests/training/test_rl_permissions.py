@@ -95,12 +95,13 @@ def test_pages_refuse(world, template, data):
     assert Run.objects.count() == 1 and not FeedbackBatch.objects.exists() and project.monitor_thresholds == {}
 
 
-def test_the_run_page_shows_alerts_and_the_feedback_button_only_to_leads_and_engineers(world):
+def test_the_run_page_shows_alerts_with_the_feedback_button_to_leads(world):
     project, people, run, alert = world
+    RunAlert.objects.filter(pk=alert.pk).update(prompt_ids=[1])
     client = Client()
     client.force_login(people["lead"])
     page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
-    assert "kl_spike" in page and "chart-kl" in page
+    assert "kl_spike" in page and "chart-kl" in page and 'class="feedback-alert"' in page
     client.force_login(people["annotator"])
     assert client.get(f"/p/{project.slug}/runs/{run.pk}/").status_code == 403
 

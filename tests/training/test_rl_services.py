@@ -205,3 +205,70 @@ def test_launch_rl_command_queues_a_run_and_names_bad_options(prompt_set, tiny_p
             config.curriculum) == (3, ["math", "format"], ["answer"], {"math": 2.0, "format": 0.5}, 0.5, True)
     with pytest.raises(CommandError, match="generations"):
         call_command("launch_rl", target, "--policy", tiny_policy, "--generations", "1", "--no-wait")
+
+
+def test_a_second_batch_from_the_same_alert_is_refused(prompt_set, tiny_policy):
+    run, prompt_ids = _with_samples(prompt_set, tiny_policy)
+    alert = RunAlert.objects.create(run=run, step=10, kind="kl_spike", message="spike", prompt_ids=prompt_ids)
+    feedback_batch_create(run=run, alert=alert)
+    with pytest.raises(FeedbackError, match="already"):
+        feedback_batch_create(run=run, alert=alert)
+    assert FeedbackBatch.objects.count() == 1 and Item.objects.filter(prompt__source="rl_feedback").count() == 3
+
+
+def test_a_ray_run_is_refused_at_launch_when_the_engine_would_refuse_it(prompt_set, tiny_policy):
+    config = _config(tiny_policy, engine="openrlhf", ray_address="http://head:8265", nodes=3, gpus_per_node=1)
+    with pytest.raises(RunConfigError) as refused:
+        rl_run_create(project=prompt_set.project, prompt_set=prompt_set, config=config)
+    assert "reward_model_id" in refused.value.errors and "engine" in refused.value.errors
+
+
+def test_a_partial_weight_map_keeps_the_other_defaults():
+    from training.backends.rl_common import HybridReward
+
+    reward = HybridReward(config=RLRunConfig(policy_path="p", reward_weights={"math": 2.0}))
+    assert reward.weights == {"math": 2.0, "code": 1.0, "format": 0.2}
+
+
+def _execute_in_process(run: Run):
+    from training.services.rl_runs import rl_run_execute
+
+    try:
+        rl_run_execute(run_id=run.pk, node="here")
+    except Exception:  # noqa: BLE001 - the run records why
+        pass
+    run.refresh_from_db()
+    return run
+
+
+def test_a_cancel_during_the_starting_policys_sampling_ends_the_run_before_training(prompt_set, tiny_policy, settings,
+                                                                                    tmp_path, monkeypatch):
+    from training.backends import rl_common
+    from training.services.runs import run_cancel
+
+    settings.TRAINING_ROOT = str(tmp_path)
+    run = Run.objects.create(project=prompt_set.project, kind=RunKind.GRPO, preference_set=prompt_set,
+                             config=_config(tiny_policy, verifiers=["math"], max_new_tokens=2).to_dict())
+    real = rl_common.generate
+
+    def generate_then_cancel(*args, **kwargs):
+        run_cancel(run=Run.objects.get(pk=run.pk))  # the engineer clicks Cancel while the start is sampled
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rl_common, "generate", generate_then_cancel)
+    run = _execute_in_process(run)
+    assert run.status == RunStatus.CANCELLED and not run.metrics.exists() and not run.checkpoints
+
+
+def test_a_run_nothing_would_reward_fails_with_the_reason(tiny_policy, settings, tmp_path):
+    from .conftest import judged_set
+
+    settings.TRAINING_ROOT = str(tmp_path)
+    project = ProjectFactory()
+    chat_only = judged_set(project, [{"prompt": f"say hi {i}", "responses": ["hi", "no"], "domain": "chat"}
+                                     for i in range(6)], good=lambda text: text == "hi", test_fraction=0.34)
+    run = Run.objects.create(project=project, kind=RunKind.PPO, preference_set=chat_only,
+                             config=_config(tiny_policy, algorithm="ppo", verifiers=["math", "code"],
+                                            max_new_tokens=2).to_dict())
+    run = _execute_in_process(run)
+    assert run.status == RunStatus.FAILED and "Nothing would reward this run" in run.error

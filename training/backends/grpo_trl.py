@@ -161,12 +161,21 @@ def train(*, config: RLRunConfig, rows: Sequence[dict], reward: HybridReward, ou
     trainer = GRPOTrainer(model=model, reward_funcs=functions, args=args, train_dataset=Dataset.from_dict(columns),
                           processing_class=tokenizer, callbacks=[Report()])
     if config.kl_coef > 0 and config.reference_path and config.reference_path != config.policy_path:
-        # TRL builds its reference from the policy's own path; a different reference replaces it.
+        # TRL builds its reference from the policy's own path; a different reference replaces it,
+        # prepared as TRL prepares its own (it reads log-probs from a fused LM head).
         from transformers import AutoModelForCausalLM
+        from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
         reference = AutoModelForCausalLM.from_pretrained(config.reference_path, dtype=model.dtype)
+        disable_dropout_in_model(reference)
+        add_fused_lm_head(reference, temperature=args.temperature, cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
         reference.eval()
         trainer.ref_model = trainer.accelerator.prepare_model(reference, evaluation_mode=True)
     hooks.phase("training (GRPO)")
     trainer.train(resume_from_checkpoint=resume_from or None)
+    if trainer.state.global_step < config.steps and not state["stopped"]:
+        # TRL's sampler drops a batch it cannot fill: too few prompts ends training at step 0
+        # without an error. A run that did not train must not read as a success.
+        raise RuntimeError(f"GRPO stopped at step {trainer.state.global_step} of {config.steps}: "
+                           f"{len(rows)} prompts cannot fill a step of {config.prompts_per_step}.")
     return GRPOOutcome(steps_done=trainer.state.global_step, stopped=state["stopped"], last_checkpoint=state["last"])

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from rewards.formats import prompt_as_text
 
-from ..config import RLRunConfig
+from ..config import RLRunConfig, _default_weights
 
 VERIFIER_COMPONENTS = ("math", "code", "format")
 
@@ -71,7 +71,8 @@ class HybridReward:
         self.config = config
         self.scorer = scorer
         self.components = (["reward_model"] if scorer is not None else []) + list(config.verifiers)
-        self.weights = {name: float(config.reward_weights.get(name, 1.0)) for name in self.components}
+        weights = {**_default_weights(), **config.reward_weights}  # a partial map keeps the other defaults
+        self.weights = {name: float(weights.get(name, 1.0)) for name in self.components}
 
     def component(self, name: str, rows: Sequence[dict], completions: Sequence[str]) -> list[float | None]:
         if name == "reward_model":

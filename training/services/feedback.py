@@ -17,12 +17,15 @@ class FeedbackError(ValueError):
     pass
 
 
-def _answers(run: Run, role: str, prompt_ids, step: int | None = None) -> dict[int, str]:
+def _answers(run: Run, role: str, prompt_ids, step: int | None = None, *, latest: bool = False) -> dict[int, str]:
+    """Each prompt's answer. At a step where an alert fired on a checkpoint step, the alert's
+    sampled answers were stored before the checkpoint's greedy suite answers: an alert takes the
+    first, a checkpoint (`latest`) the last."""
     qs = RunSample.objects.filter(run=run, role=role, prompt_id__in=prompt_ids)
     if step is not None:
         qs = qs.filter(step=step)
     out: dict[int, str] = {}
-    for prompt_id, completion in qs.order_by("id").values_list("prompt_id", "completion"):
+    for prompt_id, completion in qs.order_by("-id" if latest else "id").values_list("prompt_id", "completion"):
         out.setdefault(prompt_id, completion)
     return out
 
@@ -33,16 +36,21 @@ def feedback_batch_create(*, run: Run, user=None, alert: RunAlert | None = None,
     """One comparison item per flagged prompt: the policy at the alert's (or checkpoint's) step
     against the reference. Prompts whose two answers are identical are left out (nothing to
     compare); if none is left, nothing is created and the error says why."""
+    Run.objects.select_for_update().get(pk=run.pk)  # one batch per source, even on a double click
     if alert is not None:
         if alert.run_id != run.pk:
             raise FeedbackError("That alert belongs to another run.")
         step, prompt_ids, origin = alert.step, list(alert.prompt_ids), f"alert {alert.kind} at step {alert.step}"
+        made = FeedbackBatch.objects.filter(run=run, alert=alert).first()
     else:
         result = SuiteResult.objects.filter(run=run, step=step, dimension=dimension).first()
         if result is None or step == 0:
             raise FeedbackError(f"No behavioural suite result for {dimension!r} at checkpoint step {step}.")
         prompt_ids, origin = list(result.flagged), f"checkpoint step {step}, {dimension}"
-    policy = _answers(run, SampleRole.POLICY, prompt_ids, step)
+        made = FeedbackBatch.objects.filter(run=run, alert=None, step=step, dimension=dimension).first()
+    if made is not None:
+        raise FeedbackError(f"The {origin} was sent to labelling already (batch {made.pk}, {len(made.items)} items).")
+    policy = _answers(run, SampleRole.POLICY, prompt_ids, step, latest=alert is None)
     reference = _answers(run, SampleRole.REFERENCE, prompt_ids)
     prompts = Prompt.objects.in_bulk(prompt_ids)
     batch = []

@@ -18,6 +18,8 @@ import math
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from django.conf import settings
 from django.db import transaction
 
@@ -65,10 +67,16 @@ def monitor_thresholds_set(*, project: Project, values: dict) -> MonitorThreshol
 
 
 def rl_prompt_rows(*, preference_set: PreferenceSet, split: str) -> list[dict]:
-    """The set's distinct prompts of a split as TRL prompt-only rows, with their prompt ids."""
+    """The set's distinct prompts of a split as TRL prompt-only rows, with their prompt ids. A
+    frozen set keeps its texts when a prompt is deleted later; such prompts are left out here,
+    since the run's samples and feedback items point at live prompts."""
+    from annotation.models import Prompt
+
     pairs = list(set_pairs(preference_set=preference_set, split=split))
     ids = list(dict.fromkeys(p["prompt_id"] for p in pairs))
-    return [{**row, "prompt_id": prompt_id} for row, prompt_id in zip(prompt_rows(pairs, "trl-prompt-only"), ids)]
+    alive = set(Prompt.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    return [{**row, "prompt_id": prompt_id} for row, prompt_id in zip(prompt_rows(pairs, "trl-prompt-only"), ids)
+            if prompt_id in alive]
 
 
 def rl_run_create(*, project: Project, prompt_set: PreferenceSet, config: RLRunConfig, user=None,
@@ -87,6 +95,8 @@ def rl_run_create(*, project: Project, prompt_set: PreferenceSet, config: RLRunC
         reward_model = RewardModel.objects.filter(pk=config.reward_model_id, project=project).first()
         if reward_model is None:
             errors["reward_model_id"] = "No such reward model in this project."
+    if config.engine != "local":
+        errors.update(_engine_errors(config))
     if errors:
         raise RunConfigError(errors)
     kind = RunKind.GRPO if config.algorithm == "grpo" else RunKind.PPO
@@ -106,8 +116,25 @@ def rl_run_create(*, project: Project, prompt_set: PreferenceSet, config: RLRunC
         where = f"Ray at {config.ray_address} ({config.engine})" if config.engine != "local" else settings.TRAINING_QUEUE
         run_log(run_id=run.pk, message=f"Queued {config.algorithm.upper()} on {where}: policy {config.policy_path}, "
                                        f"{reward}, verifiers {', '.join(config.verifiers) or 'none'}.")
-    transaction.on_commit(lambda: train_policy.apply_async(args=[run.pk], queue=settings.TRAINING_QUEUE))
+    # A Ray run's worker only submits and watches: it must not hold the one-at-a-time gpu queue.
+    queue = settings.TRAINING_QUEUE if config.engine == "local" else settings.CELERY_TASK_DEFAULT_QUEUE
+    transaction.on_commit(lambda: train_policy.apply_async(args=[run.pk], queue=queue))
     return run
+
+
+def _engine_errors(config: RLRunConfig) -> dict[str, str]:
+    """What a Ray engine would refuse, said at launch rather than on the worker."""
+    from ..scaleout import _plan
+
+    errors = {}
+    if config.reward_model_id is None:
+        errors["reward_model_id"] = (f"{config.engine} runs score with a reward model (our verifiers run only on "
+                                     "local runs); choose one from the registry.")
+    try:
+        _plan(config.to_dict())
+    except ValueError as exc:
+        errors["engine"] = str(exc)
+    return errors
 
 
 # ---------------------------------------------------------------- on the worker
@@ -246,6 +273,8 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
     suite = behaviour.suite_rows(held_out or rows, per_dimension=config.suite_per_dimension, seed=config.seed)
     hooks = DbRLHooks(run=run, config=config, thresholds=monitor_thresholds(project=run.project), suite=suite)
     scorer = None
+    if config.reward_model_id is not None and run.reward_model is None:
+        raise RuntimeError(f"The reward model {config.reward_model_id} this run was launched with has been deleted.")
     if run.reward_model is not None:
         from ..backends.reward_trl import RewardScorer
 
@@ -260,13 +289,26 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
 
     torch.manual_seed(config.seed)
     policy, tokenizer = load_policy(config.policy_path, device)
-    draws = [generate(policy, tokenizer, rows, max_new_tokens=config.max_new_tokens, greedy=False,
-                      temperature=config.temperature) for _ in range(config.selection_samples)]
-    scores = [0.0] * len(rows)
-    for completions in draws:
+    draws, scores, applies = [], [0.0] * len(rows), scorer is not None
+    for _ in range(config.selection_samples):
+        if hooks.should_stop():
+            run_cancelled(run_id=run.pk)
+            return
+        completions = generate(policy, tokenizer, rows, max_new_tokens=config.max_new_tokens, greedy=False,
+                               temperature=config.temperature)
+        draws.append(completions)
         # "Score them with the reward model"; without one, the verifiers' hybrid reward is all there is.
-        totals = scorer([_text(r) for r in rows], completions) if scorer else reward(rows, completions).total
-        scores = [s + float(t) / len(draws) for s, t in zip(scores, totals)]
+        if scorer:
+            totals = scorer([_text(r) for r in rows], completions)
+        else:
+            batch = reward(rows, completions)
+            totals = batch.total
+            applies = applies or any(v is not None for values in batch.components.values() for v in values)
+        scores = [s + float(np.nan_to_num(t, nan=0.0)) / config.selection_samples for s, t in zip(scores, totals)]
+    if not applies:
+        raise RuntimeError("Nothing would reward this run: it has no reward model, and none of the verifiers "
+                           f"({', '.join(config.verifiers)}) applies to any training prompt (no ground truth, no "
+                           "tests, no required tags).")
     selection = select_hardest(scores, [r.get("domain") or "" for r in rows], fraction=config.hardest_fraction,
                                curriculum=config.curriculum)
     report = {**selection.report(), "scored_by": "reward model" if scorer else "hybrid reward (no reward model)",
@@ -275,6 +317,9 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
     hooks.log(f"Pre-PPO kept {len(selection.kept)} of {len(rows)} prompts"
               + (" (hardest first within each domain)" if config.hardest_fraction < 1 else "")
               + ("; math and code first." if config.curriculum else "."))
+    if config.algorithm == "grpo" and len(selection.kept) < config.prompts_per_step:
+        raise RuntimeError(f"{len(selection.kept)} prompts are kept, fewer than the {config.prompts_per_step} a GRPO "
+                           "step takes: lower prompts_per_step or keep a larger hardest_fraction.")
 
     reference_train = draws[0]
     if config.reference != config.policy_path:
@@ -286,6 +331,9 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
         RunSample(run_id=run.pk, step=0, role=SampleRole.REFERENCE, prompt_id=row["prompt_id"], completion=text,
                   reward=score) for row, text, score in zip(rows, reference_train, scores)])
 
+    if hooks.should_stop():
+        run_cancelled(run_id=run.pk)
+        return
     hooks.phase("behavioural suite on the starting policy")
     start = generate(policy, tokenizer, suite, max_new_tokens=config.max_new_tokens)
     hooks.run_suite(step=0, path=config.policy_path, completions=start)
@@ -295,6 +343,9 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
         RunSample(run_id=run.pk, step=0, role=SampleRole.REFERENCE, prompt_id=row["prompt_id"], completion=text)
         for row, text in zip(suite, reference_suite)])
     del policy
+    if hooks.should_stop():
+        run_cancelled(run_id=run.pk)
+        return
 
     if config.algorithm == "grpo":
         from ..backends import grpo_trl as backend

@@ -61,7 +61,7 @@ def external_run_execute(*, run_id: int, node: str = "") -> Run | None:
 
 
 def _execute(run: Run, config: RLRunConfig) -> None:
-    from ..scaleout import RayJobs, RayUnavailable, ray_submit_command
+    from ..scaleout import RayJobError, RayJobs, RayUnavailable, ray_submit_command
 
     run_phase(run_id=run.pk, phase=f"writing the {config.engine} job")
     spec = external_spec(run=run, config=config)
@@ -77,12 +77,17 @@ def _execute(run: Run, config: RLRunConfig) -> None:
                metadata={"prefstudio_run": run.pk, "project": run.project.slug, "engine": config.engine})
     run_log(run_id=run.pk, message=f"Submitted as Ray job {submission_id}.")
     poll = settings.RAY_POLL_SECONDS
-    missed, last = 0, ""
+    missed, last, stop_sent = 0, "", False
     while True:
-        if run_should_stop(run_id=run.pk):
-            stopped = ray.stop(submission_id)
-            run_log(run_id=run.pk, level="warning",
-                    message="Asked Ray to stop the job." if stopped else "The Ray job had already ended.")
+        if not stop_sent and run_should_stop(run_id=run.pk):
+            try:
+                stopped = ray.stop(submission_id)
+            except (RayUnavailable, RayJobError) as exc:  # asked again at the next poll
+                run_log(run_id=run.pk, level="warning", message=f"Could not ask Ray to stop the job yet: {exc}")
+            else:
+                stop_sent = True
+                run_log(run_id=run.pk, level="warning",
+                        message="Asked Ray to stop the job." if stopped else "The Ray job had already ended.")
         try:
             state = ray.status(submission_id)
             missed = 0
