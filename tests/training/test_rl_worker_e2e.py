@@ -53,7 +53,7 @@ def test_grpo_and_ppo_runs_through_a_real_worker(tmp_path, settings, tiny_policy
         assert unready.overrides.get().reason == "smoke test of the PPO path"
         log = tmp_path / "worker.log"
         for run_id in (grpo.json()["id"], ppo.json()["id"]):
-            wait_for(lambda: run_of(run_id).status not in (RunStatus.QUEUED, RunStatus.RUNNING), timeout=240,
+            wait_for(lambda run_id=run_id: run_of(run_id).status not in (RunStatus.QUEUED, RunStatus.RUNNING), timeout=240,
                      what=f"run {run_id} to end", log=log)
         assert worker.poll() is None
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from annotation.models import Project
 from rewards.formats import prompt_as_text
@@ -21,12 +20,9 @@ from rewards.services.sets import set_pairs
 from ..config import RewardRunConfig
 from ..models import Run, RunKind
 from .runs import (
-    run_cancelled, run_checkpoint, run_fail, run_heartbeat, run_log, run_phase, run_progress, run_should_stop,
-    run_start, run_succeed,
+    run_cancelled, run_cannot_train, run_checkpoint, run_guarded, run_log, run_phase, run_progress, run_should_stop,
+    run_succeed,
 )
-
-HEARTBEAT_SECONDS = 10
-
 
 class RunConfigError(ValueError):
     def __init__(self, errors: dict[str, str]):
@@ -84,31 +80,6 @@ class DbReporter:
         return run_should_stop(run_id=self.run_id)
 
 
-class Heartbeat:
-    """Beats every HEARTBEAT_SECONDS from its own thread, so a long step, a slow tokenizer or a
-    model load never looks like a dead worker; a killed worker stops beating."""
-
-    def __init__(self, run_id: int, every: float = HEARTBEAT_SECONDS):
-        self.run_id, self.every = run_id, every
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(self.every):
-                run_heartbeat(run_id=self.run_id)
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 def training_rows(*, preference_set: PreferenceSet, split: str) -> list[dict]:
     return [{"prompt": prompt_as_text(p["messages"]), "chosen": p["chosen"], "rejected": p["rejected"],
              "margin": p["margin"]} for p in set_pairs(preference_set=preference_set, split=split)]
@@ -130,20 +101,8 @@ def reward_run_execute(*, run_id: int, node: str = "") -> Run | None:
         from ..backends import reward_trl
         plan = reward_trl.device_plan(RewardRunConfig.from_dict(Run.objects.get(pk=run_id).config).mixed_precision)
     except ImportError as exc:
-        run_fail(run_id=run_id, reason=f"This worker cannot train: {exc}. Install the train extra there "
-                                       "(pip install -e '.[train]', with torch first).")
-        return None
-    run = run_start(run_id=run_id, device=plan.label, node=node)
-    if run is None:
-        return None
-    with Heartbeat(run_id):
-        try:
-            _execute(run, plan, reward_trl)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the run says so and ends
-            run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
-            raise
-    run.refresh_from_db()
-    return run
+        return run_cannot_train(run_id=run_id, exc=exc)
+    return run_guarded(run_id=run_id, device=plan.label, node=node, body=lambda run: _execute(run, plan, reward_trl))
 
 
 def _execute(run: Run, plan, reward_trl) -> None:

@@ -32,9 +32,9 @@ from rewards.set_formats import prompt_rows
 from ..config import RLRunConfig
 from ..models import Run, RunAlert, RunKind, RunSample, SampleRole, SuiteResult
 from ..monitors import Monitor, MonitorThresholds
-from .reward_runs import Heartbeat, RunConfigError, run_dir
+from .reward_runs import RunConfigError, run_dir
 from .runs import (
-    run_cancelled, run_checkpoint, run_fail, run_log, run_phase, run_progress, run_should_stop, run_start,
+    run_cancelled, run_cannot_train, run_checkpoint, run_guarded, run_log, run_phase, run_progress, run_should_stop,
     run_succeed,
 )
 
@@ -239,20 +239,8 @@ def rl_run_execute(*, run_id: int, node: str = "") -> Run | None:
         from ..backends.reward_trl import device_plan
         plan = device_plan("auto")
     except ImportError as exc:
-        run_fail(run_id=run_id, reason=f"This worker cannot train: {exc}. Install the train extra there "
-                                       "(pip install -e '.[train]', with torch first).")
-        return None
-    run = run_start(run_id=run_id, device=plan.label, node=node)
-    if run is None:
-        return None
-    with Heartbeat(run_id):
-        try:
-            _execute(run, config, plan.device)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the run says so and ends
-            run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
-            raise
-    run.refresh_from_db()
-    return run
+        return run_cannot_train(run_id=run_id, exc=exc)
+    return run_guarded(run_id=run_id, device=plan.label, node=node, body=lambda run: _execute(run, config, plan.device))
 
 
 def _execute(run: Run, config: RLRunConfig, device: str) -> None:

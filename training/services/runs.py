@@ -12,10 +12,12 @@ A run is never left "running" by a dead worker:
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -152,4 +154,56 @@ def run_fresh(*, run: Run) -> Run:
     if run.status == RunStatus.RUNNING and run.heartbeat_at and timezone.now() - run.heartbeat_at > stale_after():
         runs_reap_stale()
         run.refresh_from_db()
+    return run
+
+
+# ---------------------------------------------------------------- on the worker
+
+
+HEARTBEAT_SECONDS = 10
+
+
+class Heartbeat:
+    """Beats every HEARTBEAT_SECONDS from its own thread, so a long step, a slow tokenizer or a
+    model load never looks like a dead worker; a killed worker stops beating."""
+
+    def __init__(self, run_id: int, every: float = HEARTBEAT_SECONDS):
+        self.run_id, self.every = run_id, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(self.every):
+                run_heartbeat(run_id=self.run_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def run_cannot_train(*, run_id: int, exc: ImportError) -> None:
+    run_fail(run_id=run_id, reason=f"This worker cannot train: {exc}. Install the train extra there "
+                                   "(pip install -e '.[train]', with torch first).")
+
+
+def run_guarded(*, run_id: int, device: str, node: str, body: Callable[[Run], None]) -> Run | None:
+    """Start a queued run (once: a run that is not queued is left alone), do `body` while a
+    heartbeat thread beats, and fail the run with the reason if anything in it raises."""
+    run = run_start(run_id=run_id, device=device, node=node)
+    if run is None:
+        return None
+    with Heartbeat(run_id):
+        try:
+            body(run)
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the run says so and ends
+            run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
+            raise
+    run.refresh_from_db()
     return run

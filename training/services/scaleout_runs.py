@@ -13,8 +13,8 @@ from rewards.services.sets import set_rows
 
 from ..config import RLRunConfig
 from ..models import Run
-from .reward_runs import Heartbeat, run_dir
-from .runs import run_cancelled, run_fail, run_log, run_phase, run_should_stop, run_start, run_succeed
+from .reward_runs import run_dir
+from .runs import run_cancelled, run_fail, run_guarded, run_log, run_phase, run_should_stop, run_succeed
 
 # Ray being briefly unreachable while a job runs is not the job failing; this many polls in a row is.
 UNREACHABLE_POLLS = 30
@@ -46,18 +46,8 @@ def external_spec(*, run: Run, config: RLRunConfig):
 
 def external_run_execute(*, run_id: int, node: str = "") -> Run | None:
     config = RLRunConfig.from_dict(Run.objects.get(pk=run_id).config)
-    run = run_start(run_id=run_id, device=f"Ray cluster ({config.engine}, {config.nodes} x {config.gpus_per_node} GPUs)",
-                    node=node)
-    if run is None:
-        return None
-    with Heartbeat(run_id):
-        try:
-            _execute(run, config)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the run says so and ends
-            run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
-            raise
-    run.refresh_from_db()
-    return run
+    return run_guarded(run_id=run_id, device=f"Ray cluster ({config.engine}, {config.nodes} x {config.gpus_per_node} GPUs)",
+                       node=node, body=lambda run: _execute(run, config))
 
 
 def _execute(run: Run, config: RLRunConfig) -> None:
