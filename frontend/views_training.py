@@ -54,19 +54,14 @@ def runs_page(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         if not may_train:
             raise PermissionDenied("Only engineers start training runs.")
-        chosen = next((s for s in preference_sets_of(project=project) if str(s.pk) == request.POST.get("preference_set")), None)
-        try:
-            if chosen is None:
-                raise RunConfigError({"preference_set": "Choose a frozen set."})
+        def create(chosen):
             values = {k: v for k, v in form.items() if v.strip()}
             values["use_margin"] = request.POST.get("use_margin") == "on"
-            run = reward_run_create(project=project, preference_set=chosen, config=RewardRunConfig.from_dict(values),
-                                    user=request.user)
-        except RunConfigError as exc:
-            messages.error(request, "Not started: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
-        except ValueError as exc:
-            messages.error(request, f"Not started: {exc}")
-        else:
+            return reward_run_create(project=project, preference_set=chosen,
+                                     config=RewardRunConfig.from_dict(values), user=request.user)
+
+        run = _start(request, project, "preference_set", create)
+        if run is not None:
             return redirect(reverse("run", args=[slug, run.pk]))
     defaults = RewardRunConfig()
     return render(request, "frontend/runs.html", {
@@ -89,22 +84,31 @@ RL_FORM_FIELDS = ("algorithm", "policy_path", "reference_path", "reward_model_id
 @require_POST
 def rl_run_start(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_train)
-    chosen = next((s for s in preference_sets_of(project=project) if str(s.pk) == request.POST.get("prompt_set")), None)
-    try:
-        if chosen is None:
-            raise RunConfigError({"prompt_set": "Choose a frozen set."})
+
+    def create(chosen):
         values = {k: request.POST[k] for k in RL_FORM_FIELDS if request.POST.get(k, "").strip()}
         values["verifiers"] = request.POST.getlist("verifiers")
         values["curriculum"] = request.POST.get("curriculum") == "on"
-        run = rl_run_create(project=project, prompt_set=chosen, config=RLRunConfig.from_dict(values), user=request.user,
-                            override_reason=request.POST.get("override_reason", ""))
+        return rl_run_create(project=project, prompt_set=chosen, config=RLRunConfig.from_dict(values),
+                             user=request.user, override_reason=request.POST.get("override_reason", ""))
+
+    run = _start(request, project, "prompt_set", create)
+    return redirect(reverse("run", args=[slug, run.pk]) if run else reverse("runs", args=[slug]))
+
+
+def _start(request: HttpRequest, project, set_field: str, create):
+    """Both start forms: the chosen frozen set handed to `create` (a service call), or the
+    reason it was refused as a message."""
+    chosen = next((s for s in preference_sets_of(project=project) if str(s.pk) == request.POST.get(set_field)), None)
+    try:
+        if chosen is None:
+            raise RunConfigError({set_field: "Choose a frozen set."})
+        return create(chosen)
     except RunConfigError as exc:
         messages.error(request, "Not started: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
     except ValueError as exc:
         messages.error(request, f"Not started: {exc}")
-    else:
-        return redirect(reverse("run", args=[slug, run.pk]))
-    return redirect(reverse("runs", args=[slug]))
+    return None
 
 
 @login_required
@@ -145,8 +149,8 @@ def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     context = {"project": project, "run": run, "may_train": may_train, "policy_run": policy_run,
                "metrics_json": json.dumps(points), "logs": run_logs(run=run, limit=200)}
     if policy_run:
+        # Everyone who may read this page (leads and engineers) may also send its findings to labelling.
         context.update(alerts=run_alerts(run=run), suite=run_suite(run=run), batches=run_feedback_batches(run=run),
-                       may_feedback=may_train or can_lead(user=request.user, project=project),
                        kl_ceiling=monitor_thresholds(project=project).kl_ceiling)
     if request.htmx:
         return render(request, "frontend/_run_live.html", context)
@@ -161,9 +165,7 @@ def _finite(value):
 @require_POST
 def run_feedback_view(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     """One click: a labelling batch from an alert, or from a checkpoint's dimension."""
-    project = project_for(request, slug, can_export)
-    if not (can_lead(user=request.user, project=project) or can_train(user=request.user, project=project)):
-        raise PermissionDenied("Only leads and engineers create labelling batches.")
+    project = project_for(request, slug, can_export)  # leads and engineers
     run = _run_or_404(project, run_id)
     if run.kind not in RL_KINDS:
         raise Http404("Not a policy run.")

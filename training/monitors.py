@@ -53,6 +53,8 @@ import numpy as np
 
 from calibration.bias import text_features
 
+from .config import JsonConfig
+
 ALERT_KINDS = ("kl_ceiling", "kl_spike", "length_without_verifier", "hedging_rising", "list_rising")
 
 
@@ -77,7 +79,11 @@ def text_stats(completions: Sequence[str]) -> dict:
 
 
 @dataclass(frozen=True)
-class MonitorThresholds:
+class MonitorThresholds(JsonConfig):
+    """A project's thresholds (stored as JSON on the project): a missing or blank key takes the default."""
+
+    NAMED = "threshold"
+
     kl_ceiling: float = field(default=6.0, metadata={
         "help": "Alert when a step's KL to the reference model is above this many nats per sequence."})
     kl_spike_factor: float = field(default=3.0, metadata={
@@ -125,34 +131,6 @@ class MonitorThresholds:
         if not 0 < self.list_rise <= 1:
             out["list_rise"] = "Must be above 0 and at most 1."
         return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MonitorThresholds:
-        """A project's stored thresholds: missing or blank keys take the defaults, unknown keys are
-        refused (a misspelt threshold silently ignored would be a monitor silently off)."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(data) - set(known)
-        if unknown:
-            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        values = {}
-        for name, value in data.items():
-            if value is None or value == "":
-                continue  # a blank form field: the default
-            kind = type(known[name].default)
-            try:
-                if kind is bool and isinstance(value, str):
-                    value = value.lower() in ("1", "true", "yes", "on")
-                values[name] = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name}: {value!r} is not a {kind.__name__}") from exc
-        return cls(**values)
-
-    @staticmethod
-    def help() -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(MonitorThresholds)}
 
 
 @dataclass(frozen=True)

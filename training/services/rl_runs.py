@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Project
+from rewards.formats import prompt_as_text
 from rewards.models import PreferenceSet, RewardModel
 from rewards.services.registry import NotReady, reward_model_select_for_rl
 from rewards.services.sets import set_pairs
@@ -277,10 +278,9 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
 
     torch.manual_seed(config.seed)
     policy, tokenizer = load_policy(config.policy_path, device)
-    draws, scores, applies = [], [0.0] * len(rows), scorer is not None
+    draws, scores, applies, first_scores = [], [0.0] * len(rows), scorer is not None, None
     for _ in range(config.selection_samples):
-        if hooks.should_stop():
-            run_cancelled(run_id=run.pk)
+        if _cancelled(hooks, run):
             return
         completions = generate(policy, tokenizer, rows, max_new_tokens=config.max_new_tokens, greedy=False,
                                temperature=config.temperature)
@@ -292,7 +292,9 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
             batch = reward(rows, completions)
             totals = batch.total
             applies = applies or any(v is not None for values in batch.components.values() for v in values)
-        scores = [s + float(np.nan_to_num(t, nan=0.0)) / config.selection_samples for s, t in zip(scores, totals)]
+        totals = [float(np.nan_to_num(t, nan=0.0)) for t in totals]
+        first_scores = first_scores or totals
+        scores = [s + t / config.selection_samples for s, t in zip(scores, totals)]
     if not applies:
         raise RuntimeError("Nothing would reward this run: it has no reward model, and none of the verifiers "
                            f"({', '.join(config.verifiers)}) applies to any training prompt (no ground truth, no "
@@ -309,18 +311,19 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
         raise RuntimeError(f"{len(selection.kept)} prompts are kept, fewer than the {config.prompts_per_step} a GRPO "
                            "step takes: lower prompts_per_step or keep a larger hardest_fraction.")
 
-    reference_train = draws[0]
+    # The starting policy's first draw is the reference's answer when the reference is the start.
+    reference_train, reference_scores = draws[0], first_scores
     if config.reference != config.policy_path:
         reference, reference_tokenizer = load_policy(config.reference, device)
         reference_train = generate(reference, reference_tokenizer, rows, max_new_tokens=config.max_new_tokens)
+        reference_scores = [None] * len(rows)  # not scored: only the starting policy's answers were
         reference_suite = generate(reference, reference_tokenizer, suite, max_new_tokens=config.max_new_tokens)
         del reference
     RunSample.objects.bulk_create([
         RunSample(run_id=run.pk, step=0, role=SampleRole.REFERENCE, prompt_id=row["prompt_id"], completion=text,
-                  reward=score) for row, text, score in zip(rows, reference_train, scores)])
+                  reward=score) for row, text, score in zip(rows, reference_train, reference_scores)])
 
-    if hooks.should_stop():
-        run_cancelled(run_id=run.pk)
+    if _cancelled(hooks, run):
         return
     hooks.phase("behavioural suite on the starting policy")
     start = generate(policy, tokenizer, suite, max_new_tokens=config.max_new_tokens)
@@ -331,8 +334,7 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
         RunSample(run_id=run.pk, step=0, role=SampleRole.REFERENCE, prompt_id=row["prompt_id"], completion=text)
         for row, text in zip(suite, reference_suite)])
     del policy
-    if hooks.should_stop():
-        run_cancelled(run_id=run.pk)
+    if _cancelled(hooks, run):
         return
 
     if config.algorithm == "grpo":
@@ -351,7 +353,13 @@ def _execute(run: Run, config: RLRunConfig, device: str) -> None:
     run_succeed(run_id=run.pk, summary=summary)
 
 
-def _text(row: dict) -> str:
-    from rewards.formats import prompt_as_text
+def _cancelled(hooks: DbRLHooks, run: Run) -> bool:
+    """Between the start-up phases: a cancel asked for meanwhile ends the run here."""
+    if hooks.should_stop():
+        run_cancelled(run_id=run.pk)
+        return True
+    return False
 
+
+def _text(row: dict) -> str:
     return prompt_as_text(row["prompt"])
