@@ -49,8 +49,9 @@ class ProjectDetailApi(APIView):
 
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
-    def post(self, request, assignment_id: int):
-        assignment_skip(assignment_id=assignment_id, annotator=request.user)
+    def post(self, request, handle: str):
+        assignment = _own_assignment(request, handle)
+        assignment_skip(assignment_id=assignment.pk, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -70,14 +71,15 @@ class JudgmentListApi(ListAPIView):
 
 
 class JudgmentEditApi(APIView):
-    @extend_schema(request=serializers.JudgmentInput, responses=serializers.JudgmentOutput)
+    @extend_schema(request=serializers.JudgmentInput, responses=serializers.OwnJudgmentOutput)
     def put(self, request, judgment_id: int):
         """Revise your own judgment; the previous version is kept in its history."""
         selectors.judgment_for_annotator(judgment_id=judgment_id, annotator=request.user)
         data = serializers.JudgmentInput(data=request.data)
         data.is_valid(raise_exception=True)
         judgment = judgment_edit(judgment_id=judgment_id, editor=request.user, data=judgment_input(data.validated_data))
-        return Response(serializers.JudgmentOutput(judgment).data)
+        # Without the item id, like the list: an id could tell an anchor from a live item.
+        return Response(serializers.OwnJudgmentOutput(judgment).data)
 
 
 class ImportCreateApi(APIView):
@@ -118,9 +120,9 @@ class SpecPublishApi(APIView):
 # ---------------------------------------------------------------- rankings, rewrites, negatives
 
 
-def _own_assignment(request, assignment_id: int):
+def _own_assignment(request, handle: str):
     # Someone else's assignment is 404 whatever the body holds (the services check it too).
-    return selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    return selectors.assignment_for_annotator(handle=handle, annotator=request.user)
 
 
 def _created(obj, created: bool, serializer) -> Response:
@@ -129,10 +131,10 @@ def _created(obj, created: bool, serializer) -> Response:
 
 class RankingSubmitApi(APIView):
     @extend_schema(request=serializers.RankingInput, responses={201: serializers.RankingOutput, 200: serializers.RankingOutput})
-    def post(self, request, assignment_id: int):
+    def post(self, request, handle: str):
         """Submit the order of a ranking item's responses, best first in the letters shown
         ('C>A=D>B'). Every response exactly once; `=` marks a tie. Idempotent by `client_token`."""
-        _own_assignment(request, assignment_id)
+        assignment_id = _own_assignment(request, handle).pk
         data = serializers.RankingInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -152,10 +154,10 @@ def rewrite_data(v: dict) -> RewriteData:
 
 class RewriteSubmitApi(APIView):
     @extend_schema(request=serializers.RewriteSubmitInput, responses={201: serializers.RewriteOutput, 200: serializers.RewriteOutput})
-    def post(self, request, assignment_id: int):
+    def post(self, request, handle: str):
         """Submit an expert rewrite of the bad response on this assignment. It counts once a lead
         or a second expert approves it."""
-        _own_assignment(request, assignment_id)
+        assignment_id = _own_assignment(request, handle).pk
         data = serializers.RewriteSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         rewrite, created = rewrite_submit(
@@ -167,10 +169,10 @@ class RewriteSubmitApi(APIView):
 
 class NegativeSubmitApi(APIView):
     @extend_schema(request=serializers.NegativeInput, responses={201: serializers.NegativeOutput, 200: serializers.NegativeOutput})
-    def post(self, request, assignment_id: int):
+    def post(self, request, handle: str):
         """Submit a deliberately flawed variant of the good response, with its flaw type. It
         becomes the pair (good > variant), tagged adversarial."""
-        _own_assignment(request, assignment_id)
+        assignment_id = _own_assignment(request, handle).pk
         data = serializers.NegativeInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data

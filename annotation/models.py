@@ -12,6 +12,7 @@ Invariants the routing relies on (see services/routing.py):
 """
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -352,9 +353,17 @@ class Side(models.TextChoices):
     B = "b", "B"
 
 
+def assignment_handle_new() -> str:
+    """An opaque, unguessable name for an assignment: what the annotator's browser and API client
+    see instead of a database id (ids are sequential, and items imported together, such as
+    anchors, sit in one id block)."""
+    return secrets.token_urlsafe(16)
+
+
 class Assignment(models.Model):
     """An item handed to one annotator: the lease, and which response was shown on the left."""
 
+    handle = models.CharField(max_length=32, unique=True, default=assignment_handle_new, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
     # No index of its own: the unique (annotator, item) index leads with it. A bare annotator
@@ -469,9 +478,16 @@ class ImportJob(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="[{line, message}], first 1000")
     message = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The worker's last sign of life (or when a queued job was last sent).")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def retryable(self) -> bool:
+        """Failed for a reason other than bad lines (a retry of an invalid file fails the same way)."""
+        return self.status == ImportStatus.FAILED and not self.error_count
 
     @property
     def percent(self) -> int:

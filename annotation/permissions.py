@@ -1,8 +1,9 @@
 """Who may do what in a project. Roles are per project; a Django superuser is admin everywhere."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from .errors import NotAllowed
 from .models import Membership, Project, Role
 
 
@@ -60,3 +61,27 @@ def can_see_all_judgments(*, user, project: Project) -> bool:
 def can_train(*, user, project: Project) -> bool:
     """Start and cancel training runs, choose reward models for RL: engineers (and admins)."""
     return has_role(user=user, project=project, roles=[Role.ENGINEER])
+
+
+# Checks that higher apps add on who may write labelling work (calibration: only `active`
+# annotators). annotation cannot import them, so they register here (calibration's AppConfig).
+# A check returns None to allow, or raises NotAllowed (or a subclass) with the reason.
+WorkGate = Callable[..., None]
+_work_gates: list[WorkGate] = []
+
+
+def work_gate_register(gate: WorkGate) -> None:
+    if gate not in _work_gates:
+        _work_gates.append(gate)
+
+
+def work_allowed_check(*, user, project: Project) -> None:
+    """Raise NotAllowed unless `user` may write labelling work in `project` now: an annotator
+    member (removed members may not), in a standing that allows live work. Checked by every
+    write (submit, edit, skip, ranking, rewrite, revision, negative) inside its transaction, so
+    a lease or a judgment held from before a change of standing or membership cannot be used."""
+    # Not the per-request role cache: a membership removed a moment ago must count.
+    if not Membership.objects.filter(project=project, user=user, role=Role.ANNOTATOR).exists():
+        raise NotAllowed("You are not an annotator of this project (any more).")
+    for gate in _work_gates:
+        gate(user=user, project=project)

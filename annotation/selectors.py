@@ -67,7 +67,7 @@ def assignment_payload(*, assignment: Assignment) -> dict:
         item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
     base = {
         "kind": item.kind,
-        "assignment": assignment.pk,
+        "assignment": assignment.handle,
         "lease_expires_at": assignment.lease_expires_at,
         "prompt": item.prompt.messages,
     }
@@ -143,9 +143,9 @@ def project_overview(*, project: Project) -> dict:
     }
 
 
-def assignment_for_annotator(*, assignment_id: int, annotator) -> Assignment:
-    """An annotator's own assignment; anyone else's is 404."""
-    assignment = Assignment.objects.filter(pk=assignment_id, annotator=annotator).first()
+def assignment_for_annotator(*, handle: str, annotator) -> Assignment:
+    """An annotator's own assignment, by its opaque handle; anyone else's is 404."""
+    assignment = Assignment.objects.filter(handle=handle, annotator=annotator).first()
     if assignment is None:
         raise Http404("No such assignment.")
     return assignment

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from .models import (
     AdversarialNegative, BadCase, FlawType, ImportJob, Judgment, Project, RankingJudgment, Rewrite, Strength,
 )
+from .ranking import format_order
 from .sides import SHOWN_CHOICES
 
 
@@ -38,7 +39,7 @@ class KeyLabelOutput(serializers.Serializer):
 
 class AssignmentOutput(serializers.Serializer):
     kind = serializers.CharField(help_text="comparison | ranking | rewrite | adversarial")
-    assignment = serializers.IntegerField()
+    assignment = serializers.CharField(help_text="Opaque handle: address submit, skip, rank ... with it.")
     lease_expires_at = serializers.DateTimeField()
     prompt = MessageOutput(many=True)
     left = ResponseOutput(required=False, help_text="Comparisons.")
@@ -61,9 +62,18 @@ class RankingInput(serializers.Serializer):
 
 
 class RankingOutput(serializers.ModelSerializer):
+    """The annotator's own ranking in the letters they saw: response ids are database ids, which
+    annotators never receive."""
+
+    order = serializers.SerializerMethodField(help_text="Best first, in the letters shown: 'C>A=D>B'.")
+
     class Meta:
         model = RankingJudgment
-        fields = ["id", "ranking", "shown_order", "rationale", "time_spent_ms", "created_at"]
+        fields = ["id", "order", "rationale", "time_spent_ms", "created_at"]
+
+    def get_order(self, judgment: RankingJudgment) -> str:
+        position = {rid: i for i, rid in enumerate(judgment.shown_order)}
+        return format_order([[position[rid] for rid in tier] for tier in judgment.ranking])
 
 
 class RewriteInput(serializers.Serializer):

@@ -105,7 +105,7 @@ def main() -> None:
         kind = "live" if assignment.item.in_live_queue else "anchor"
         payload = {"choice": "left", "strength": "clear", "rationale": "Timing run answer.",
                    "client_token": str(uuid.uuid4())}
-        submit_ms, done = timed_post(f"/api/assignments/{assignment.pk}/submit/", payload)
+        submit_ms, done = timed_post(f"/api/assignments/{assignment.handle}/submit/", payload)
         assert done.status_code == 201, done.content
         if cycle >= 20:  # warm-up
             timings[f"next {kind}"].append(next_ms)

@@ -71,12 +71,12 @@ class NextItemApi(APIView):
 
 class SubmitApi(APIView):
     @extend_schema(request=SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
-    def post(self, request, assignment_id: int):
+    def post(self, request, handle: str):
         """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
+        # Someone else's assignment is 404 whatever the body holds (the service checks it too).
+        assignment_id = annotation_selectors.assignment_for_annotator(handle=handle, annotator=request.user).pk
         data = SubmitInput(data=request.data)
         if not data.is_valid():
-            # Someone else's assignment is 404 whatever the body holds (the service checks it too).
-            annotation_selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
             raise ValidationError(data.errors)
         later = AfterResponse()
         outcome = queue_submit(

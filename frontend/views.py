@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
-from annotation.errors import Conflict, ValidationFailed
+from annotation.errors import Conflict, NotAllowed, ValidationFailed
 from annotation.models import ItemKind, Strength
 from annotation.permissions import (
     can_annotate, can_export, can_import, can_lead, can_see_all_judgments, roles_of,
@@ -82,9 +82,9 @@ def _item_context(request, project, assignment, *, form=None, errors=None, messa
     payload = selectors.assignment_payload(assignment=assignment)
     return {
         **_form_context(project, payload, form=form, errors=errors, message=message),
-        "submit_url": reverse("label-submit", args=[project.slug, assignment.pk]),
-        "skip_url": reverse("label-skip", args=[project.slug, assignment.pk]),
-        "draft_key": f"a{assignment.pk}",
+        "submit_url": reverse("label-submit", args=[project.slug, assignment.handle]),
+        "skip_url": reverse("label-skip", args=[project.slug, assignment.handle]),
+        "draft_key": f"a{assignment.handle}",
         "progress": annotator_progress(project=project, annotator=request.user),
     }
 
@@ -187,10 +187,10 @@ def _posted_form(request: HttpRequest, project) -> dict:
 
 @login_required
 @require_POST
-def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_submit(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
     form = _posted_form(request, project)
-    assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     try:
         client_token = uuid.UUID(form["client_token"])
     except ValueError:
@@ -209,6 +209,9 @@ def label_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpRes
     except Conflict as exc:
         ctx = _item_context(request, project, assignment, form=form, message=exc.message)
         return render(request, "frontend/_item.html", ctx, status=409)
+    except NotAllowed:
+        # Standing changed while the item was open: say why (the draft stays in the browser).
+        return render_next(request, project, status=403)
     if outcome.feedback is not None:  # a hidden anchor, on a project that shows feedback
         ctx = _feedback_context(project, outcome.feedback, your_choice=form["choice"])
         return render(request, "frontend/_feedback.html", ctx)
@@ -256,10 +259,13 @@ def label_calibration_answer(request: HttpRequest, slug: str, question_id: int) 
 
 @login_required
 @require_POST
-def label_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_skip(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
-    assignment_skip(assignment_id=assignment.pk, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
+    try:
+        assignment_skip(assignment_id=assignment.pk, annotator=request.user)
+    except NotAllowed:
+        return render_next(request, project, status=403)
     return render_next(request, project)
 
 

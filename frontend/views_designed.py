@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.diffing import side_by_side
-from annotation.errors import Conflict, ValidationFailed
+from annotation.errors import Conflict, NotAllowed, ValidationFailed
 from annotation.models import BadCaseSource, FlawType, ItemKind, Rewrite
 from annotation.permissions import can_annotate, can_lead, can_see_all_judgments
 from annotation.ranking import letters
@@ -60,15 +60,15 @@ def work_context(request, project, assignment, *, form=None, errors=None, messag
         "errors": errors or {},
         "message": message,
         "progress": annotator_progress(project=project, annotator=request.user),
-        "skip_url": reverse("label-skip", args=[project.slug, assignment.pk]),
-        "draft_key": f"a{assignment.pk}",
-        "assignment_id": assignment.pk,
+        "skip_url": reverse("label-skip", args=[project.slug, assignment.handle]),
+        "draft_key": f"a{assignment.handle}",
+        "assignment_handle": assignment.handle,
     }
     if kind == "ranking":
         order = form["order"] if form else ""
         ctx.update(
             form=form or {"client_token": _fresh_token(), "order": "", "rationale": ""},
-            submit_url=reverse("label-rank", args=[project.slug, assignment.pk]),
+            submit_url=reverse("label-rank", args=[project.slug, assignment.handle]),
             initial_order=order or ">".join(letters(len(payload["responses"]))),
         )
         return "frontend/_ranking.html", ctx
@@ -77,14 +77,14 @@ def work_context(request, project, assignment, *, form=None, errors=None, messag
         form = form or {"client_token": _fresh_token(), "text": original, "flaws": [], "rationale": "", "from_scratch": False}
         ctx.update(
             form=form, original=original, flaws=payload["flaws"],
-            submit_url=reverse("label-rewrite", args=[project.slug, assignment.pk]),
+            submit_url=reverse("label-rewrite", args=[project.slug, assignment.handle]),
             diff=side_by_side(original, form["text"]),
         )
         return "frontend/_rewrite.html", ctx
     form = form or {"client_token": _fresh_token(), "text": original, "flaw_type": "", "rationale": ""}
     ctx.update(
         form=form, original=original, flaw_types=FlawType.choices,
-        submit_url=reverse("label-negative", args=[project.slug, assignment.pk]),
+        submit_url=reverse("label-negative", args=[project.slug, assignment.handle]),
     )
     return "frontend/_adversarial.html", ctx
 
@@ -108,7 +108,7 @@ def revise_context(request, project, rewrite: Rewrite, *, form=None, errors=None
         "diff": side_by_side(original, form["text"]),
         "submit_url": reverse("label-rewrite-revise", args=[project.slug, rewrite.pk]),
         "draft_key": f"r{rewrite.pk}v{rewrite.revision}",
-        "assignment_id": rewrite.assignment_id,
+        "assignment_handle": rewrite.assignment.handle,
         "progress": annotator_progress(project=project, annotator=request.user),
     }
 
@@ -121,40 +121,41 @@ def render_returned_rewrite(request, project, *, status: int = 200) -> HttpRespo
     return render(request, "frontend/_rewrite.html", revise_context(request, project, rewrite), status=status)
 
 
-def _render_next(request, project) -> HttpResponse:
+def _render_next(request, project, *, status: int = 200) -> HttpResponse:
     from .views import render_next  # the one "what comes next" path, shared with comparisons
 
-    return render_next(request, project)
+    return render_next(request, project, status=status)
 
 
-def _rerender(request, project, assignment_id: int, form: dict, *, errors=None, message="", status=422):
-    assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+def _rerender(request, project, assignment, form: dict, *, errors=None, message="", status=422):
     template, ctx = work_context(request, project, assignment, form=form, errors=errors, message=message)
     return render(request, template, ctx, status=status)
 
 
-def _submit(request, project, assignment_id: int, form: dict, call) -> HttpResponse:
+def _submit(request, project, assignment, form: dict, call) -> HttpResponse:
     """Run a submit; on a refusal, everything typed comes back in the form."""
     try:
         call()
     except ValidationFailed as exc:
-        return _rerender(request, project, assignment_id, form, errors=exc.field_errors, message=exc.message)
+        return _rerender(request, project, assignment, form, errors=exc.field_errors, message=exc.message)
     except Conflict as exc:
-        return _rerender(request, project, assignment_id, form, message=exc.message, status=409)
+        return _rerender(request, project, assignment, form, message=exc.message, status=409)
+    except NotAllowed:
+        return _render_next(request, project, status=403)  # standing changed: it says why
     return _render_next(request, project)
 
 
 @login_required
 @require_POST
-def label_rank(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_rank(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     post = request.POST
     form = {"client_token": post.get("client_token", ""), "order": post.get("order", ""), "rationale": post.get("rationale", "")}
     data = RankingInput(order=form["order"], rationale=form["rationale"], time_spent_ms=_time_spent(post))
     token = _token(form)
-    return _submit(request, project, assignment_id, form, lambda: ranking_submit(
-        assignment_id=assignment_id, annotator=request.user, data=data, client_token=token))
+    return _submit(request, project, assignment, form, lambda: ranking_submit(
+        assignment_id=assignment.pk, annotator=request.user, data=data, client_token=token))
 
 
 def _rewrite_form(post) -> dict:
@@ -176,14 +177,14 @@ def _rewrite_input(form: dict, post) -> RewriteInput:
 
 @login_required
 @require_POST
-def label_rewrite(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_rewrite(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     form = _rewrite_form(request.POST)
     data = _rewrite_input(form, request.POST)
     token = _token(form)
-    return _submit(request, project, assignment_id, form, lambda: rewrite_submit(
-        assignment_id=assignment_id, author=request.user, data=data, client_token=token))
+    return _submit(request, project, assignment, form, lambda: rewrite_submit(
+        assignment_id=assignment.pk, author=request.user, data=data, client_token=token))
 
 
 @login_required
@@ -194,6 +195,8 @@ def label_rewrite_revise(request: HttpRequest, slug: str, rewrite_id: int) -> Ht
     form = _rewrite_form(request.POST)
     try:
         rewrite_revise(rewrite_id=rewrite.pk, author=request.user, data=_rewrite_input(form, request.POST))
+    except NotAllowed:
+        return _render_next(request, project, status=403)
     except (ValidationFailed, Conflict) as exc:
         ctx = revise_context(request, project, rewrite, form=form, errors=getattr(exc, "field_errors", None), message=exc.message)
         return render(request, "frontend/_rewrite.html", ctx, status=exc.status_code)
@@ -202,10 +205,10 @@ def label_rewrite_revise(request: HttpRequest, slug: str, rewrite_id: int) -> Ht
 
 @login_required
 @require_POST
-def label_diff(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_diff(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     """The live side-by-side diff while an expert edits (original from their own assignment)."""
     _project_for(request, slug, can_annotate)
-    assignment = selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     payload = selectors.assignment_payload(assignment=assignment)
     original = payload.get("response", {}).get("text", "")
     return render(request, "frontend/_diff.html", {"diff": side_by_side(original, request.POST.get("text", ""))})
@@ -213,16 +216,16 @@ def label_diff(request: HttpRequest, slug: str, assignment_id: int) -> HttpRespo
 
 @login_required
 @require_POST
-def label_negative(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def label_negative(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
-    selectors.assignment_for_annotator(assignment_id=assignment_id, annotator=request.user)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     post = request.POST
     form = {"client_token": post.get("client_token", ""), "text": post.get("text", ""),
             "flaw_type": post.get("flaw_type", ""), "rationale": post.get("rationale", "")}
     data = NegativeInput(text=form["text"], flaw_type=form["flaw_type"], rationale=form["rationale"], time_spent_ms=_time_spent(post))
     token = _token(form)
-    return _submit(request, project, assignment_id, form, lambda: negative_submit(
-        assignment_id=assignment_id, author=request.user, data=data, client_token=token))
+    return _submit(request, project, assignment, form, lambda: negative_submit(
+        assignment_id=assignment.pk, author=request.user, data=data, client_token=token))
 
 
 # ---------------------------------------------------------------- review (leads, second experts)

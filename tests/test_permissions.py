@@ -78,7 +78,7 @@ API_CASES = [
 def test_api_refuses(world, method, template, refused):
     project, people = world
     theirs = people["other_annotator"].judgments.get()
-    url = template.format(slug=project.slug, open=people["open"].pk, theirs=theirs.pk,
+    url = template.format(slug=project.slug, open=people["open"].handle, theirs=theirs.pk,
                           anchor=people["anchor"].pk, annotator=people["annotator"].username)
     for who, status in refused.items():
         from rest_framework.test import APIClient
@@ -175,7 +175,7 @@ def test_calibration_answer_page_refuses_other_peoples_questions(world):
                                   "/p/{slug}/label/{open}/skip/", "/p/{slug}/analytics/refresh/"])
 def test_htmx_posts_refuse_annotators_of_other_roles_and_anonymous(world, path):
     project, people = world
-    url = path.format(slug=project.slug, open=people["open"].pk)
+    url = path.format(slug=project.slug, open=people["open"].handle)
     assert Client().post(url).status_code == 302
     refused = {"next": "engineer", "import": "annotator", "submit": "annotator", "skip": "annotator",
                "refresh": "annotator"}

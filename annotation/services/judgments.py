@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
 from ..models import Choice, ItemKind, Judgment, JudgmentRevision, Project, Strength
+from ..permissions import work_allowed_check
 from ..sides import SHOWN_CHOICES, to_canonical
 from .badcases import bad_cases_from_judgment
 from .work import assignment_claim, assignment_finish, slot_check
@@ -139,6 +140,7 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
         .select_related("project", "project__current_spec")
         .get(pk=judgment_id, annotator=editor)
     )
+    work_allowed_check(user=editor, project=judgment.project)
     errors = judgment_validate(project=judgment.project, data=data)
     if errors:
         raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)

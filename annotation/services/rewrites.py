@@ -17,7 +17,7 @@ from ..importing import MAX_TEXT
 from ..models import (
     DerivedPair, ItemKind, PairTag, Project, Response, Rewrite, RewriteStatus, Role, Strength,
 )
-from ..permissions import has_role
+from ..permissions import has_role, work_allowed_check
 from .judgments import rationale_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
@@ -168,6 +168,7 @@ def rewrite_revise(*, rewrite_id: int, author, data: RewriteInput) -> Rewrite:
     rewrite = _locked(rewrite_id)
     if rewrite.author_id != author.pk:
         raise Conflict("Only its author revises a rewrite.")
+    work_allowed_check(user=author, project=rewrite.project)
     if rewrite.status != RewriteStatus.RETURNED:
         raise Conflict("Only a rewrite that was sent back can be revised.")
     errors = rewrite_validate(project=rewrite.project, original=rewrite.item.response_a.text, data=data)

@@ -17,6 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
+from ..permissions import work_allowed_check
 from ..models import (
     AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, domain_in,
 )
@@ -158,22 +159,32 @@ def _not_mine_already(annotator) -> RawSQL:
     )
 
 
+def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | None):
+    """Items this annotator could be leased now: active, with room, not theirs already."""
+    pool = Item.objects.filter(
+        project=project,
+        status=ItemStatus.ACTIVE,
+        assigned_count__lt=F("target_judgments"),
+        in_live_queue=not held_out,
+    )
+    if extra is not None:
+        pool = pool.filter(extra)
+    # Expertise routing applies to every lease, whoever asks (live queue or held out alike).
+    pool = pool.filter(skill_filter(project=project, annotator=annotator))
+    return pool.alias(available=_not_mine_already(annotator)).filter(available=True)
+
+
+def live_item_available(*, project: Project, annotator, extra: Q | None = None) -> bool:
+    """Whether the live queue still has an item this annotator could be leased (`extra` narrows
+    it, e.g. to one kind). Reads without locking; callers use it to decide, not to reserve."""
+    return _candidate_pool(project=project, annotator=annotator, held_out=False, extra=extra).exists()
+
+
 def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, extra: Q | None) -> Assignment | None:
     with transaction.atomic():
-        pool = Item.objects.filter(
-            project=project,
-            status=ItemStatus.ACTIVE,
-            assigned_count__lt=F("target_judgments"),
-            in_live_queue=not held_out,
-        )
-        if extra is not None:
-            pool = pool.filter(extra)
-        # Expertise routing applies to every lease, whoever asks (live queue or held out alike).
-        pool = pool.filter(skill_filter(project=project, annotator=annotator))
+        pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
         item = (
-            pool.alias(available=_not_mine_already(annotator))
-            .filter(available=True)
-            .order_by("-priority", "id")
+            pool.order_by("-priority", "id")
             # The texts come along so the caller needs no second query to show the item.
             .select_related("prompt", "response_a", "response_b")
             .select_for_update(skip_locked=True, of=("self",))
@@ -186,11 +197,12 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         # saw: a draft or an open tab keyed to it must keep meaning the same responses.
         earlier = (
             Assignment.objects.filter(annotator=annotator, item_id=item.pk)
-            .values_list("shown_left", "shown_order")
+            .values_list("shown_left", "shown_order", "handle")
             .first()
         )
+        handle = None
         if earlier is not None:
-            shown_left, shown_order = earlier
+            shown_left, shown_order, handle = earlier
         else:
             shown_left, shown_order = _rng.choice("ab"), []
             if item.kind == ItemKind.RANKING:
@@ -217,6 +229,9 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         )
         if assignment.pk is None:  # backends without RETURNING on upsert
             assignment = Assignment.objects.get(item_id=item.pk, annotator=annotator)
+        elif handle is not None:
+            # The upsert kept the row's handle (not among update_fields), not the fresh default.
+            assignment.handle = handle
         assignment.item = item
         return assignment
 
@@ -225,7 +240,8 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
 def assignment_skip(*, assignment_id: int, annotator, now: datetime | None = None) -> Assignment:
     """The annotator passes on an item: they never get it again, and its slot goes back."""
     now = now or timezone.now()
-    assignment = Assignment.objects.select_for_update().get(pk=assignment_id, annotator=annotator)
+    assignment = Assignment.objects.select_for_update().select_related("project").get(pk=assignment_id, annotator=annotator)
+    work_allowed_check(user=annotator, project=assignment.project)
     if assignment.status == AssignmentStatus.SUBMITTED:
         raise Conflict("This item is already judged; it cannot be skipped.")
     if assignment.status == AssignmentStatus.SKIPPED:

@@ -14,6 +14,7 @@ from django.db.models import F, Model
 
 from ..errors import Conflict
 from ..models import Assignment, AssignmentStatus, Item
+from ..permissions import work_allowed_check
 
 
 @dataclass
@@ -35,6 +36,7 @@ def assignment_claim(
         .select_related("project", "project__current_spec", "item")
         .get(pk=assignment_id, annotator=annotator)
     )
+    work_allowed_check(user=annotator, project=assignment.project)
     if assignment.item.kind != kind:
         raise Conflict(f"This item is a {assignment.item.get_kind_display().lower()} task, not a {kind} task.")
     if assignment.status == AssignmentStatus.SUBMITTED:

@@ -18,9 +18,9 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.errors import Conflict, ValidationFailed
-from annotation.models import Assignment, Judgment, Project
+from annotation.models import Assignment, ItemKind, Judgment, Project
 from annotation.services.judgments import JudgmentInput, canonical_fields, judgment_submit, judgment_validate
-from annotation.services.routing import assignment_held, assignment_lease, queue_sweep
+from annotation.services.routing import assignment_held, assignment_lease, live_item_available, queue_sweep
 from annotation.sides import to_shown
 
 from ..errors import CalibrationRequired
@@ -62,7 +62,15 @@ def queue_next(*, project: Project, annotator, now: datetime | None = None) -> A
         return held
     # An independent draw per request: no schedule to learn ("every 10th is gold").
     not_met = _not_met_in_calibration(project=project, annotator=annotator)
-    if policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
+    # Gold only hides among live work: once no live comparison is left for this annotator
+    # (finished, skipped, all leased by others, paused), an anchor would be recognisable by
+    # coming at all, so anchors stop too and the annotator is told that nothing is left. Both
+    # kinds of request run this probe, so they keep the same query shape.
+    # Anchors are comparisons: among only rankings or rewrites one would stand out as well.
+    live_comparison_left = live_item_available(
+        project=project, annotator=annotator, extra=Q(kind=ItemKind.COMPARISON) & not_met
+    )
+    if live_comparison_left and policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
         hidden = assignment_lease(project=project, annotator=annotator, now=now, held_out=True, extra=not_met)
         if hidden is not None:
             return hidden

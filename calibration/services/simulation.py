@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import (
-    Assignment, AssignmentStatus, Item, ItemStatus, Judgment, Membership, Project, Prompt, Response, Role,
+    Assignment, AssignmentStatus, assignment_handle_new, Item, ItemStatus, Judgment, Membership, Project, Prompt, Response, Role,
 )
 
 from .. import simulation as sim_mod
@@ -109,11 +109,12 @@ def _judgments_copy(project, sim, users, items, start, now, report) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT COALESCE(MAX(id), 0) FROM "{a_table}"')
         before = cursor.fetchone()[0]
-        cols = "project_id, item_id, annotator_id, status, shown_left, shown_order, leased_at, lease_expires_at, finished_at"
+        cols = ("handle, project_id, item_id, annotator_id, status, shown_left, shown_order, leased_at, "
+                "lease_expires_at, finished_at")
         with cursor.connection.cursor().copy(f'COPY "{a_table}" ({cols}) FROM STDIN') as copy:
             for j in range(total):
-                copy.write_row((project.pk, int(item_pk[j]), int(user_pk[j]), AssignmentStatus.SUBMITTED, side[j],
-                                "[]", now, now, now))
+                copy.write_row((assignment_handle_new(), project.pk, int(item_pk[j]), int(user_pk[j]),
+                                AssignmentStatus.SUBMITTED, side[j], "[]", now, now, now))
                 if j % 100_000 == 0:
                     report(j // 2, total)
         cursor.execute(f'SELECT id FROM "{a_table}" WHERE project_id = %s AND id > %s ORDER BY id', [project.pk, before])

@@ -27,6 +27,7 @@ from ..models import (
     StandingChange,
     StandingState,
 )
+from ..errors import CalibrationRequired
 from ..stats import CusumParams, cusum_step
 from .policy import policy_get
 
@@ -58,6 +59,15 @@ def standing_with_policy(*, project: Project, annotator) -> tuple[Standing, Cali
     if standing is None:
         standing = _standing_create(project=project, annotator=annotator)
     return standing, policy
+
+
+def standing_work_check(*, user, project: Project) -> None:
+    """Live work (submit, edit, skip, ...) only while `active`: an annotator moved to needs
+    retraining or excluded, even mid-lease, writes nothing more until a lead brings them back.
+    Registered with annotation's work gate (calibration/apps.py)."""
+    standing, _policy = standing_with_policy(project=project, annotator=user)
+    if standing.state != StandingState.ACTIVE:
+        raise CalibrationRequired(standing.state)
 
 
 def _standing_create(*, project: Project, annotator) -> Standing:

@@ -53,9 +53,9 @@ def test_api_refuses(world):
     slug = project.slug
     reviewer_assignment = open_["ranking"]
     cases = [
-        ("post", f"/api/assignments/{reviewer_assignment.pk}/rank/", {"anonymous": 401, "annotator": 404, "lead": 404, "expert": 404}),
-        ("post", f"/api/assignments/{open_['rewrite'].pk}/rewrite/", {"anonymous": 401, "annotator": 404, "lead": 404, "reviewer": 404}),
-        ("post", f"/api/assignments/{reviewer_assignment.pk}/negative/", {"anonymous": 401, "annotator": 404, "lead": 404}),
+        ("post", f"/api/assignments/{reviewer_assignment.handle}/rank/", {"anonymous": 401, "annotator": 404, "lead": 404, "expert": 404}),
+        ("post", f"/api/assignments/{open_['rewrite'].handle}/rewrite/", {"anonymous": 401, "annotator": 404, "lead": 404, "reviewer": 404}),
+        ("post", f"/api/assignments/{reviewer_assignment.handle}/negative/", {"anonymous": 401, "annotator": 404, "lead": 404}),
         ("get", f"/api/projects/{slug}/rewrites/", {"anonymous": 401, "outsider": 404, "engineer": 403}),
         ("post", f"/api/rewrites/{rewrite.pk}/review/", {"anonymous": 401, "outsider": 404, "annotator": 404, "engineer": 404, "expert": 403}),
         ("put", f"/api/rewrites/{rewrite.pk}/", {"anonymous": 401, "outsider": 404, "annotator": 404, "lead": 404, "reviewer": 404}),
@@ -117,10 +117,10 @@ def test_htmx_posts_refuse(world):
     project, people, rewrite, open_ = world
     slug = project.slug
     posts = [
-        (f"/p/{slug}/label/{open_['ranking'].pk}/rank/", {"annotator": 404, "lead": 403, "engineer": 403}),
-        (f"/p/{slug}/label/{open_['rewrite'].pk}/rewrite/", {"annotator": 404, "reviewer": 404}),
-        (f"/p/{slug}/label/{open_['rewrite'].pk}/diff/", {"annotator": 404}),
-        (f"/p/{slug}/label/{open_['ranking'].pk}/negative/", {"annotator": 404}),
+        (f"/p/{slug}/label/{open_['ranking'].handle}/rank/", {"annotator": 404, "lead": 403, "engineer": 403}),
+        (f"/p/{slug}/label/{open_['rewrite'].handle}/rewrite/", {"annotator": 404, "reviewer": 404}),
+        (f"/p/{slug}/label/{open_['rewrite'].handle}/diff/", {"annotator": 404}),
+        (f"/p/{slug}/label/{open_['ranking'].handle}/negative/", {"annotator": 404}),
         (f"/p/{slug}/label/rewrites/{rewrite.pk}/revise/", {"annotator": 404, "reviewer": 404}),
         (f"/p/{slug}/rewrites/{rewrite.pk}/review/", {"annotator": 403, "engineer": 403, "outsider": 404}),
         (f"/p/{slug}/designed/bad-cases/", {"annotator": 403, "engineer": 403, "expert": 403}),

@@ -91,10 +91,11 @@ def _fetch_as_browser(project, user, *, anchor: bool, monkeypatch):
     html = client.post(f"/p/{project.slug}/label/next/")
     assignment = Assignment.objects.filter(annotator=user, status="leased").get()
     api = api_as(user).post(f"/api/projects/{project.slug}/next/")  # the same held lease, as JSON
-    submit = api_as(user).post(f"/api/assignments/{assignment.pk}/submit/", submit_payload(), format="json")
+    submit = api_as(user).post(f"/api/assignments/{assignment.handle}/submit/", submit_payload(), format="json")
     item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
     assert item.in_live_queue is (not anchor)
     texts = [item.response_a.text, item.response_b.text] + [m["content"] for m in item.prompt.messages]
+    texts.append(assignment.handle)  # opaque and random: differs per assignment, says nothing
     numbers = [assignment.pk, submit.json()["id"]]
     return {
         "html": _normalise(html.content.decode(), texts, numbers),
@@ -146,7 +147,7 @@ def test_feedback_on_hidden_anchors_only_when_the_project_shows_it(db, monkeypat
     monkeypatch.setattr(queue_module._rng, "random", lambda: 0.99)
     b = queue_next(project=project, annotator=user)
     assert b.item.in_live_queue
-    page = client.post(f"/p/{project.slug}/label/{b.pk}/submit/", {**submit_payload(), "choice": "left"})
+    page = client.post(f"/p/{project.slug}/label/{b.handle}/submit/", {**submit_payload(), "choice": "left"})
     assert "Because B invents a date." not in page.content.decode()  # live items never carry feedback
 
 
@@ -162,12 +163,12 @@ def test_web_submit_scores_a_hidden_anchor_after_the_response(monkeypatch):
         assignment = queue_next(project=project, annotator=user)
         assert not assignment.item.in_live_queue
         if via == "api":
-            response = api_as(user).post(f"/api/assignments/{assignment.pk}/submit/", submit_payload(), format="json")
+            response = api_as(user).post(f"/api/assignments/{assignment.handle}/submit/", submit_payload(), format="json")
             assert response.status_code == 201
         else:
             client = Client()
             client.force_login(user)
-            response = client.post(f"/p/{project.slug}/label/{assignment.pk}/submit/", submit_payload())
+            response = client.post(f"/p/{project.slug}/label/{assignment.handle}/submit/", submit_payload())
             assert response.status_code == 200
         # The test client closes the response before handing it back, as a WSGI server does
         # after writing it: the deferred scoring has run by now.
@@ -179,10 +180,12 @@ def test_judgments_on_anchors_left_unscored_are_scored_by_the_sweep(db, monkeypa
     from calibration.services.queue import hidden_answers_score_missing
 
     project = ProjectFactory()
+    ItemFactory(project=project)  # anchors hide only among live work
     make_anchor(project)
     user = member(project, Role.ANNOTATOR)
     monkeypatch.setattr(queue_module._rng, "random", lambda: 0.0)
     assignment = queue_next(project=project, annotator=user)
+    assert not assignment.item.in_live_queue
     # As if the process died between the response and the deferred scoring:
     judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
                     data=JudgmentInput(choice="left", strength="clear", rationale="Left is right here."))

@@ -42,7 +42,7 @@ def test_rewrite_page_keeps_model_text_inert_and_a_refused_submit_keeps_every_fi
     html = _next(client, project)
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; bad answer" in html and "<img src=x" not in html
     assignment = queue_next(project=project, annotator=expert)
-    response = client.post(f"/p/{project.slug}/label/{assignment.pk}/rewrite/", {
+    response = client.post(f"/p/{project.slug}/label/{assignment.handle}/rewrite/", {
         "client_token": str(uuid.uuid4()), "text": "A much better <answer>.", "flaws": ["unsafe", "too_long"],
         "rationale": "short",
     })
@@ -50,7 +50,7 @@ def test_rewrite_page_keeps_model_text_inert_and_a_refused_submit_keeps_every_fi
     body = response.content.decode()
     assert "A much better &lt;answer&gt;." in body and "Write at least" in body
     assert body.count("checked") == 2  # both flaws still ticked
-    diff = client.post(f"/p/{project.slug}/label/{assignment.pk}/diff/", {"text": "good <answer>"}).content.decode()
+    diff = client.post(f"/p/{project.slug}/label/{assignment.handle}/diff/", {"text": "good <answer>"}).content.decode()
     assert 'class="d-' in diff and "&lt;answer&gt;" in diff and "<answer>" not in diff
 
 
