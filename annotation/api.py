@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
@@ -14,7 +14,8 @@ from . import selectors, serializers
 from .models import BadCaseSource, RewriteStatus
 from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
 from .services.badcases import bad_case_report
-from .services.imports import import_job_create, import_job_progress
+from .services.imports import import_job_create, import_job_progress, import_job_retry
+from .services.jobs import JobStateError
 from .services.judgments import JudgmentInput, judgment_edit
 from .services.negatives import NegativeInput as NegativeData, negative_submit
 from .services.projects import skills_set, spec_publish
@@ -102,6 +103,21 @@ class ImportDetailApi(APIView):
     def get(self, request, job_id: int):
         job = import_job_progress(job=selectors.import_job_get(job_id=job_id, user=request.user))
         return Response(serializers.ImportJobOutput(job).data)
+
+
+class ImportRetryApi(APIView):
+    @extend_schema(request=None, responses={202: serializers.ImportJobOutput,
+                                            409: OpenApiResponse(description="The import has not failed.")})
+    def post(self, request, job_id: int):
+        """Import a failed job's stored upload again, as a new job to poll (leads and engineers)."""
+        job = selectors.import_job_get(job_id=job_id, user=request.user)
+        if not can_import(user=request.user, project=job.project):
+            raise PermissionDenied("Only leads and engineers import items.")
+        try:
+            again = import_job_retry(job=job, user=request.user)
+        except JobStateError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.ImportJobOutput(again).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SpecPublishApi(APIView):

@@ -261,6 +261,8 @@ RANKING_MIN, RANKING_MAX = 3, 8
 class ItemStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
+    # Failed to render for an annotator: out of every queue until a lead looks (quarantine_reason).
+    QUARANTINED = "quarantined", "Quarantined"
 
 
 class Item(models.Model):
@@ -273,7 +275,8 @@ class Item(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
     response_a = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     response_b = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.ACTIVE)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.ACTIVE)
+    quarantine_reason = models.TextField(blank=True, help_text="Why it could not be shown (quarantined items).")
     target_judgments = models.PositiveSmallIntegerField(
         help_text="Judgments wanted for this item (the project's overlap when created)."
     )

@@ -28,6 +28,7 @@ from .models import (
 )
 from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
 from .ranking import letters
+from .services.quarantine import text_displayable
 from .sides import to_shown
 
 
@@ -325,5 +326,10 @@ def items_for_lead(*, project: Project, kind: str = "", query: str = "", limit: 
         .values_list("response_id", flat=True)
     )
     for row in rows:
-        row["responses"] = [{"response": r, "bad_case": r.pk in bad} for r in row["responses"]]
+        # Displayable whatever the rows hold: this page is where a lead inspects quarantined items.
+        messages = row["item"].prompt.messages or [{}]
+        row["prompt_text"] = text_displayable(str(messages[-1].get("content", "")))
+        row["responses"] = [
+            {"response": r, "text": text_displayable(r.text), "bad_case": r.pk in bad} for r in row["responses"]
+        ]
     return rows

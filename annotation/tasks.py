@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import task_failure
 
 from .services.imports import import_job_run
+from .services.jobs import job_kind_for_task, job_task_failed, jobs_reap
 from .services.routing import leases_expire
 
 
@@ -15,3 +17,19 @@ def run_import(job_id: int) -> str:
 @shared_task
 def expire_stale_leases() -> int:
     return leases_expire()
+
+
+@shared_task
+def reap_stale_jobs() -> dict:
+    """Imports, freezes and analytics computations (every kind registered in services/jobs.py)."""
+    return jobs_reap()
+
+
+@task_failure.connect
+def fail_job_when_its_task_fails(sender=None, exception=None, args=None, **kwargs):
+    """Also fires in the worker's parent process when the child that ran the task was killed
+    (WorkerLostError, e.g. out of memory): the job is failed there, with the reason. A job whose
+    code raised was failed with that reason already; the first reason is kept."""
+    kind = job_kind_for_task(getattr(sender, "name", "")) if sender is not None else None
+    if kind is not None and args:
+        job_task_failed(kind, int(args[0]), exception)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable
 
 STAT_KEYS = ("percent_agreement", "fleiss_kappa", "alpha_nominal", "alpha_ordinal")
@@ -87,11 +88,25 @@ TABLES: dict[str, Callable[[dict], tuple[list[str], list[list]]]] = {
 }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection list
+
+
 def _safe(cell):
-    # Spreadsheet formula injection: prompts and usernames are user text.
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # Spreadsheet formula injection: prompts and usernames are user text. Spreadsheets skip
+    # leading blanks (spaces, newlines, zero-width characters) before reading a formula, so the
+    # first visible character counts, not the first character.
+    if isinstance(cell, str) and (
+        cell[:1] in FORMULA_STARTS or _skip_blanks(cell)[:1] in FORMULA_STARTS
+    ):
         return "'" + cell
     return "" if cell is None else cell
+
+
+def _skip_blanks(text: str) -> str:
+    i = 0
+    while i < len(text) and (text[i].isspace() or unicodedata.category(text[i]) in ("Cf", "Cc", "Zs")):
+        i += 1
+    return text[i:]
 
 
 def to_csv(header: list[str], rows: Iterable[list]) -> str:

@@ -6,18 +6,21 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from django.http import HttpResponse
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
 from annotation.api import judgment_input
+from annotation.parsers import UntrustedJSONParser
 from annotation.permissions import can_annotate, can_lead, can_see_all_judgments
 from annotation.serializers import AssignmentOutput, SubmitInput
+from annotation.services.quarantine import served_renderable
 
 from . import analytics_tables, selectors, serializers
 from .after_response import AfterResponse
-from .services.analytics import analytics_policy_update, snapshot_request
+from .services.analytics import analytics_policy_update, analytics_state_fresh, snapshot_request
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
 from .services.policy import policy_get, policy_update
 from .services.queue import calibration_answer, question_next, queue_next, queue_submit
@@ -63,10 +66,17 @@ class NextItemApi(APIView):
     def post(self, request, slug: str):
         """Lease the next item to label (or the one you already hold)."""
         project = _annotating_project(request, slug)
-        assignment = queue_next(project=project, annotator=request.user)
-        if assignment is None:
+
+        def payload(assignment):
+            data = AssignmentOutput(annotation_selectors.assignment_payload(assignment=assignment)).data
+            JSONRenderer().render(data)  # raises here, not after the view, on text that cannot be sent
+            return data
+
+        # An item that cannot be sent is quarantined for the lead and the next one is served.
+        data = served_renderable(lambda: queue_next(project=project, annotator=request.user), payload)
+        if data is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AssignmentOutput(annotation_selectors.assignment_payload(assignment=assignment)).data)
+        return Response(data)
 
 
 class SubmitApi(APIView):
@@ -151,7 +161,7 @@ class PolicyApi(APIView):
 
 
 class AnchorListApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [UntrustedJSONParser]
 
     @extend_schema(responses=serializers.AnchorAgreementOutput(many=True))
     def get(self, request, slug: str):
@@ -302,7 +312,7 @@ class AnalyticsApi(APIView):
     def get(self, request, slug: str):
         """Agreement, pairwise κ, contested items, annotator bias flags and dataset health."""
         project = _analytics_project(request, slug)
-        state = selectors.analytics_state(project=project)
+        state = analytics_state_fresh(project=project)
         return Response({
             "snapshot": snapshot_summary(state["latest"]),
             "pending": snapshot_summary(state["pending"]),
@@ -315,7 +325,8 @@ class AnalyticsApi(APIView):
 class AnalyticsRefreshApi(APIView):
     @extend_schema(request=None, responses={202: OpenApiResponse(description="{id, status}: queued for a worker.")})
     def post(self, request, slug: str):
-        """Queue a fresh computation (joins one already queued or running)."""
+        """Queue a fresh computation (joins one already queued or running); after a failed one,
+        this is its retry."""
         project = _analytics_project(request, slug)
         snapshot = snapshot_request(project=project, user=request.user)
         return Response(snapshot_summary(snapshot), status=status.HTTP_202_ACCEPTED)

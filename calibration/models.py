@@ -384,6 +384,8 @@ class AnalyticsSnapshot(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The worker's last sign of life (or when a queued one was last sent).")
     phase = models.CharField(max_length=32, blank=True, help_text="What the computation is doing now.")
     percent = models.PositiveSmallIntegerField(default=0)
     judgments_seen = models.PositiveIntegerField(default=0, help_text="Judgments in the project when it ran.")

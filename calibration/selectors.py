@@ -8,6 +8,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from annotation.models import Item, Membership, Project, Role
+from annotation.sides import to_shown
 
 from .models import (
     AnalyticsPolicy,
@@ -25,6 +26,7 @@ from .models import (
     StandingState,
     SnapshotStatus,
 )
+from .explanations import explanation_for_annotator, explanation_for_author
 from .stats import rolling_accuracy, sparkline_points, wilson_interval
 
 SPARKLINE_RESULTS = 60
@@ -121,6 +123,7 @@ def anchor_agreement(*, project: Project) -> list[dict]:
                 "anchor": anchor,
                 "prompt": _preview(anchor.item.prompt.messages),
                 "domain": anchor.item.prompt.domain,
+                "explanation": explanation_for_author(anchor.explanation),
                 "answers": anchor.answers,
                 "agreement": agreement,
                 "wilson_low": low,
@@ -144,7 +147,20 @@ def anchor_get(*, project: Project, anchor_id: int) -> Anchor:
 
 
 def anchor_history(*, anchor: Anchor) -> list[AnchorRevision]:
-    return list(anchor.revisions.select_related("replaced_by").order_by("-revision"))
+    revisions = list(anchor.revisions.select_related("replaced_by").order_by("-revision"))
+    for revision in revisions:  # shown to leads in authoring terms, never saved back
+        revision.explanation = explanation_for_author(revision.explanation)
+    return revisions
+
+
+def anchor_explanation_readings(*, explanation: str) -> dict:
+    """A stored explanation as its author reads it (Response A = the item's first response) and
+    as annotators will read it with either response on the left: leads check both before saving."""
+    return {
+        "author": explanation_for_author(explanation),
+        "a_left": explanation_for_annotator(explanation, shown_left="a"),
+        "b_left": explanation_for_annotator(explanation, shown_left="b"),
+    }
 
 
 def item_for_anchor_form(*, project: Project, item_id: int) -> Item:
@@ -193,11 +209,20 @@ def annotator_calibration_status(*, project: Project, annotator) -> dict:
     if last_failed is not None and standing is not None and standing.state != StandingState.ACTIVE:
         for result in (
             AnchorResult.objects.filter(question__round=last_failed, correct=False)
-            .select_related("anchor__item__prompt", "question")
+            .select_related("anchor__item__prompt", "anchor__item__response_a", "anchor__item__response_b", "question")
             .order_by("question__position")
         ):
+            # In the terms of the screen the annotator answered on: the same A/B and left/right.
+            item, shown_left = result.anchor.item, result.shown_left
+            left, right = (item.response_a, item.response_b) if shown_left == "a" else (item.response_b, item.response_a)
             missed.append({"prompt": _preview(result.anchor.item.prompt.messages, 200),
-                           "explanation": result.anchor.explanation,
+                           "left": _preview([{"content": left.text}], 300),
+                           "right": _preview([{"content": right.text}], 300),
+                           "expert_choice": to_shown(result.anchor.expert_choice, shown_left=shown_left),
+                           "expert_strength": result.anchor.expert_strength,
+                           "your_choice": to_shown(result.choice, shown_left=shown_left),
+                           "your_strength": result.strength,
+                           "explanation": explanation_for_annotator(result.anchor.explanation, shown_left=shown_left),
                            "clear_cut": result.clear_cut})
     return {
         "state": standing.state if standing else "",

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from annotation.models import Choice, Strength
 from annotation.serializers import MessageOutput, ResponseOutput
 
+from .explanations import explanation_for_author
 from .models import AnalyticsPolicy, Anchor, AnchorRevision, CalibrationPolicy, StandingChange, StandingState
 from .services.analytics import ANALYTICS_FIELDS
 from .services.policy import POLICY_FIELDS
@@ -33,7 +34,9 @@ class FeedbackOutput(serializers.Serializer):
     expert_choice = serializers.CharField(help_text="left | right | tie | both_bad, as you saw it")
     expert_strength = serializers.CharField()
     expert_dimensions = serializers.DictField(child=serializers.CharField())
-    explanation = serializers.CharField()
+    your_choice = serializers.CharField(help_text="left | right | tie | both_bad: your answer, as you gave it")
+    your_strength = serializers.CharField()
+    explanation = serializers.CharField(help_text="Names each response by the letter and side you saw.")
     clear_cut = serializers.BooleanField()
 
 
@@ -66,8 +69,10 @@ class PolicySerializer(serializers.ModelSerializer):
 
 
 class ExpertInput(serializers.Serializer):
-    choice = serializers.ChoiceField(choices=Choice.values, help_text="Canonical: a = response_a, b = response_b.")
-    strength = serializers.ChoiceField(choices=[""] + list(Strength.values), required=False, default="", allow_blank=True)
+    # The model's choice sets (labels included) so the schema names each enum once (StrengthEnum,
+    # CanonicalChoiceEnum); a blank strength is allow_blank's, not a choice.
+    choice = serializers.ChoiceField(choices=Choice.choices, help_text="Canonical: a = response_a, b = response_b.")
+    strength = serializers.ChoiceField(choices=Strength.choices, required=False, default="", allow_blank=True)
     dimensions = serializers.DictField(child=serializers.ChoiceField(choices=Choice.values), required=False, default=dict)
     explanation = serializers.CharField(max_length=20_000)
     clear_cut = serializers.BooleanField(default=True)
@@ -85,8 +90,17 @@ class AnchorUpdateInput(serializers.Serializer):
     active = serializers.BooleanField(required=False)
 
 
+class AuthorExplanation(serializers.CharField):
+    """An explanation in authoring terms: Response A = the item's first response (stored form:
+    stable names, calibration/explanations.py)."""
+
+    def to_representation(self, value):
+        return explanation_for_author(value)
+
+
 class AnchorRevisionOutput(serializers.ModelSerializer):
     replaced_by = serializers.CharField(source="replaced_by.username", allow_null=True, default=None)
+    explanation = AuthorExplanation()
 
     class Meta:
         model = AnchorRevision
@@ -95,6 +109,8 @@ class AnchorRevisionOutput(serializers.ModelSerializer):
 
 
 class AnchorOutput(serializers.ModelSerializer):
+    explanation = AuthorExplanation()
+
     class Meta:
         model = Anchor
         fields = ["id", "item", "expert_choice", "expert_strength", "expert_dimension_choices", "explanation",

@@ -39,6 +39,7 @@ api = [
     path("projects/<slug:slug>/runs/", training_api.RunListApi.as_view(), name="runs"),
     path("runs/<int:run_id>/", training_api.RunDetailApi.as_view(), name="run"),
     path("runs/<int:run_id>/cancel/", training_api.RunCancelApi.as_view(), name="run-cancel"),
+    path("runs/<int:run_id>/retry/", training_api.RunRetryApi.as_view(), name="run-retry"),
     path("runs/<int:run_id>/metrics/", training_api.RunMetricsApi.as_view(), name="run-metrics"),
     path("runs/<int:run_id>/logs/", training_api.RunLogsApi.as_view(), name="run-logs"),
     path("projects/<slug:slug>/reward-models/", training_api.RewardModelListApi.as_view(), name="reward-models"),
@@ -65,9 +66,14 @@ api = [
     path("assignments/<str:handle>/skip/", annotation_api.SkipApi.as_view(), name="skip"),
     path("judgments/<int:judgment_id>/", annotation_api.JudgmentEditApi.as_view(), name="judgment-edit"),
     path("imports/<int:job_id>/", annotation_api.ImportDetailApi.as_view(), name="import-detail"),
+    path("imports/<int:job_id>/retry/", annotation_api.ImportRetryApi.as_view(), name="import-retry"),
+    path("freezes/<int:request_id>/retry/", rewards_api.FreezeRetryApi.as_view(), name="freeze-retry"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
+
+# A database that cannot be reached is a 503 with Retry-After, even when a middleware meets it.
+handler500 = "annotation.unavailable.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

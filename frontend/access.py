@@ -6,6 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from annotation import selectors
+from annotation.errors import ValidationFailed
+from annotation.untrusted import time_spent_parse
 
 
 def project_for(request: HttpRequest, slug: str, check):
@@ -17,7 +19,9 @@ def project_for(request: HttpRequest, slug: str, check):
 
 
 def time_spent_ms(raw) -> int:
+    """The rule the API applies (annotation.untrusted.time_spent_parse): `inf`, `1e30` or 2**31
+    are a field error, as they are a 400 there, instead of a 500 or a DataError."""
     try:
-        return max(0, int(float(raw or 0)))
-    except ValueError:
-        return 0
+        return time_spent_parse(raw)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field_errors={"time_spent_ms": str(exc)}) from None

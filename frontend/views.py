@@ -17,9 +17,12 @@ from annotation.models import ItemKind, Strength
 from annotation.permissions import (
     can_annotate, can_export, can_import, can_lead, can_see_all_judgments, roles_of,
 )
-from annotation.services.imports import import_job_create, import_job_progress
+from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
+from annotation.services.jobs import JobStateError
 from annotation.services.judgments import JudgmentInput
+from annotation.untrusted import load_json
 from annotation.services.projects import spec_publish
+from annotation.services.quarantine import served_renderable
 from annotation.services.routing import annotator_progress, assignment_skip
 from calibration import analytics_tables
 from calibration import selectors as calibration_selectors
@@ -35,7 +38,7 @@ from calibration.services.anchors import (
     calibration_set_coverage,
 )
 from calibration.services.analytics import (
-    ANALYTICS_FIELDS, analytics_policy_update, snapshot_refresh_if_stale, snapshot_request,
+    ANALYTICS_FIELDS, analytics_policy_update, snapshot_fresh, snapshot_refresh_if_stale, snapshot_request,
 )
 from calibration.services.policy import POLICY_FIELDS, policy_update
 from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
@@ -122,21 +125,25 @@ def render_next(request, project, *, status: int = 200) -> HttpResponse:
     returned = render_returned_rewrite(request, project, status=status)
     if returned is not None:
         return returned
+    def show(assignment) -> HttpResponse:
+        if assignment.item.kind != ItemKind.COMPARISON:
+            template, ctx = work_context(request, project, assignment)
+            return render(request, template, ctx, status=status)
+        return render(request, "frontend/_item.html", _item_context(request, project, assignment), status=status)
+
     try:
-        assignment = queue_next(project=project, annotator=request.user)
+        # An item that cannot be shown is quarantined for the lead and the next one is served.
+        response = served_renderable(lambda: queue_next(project=project, annotator=request.user), show)
     except CalibrationRequired:
         return _render_calibration(request, project, status=status)
-    if assignment is not None and assignment.item.kind != ItemKind.COMPARISON:
-        template, ctx = work_context(request, project, assignment)
-        return render(request, template, ctx, status=status)
-    if assignment is None:
+    if response is None:
         return render(
             request,
             "frontend/_done.html",
             {"project": project, "progress": annotator_progress(project=project, annotator=request.user)},
             status=status,
         )
-    return render(request, "frontend/_item.html", _item_context(request, project, assignment), status=status)
+    return response
 
 
 def _render_calibration(request, project, *, status: int = 200) -> HttpResponse:
@@ -145,6 +152,9 @@ def _render_calibration(request, project, *, status: int = 200) -> HttpResponse:
     if question is not None:
         return render(request, "frontend/_item.html", _question_context(project, question), status=status)
     status_ = calibration_selectors.annotator_calibration_status(project=project, annotator=request.user)
+    for missed in status_["missed"]:
+        missed["expert_choice_label"] = SHOWN_LABELS.get(missed["expert_choice"], missed["expert_choice"])
+        missed["your_choice_label"] = SHOWN_LABELS.get(missed["your_choice"], missed["your_choice"])
     return render(request, "frontend/_standing.html", {"project": project, "status": status_}, status=status)
 
 
@@ -152,12 +162,14 @@ SHOWN_LABELS = {"left": "A (left) is better", "right": "B (right) is better", "t
 
 
 def _feedback_context(project, feedback: dict, *, your_choice: str = "") -> dict:
+    your_choice = feedback.get("your_choice") or your_choice
     return {
         "project": project,
         "feedback": feedback,
         "expert_choice_label": SHOWN_LABELS.get(feedback["expert_choice"], feedback["expert_choice"]),
         "expert_strength_label": dict(Strength.choices).get(feedback["expert_strength"], ""),
         "your_choice_label": SHOWN_LABELS.get(your_choice, ""),
+        "your_strength_label": dict(Strength.choices).get(feedback.get("your_strength", ""), ""),
         "expert_dimensions": [
             (key, SHOWN_LABELS.get(value, value)) for key, value in feedback["expert_dimensions"].items()
         ],
@@ -196,9 +208,9 @@ def label_submit(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     except ValueError:
         client_token = uuid.uuid4()
         form["client_token"] = str(client_token)
-    data = _judgment_input(form, _time_spent(form))
     later = AfterResponse()  # hidden-anchor scoring runs after the response (same timing as live)
     try:
+        data = _judgment_input(form, _time_spent(form))  # a bad time spent is a field error, as in the API
         outcome = queue_submit(
             assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token, defer=later
         )
@@ -237,8 +249,8 @@ def _time_spent(form: dict) -> int:
 def label_calibration_answer(request: HttpRequest, slug: str, question_id: int) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
     form = _posted_form(request, project)
-    data = _judgment_input(form, _time_spent(form))
     try:
+        data = _judgment_input(form, _time_spent(form))
         outcome = calibration_answer(question_id=question_id, annotator=request.user, data=data)
     except ValidationFailed as exc:
         question = calibration_selectors.question_for_annotator(question_id=question_id, annotator=request.user)
@@ -297,13 +309,29 @@ def lead_import(request: HttpRequest, slug: str) -> HttpResponse:
     upload = request.FILES.get("file")
     if upload is None:
         return render(request, "frontend/_import_job.html", {"error": "Choose a JSONL file first."}, status=422)
-    job = import_job_create(project=project, upload=upload, created_by=request.user)
+    try:
+        job = import_job_create(project=project, upload=upload, created_by=request.user)
+    except ValidationFailed as exc:  # over IMPORT_MAX_FILE_BYTES: refused before it is stored
+        return render(request, "frontend/_import_job.html", {"error": exc.message}, status=422)
     return render(request, "frontend/_import_job.html", {"job": job})
 
 
 @login_required
 def import_status(request: HttpRequest, job_id: int) -> HttpResponse:
     job = import_job_progress(job=selectors.import_job_get(job_id=job_id, user=request.user))
+    return render(request, "frontend/_import_job.html", {"job": job})
+
+
+@login_required
+@require_POST
+def import_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Import a failed job's stored upload again; the new job replaces the old one's box."""
+    job = selectors.import_job_get(job_id=job_id, user=request.user)
+    _project_for(request, job.project.slug, can_import)
+    try:
+        job = import_job_retry(job=job, user=request.user)
+    except JobStateError as exc:
+        return render(request, "frontend/_import_job.html", {"error": str(exc)}, status=409)
     return render(request, "frontend/_import_job.html", {"job": job})
 
 
@@ -462,13 +490,16 @@ def _anchor_form_context(project, item, *, anchor=None, form=None, errors=None, 
                 "in_calibration_set": False}
         if anchor is not None:
             form = {"choice": anchor.expert_choice, "strength": anchor.expert_strength,
-                    "explanation": anchor.explanation, "clear_cut": anchor.clear_cut,
+                    "explanation": calibration_selectors.anchor_explanation_readings(
+                        explanation=anchor.explanation)["author"],
+                    "clear_cut": anchor.clear_cut,
                     "dimensions": anchor.expert_dimension_choices, "in_calibration_set": anchor.in_calibration_set}
     return {
         "project": project,
         "item": item,
         "anchor": anchor,
         "history": calibration_selectors.anchor_history(anchor=anchor) if anchor else [],
+        "readings": calibration_selectors.anchor_explanation_readings(explanation=anchor.explanation) if anchor else None,
         "form": form,
         "errors": errors or {},
         "message": message,
@@ -590,7 +621,8 @@ def analytics_refresh(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def analytics_progress(request: HttpRequest, slug: str, snapshot_id: int) -> HttpResponse:
     project = _project_for(request, slug, can_see_all_judgments)
-    snapshot = calibration_selectors.analytics_snapshot_progress(project=project, snapshot_id=snapshot_id)
+    snapshot = snapshot_fresh(
+        snapshot=calibration_selectors.analytics_snapshot_progress(project=project, snapshot_id=snapshot_id))
     response = render(request, "frontend/_analytics_progress.html", {"project": project, "snapshot": snapshot})
     if snapshot.status in ("succeeded", "failed"):
         response["HX-Refresh"] = "true"
@@ -628,9 +660,9 @@ def analytics_policy(request: HttpRequest, slug: str) -> HttpResponse:
         raw = request.POST.get(name, "")
         if name.endswith("_targets"):
             try:
-                changes[name] = json.loads(raw or "{}")
-            except ValueError:
-                errors[name] = 'Not JSON: write {"name": share, ...}.'
+                changes[name] = load_json(raw or "{}")  # typed by a person: untrusted, like any JSON
+            except ValueError as exc:
+                errors[name] = f'Not usable JSON ({exc}): write {{"name": share, ...}}.'
         elif raw != "":
             changes[name] = raw  # full_clean converts and validates
     try:

@@ -152,10 +152,11 @@ def label_rank(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     post = request.POST
     form = {"client_token": post.get("client_token", ""), "order": post.get("order", ""), "rationale": post.get("rationale", "")}
-    data = RankingInput(order=form["order"], rationale=form["rationale"], time_spent_ms=_time_spent(post))
     token = _token(form)
+    # Built inside the submit so a bad time spent comes back as a field error (see _submit).
     return _submit(request, project, assignment, form, lambda: ranking_submit(
-        assignment_id=assignment.pk, annotator=request.user, data=data, client_token=token))
+        assignment_id=assignment.pk, annotator=request.user, client_token=token,
+        data=RankingInput(order=form["order"], rationale=form["rationale"], time_spent_ms=_time_spent(post))))
 
 
 def _rewrite_form(post) -> dict:
@@ -181,10 +182,9 @@ def label_rewrite(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = _project_for(request, slug, can_annotate)
     assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     form = _rewrite_form(request.POST)
-    data = _rewrite_input(form, request.POST)
     token = _token(form)
     return _submit(request, project, assignment, form, lambda: rewrite_submit(
-        assignment_id=assignment.pk, author=request.user, data=data, client_token=token))
+        assignment_id=assignment.pk, author=request.user, data=_rewrite_input(form, request.POST), client_token=token))
 
 
 @login_required
@@ -222,10 +222,11 @@ def label_negative(request: HttpRequest, slug: str, handle: str) -> HttpResponse
     post = request.POST
     form = {"client_token": post.get("client_token", ""), "text": post.get("text", ""),
             "flaw_type": post.get("flaw_type", ""), "rationale": post.get("rationale", "")}
-    data = NegativeInput(text=form["text"], flaw_type=form["flaw_type"], rationale=form["rationale"], time_spent_ms=_time_spent(post))
     token = _token(form)
     return _submit(request, project, assignment, form, lambda: negative_submit(
-        assignment_id=assignment.pk, author=request.user, data=data, client_token=token))
+        assignment_id=assignment.pk, author=request.user, client_token=token,
+        data=NegativeInput(text=form["text"], flaw_type=form["flaw_type"], rationale=form["rationale"],
+                           time_spent_ms=_time_spent(post))))
 
 
 # ---------------------------------------------------------------- review (leads, second experts)

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django_htmx.http import HttpResponseClientRedirect
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from annotation.permissions import can_export
 from calibration.models import StandingState
@@ -15,7 +16,8 @@ from rewards.curation import AGGREGATIONS, CurationPolicy
 from rewards.formats import TAGS
 from rewards.selectors import freeze_request_get, preference_set_get, preference_sets_of
 from rewards.models import FreezeStatus
-from rewards.services.sets import PolicyError, freeze_progress, freeze_request, preference_set_diff
+from annotation.services.jobs import JobStateError
+from rewards.services.sets import PolicyError, freeze_progress, freeze_request, freeze_retry, preference_set_diff
 from rewards.set_formats import FILE_EXTENSIONS, READER_ARGS, SET_FORMATS
 
 from .access import project_for
@@ -112,3 +114,18 @@ def set_freezing(request: HttpRequest, slug: str, request_id: int) -> HttpRespon
     if freeze.status == FreezeStatus.SUCCEEDED:
         return redirect(done_url)
     return render(request, "frontend/set_freezing.html", {"project": project, "freeze": freeze})
+
+
+@login_required
+@require_POST
+def set_freeze_retry(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
+    """Freeze again under a failed freeze's policy and name, and watch the new one."""
+    project = project_for(request, slug, can_export)
+    freeze = freeze_request_get(project=project, request_id=request_id)
+    if freeze is None:
+        raise Http404("No such freeze.")
+    try:
+        freeze = freeze_retry(request=freeze, user=request.user)
+    except JobStateError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("set-freezing", args=[slug, freeze.pk]))

@@ -29,6 +29,7 @@ from training.selectors import (
 from training.services.feedback import FeedbackError, feedback_batch_create
 from training.services.reward_runs import RunConfigError, reward_run_create
 from training.services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
+from training.services.retry import run_retry
 from training.services.runs import RunStateError, run_cancel, run_fresh
 
 from .access import project_for
@@ -184,6 +185,20 @@ def run_feedback_view(request: HttpRequest, slug: str, run_id: int) -> HttpRespo
         messages.success(request, f"{len(batch.items)} comparison items created (policy at step {batch.step} against "
                                   "the reference); they are in the annotators' queue now.")
     return redirect(reverse("run", args=[slug, run_id]))
+
+
+@login_required
+@require_POST
+def run_retry_view(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    """A failed run again, as a new run; on to its page (or back here with why not)."""
+    project = project_for(request, slug, can_train)
+    run = _run_or_404(project, run_id)
+    try:
+        again = run_retry(run=run, user=request.user)
+    except (RunStateError, RunConfigError) as exc:
+        messages.error(request, f"Not retried: {exc}")
+        return redirect(reverse("run", args=[slug, run_id]))
+    return redirect(reverse("run", args=[slug, again.pk]))
 
 
 @login_required

@@ -6,7 +6,7 @@ import tempfile
 
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from annotation.permissions import can_export
 from annotation.selectors import project_get_for_member
+from annotation.services.jobs import JobStateError
 from calibration.models import StandingState
 
 from .curation import AGGREGATIONS as CURATION_AGGREGATIONS
@@ -22,7 +23,8 @@ from .formats import FORMATS, TAGS, jsonl_line
 from .models import FreezeRequest, PreferenceSet
 from .selectors import AGGREGATIONS, export_exclusions, preference_rows
 from .services.sets import (
-    PolicyError, freeze_progress, freeze_request, preference_set_diff, set_jsonl, set_manifest, set_parquet,
+    PolicyError, freeze_progress, freeze_request, freeze_retry, preference_set_diff, set_jsonl, set_manifest,
+    set_parquet,
 )
 from .set_formats import FILE_EXTENSIONS, SET_FORMATS
 
@@ -115,7 +117,8 @@ class PreferenceSetOutput(serializers.ModelSerializer):
 class FreezeOutput(serializers.ModelSerializer):
     class Meta:
         model = FreezeRequest
-        fields = ["id", "status", "phase", "percent", "error", "preference_set", "created_at", "finished_at"]
+        fields = ["id", "status", "phase", "percent", "error", "preference_set", "created_at", "started_at",
+                  "heartbeat_at", "finished_at"]
 
 
 def _set_for(request, set_id: int) -> PreferenceSet:
@@ -158,17 +161,32 @@ class PreferenceSetListApi(APIView):
         return Response(FreezeOutput(freeze).data, status=202)
 
 
+def _freeze_for(request, request_id: int) -> FreezeRequest:
+    freeze = FreezeRequest.objects.select_related("project").filter(pk=request_id).first()
+    if freeze is None:
+        raise NotFound("No such freeze.")
+    project = project_get_for_member(slug=freeze.project.slug, user=request.user)
+    if not can_export(user=request.user, project=project):
+        raise PermissionDenied("Only leads and engineers see freezes.")
+    return freeze
+
+
 class FreezeDetailApi(APIView):
     @extend_schema(responses=FreezeOutput)
     def get(self, request, request_id: int):
         """A freeze's progress; once it succeeded, `preference_set` is the new set's id."""
-        freeze = FreezeRequest.objects.select_related("project").filter(pk=request_id).first()
-        if freeze is None:
-            raise NotFound("No such freeze.")
-        project = project_get_for_member(slug=freeze.project.slug, user=request.user)
-        if not can_export(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers see freezes.")
-        return Response(FreezeOutput(freeze_progress(request=freeze)).data)
+        return Response(FreezeOutput(freeze_progress(request=_freeze_for(request, request_id))).data)
+
+
+class FreezeRetryApi(APIView):
+    @extend_schema(request=None, responses={202: FreezeOutput, 409: OpenApiResponse(description="It has not failed.")})
+    def post(self, request, request_id: int):
+        """Freeze again under a failed freeze's policy and name: a new freeze to poll (leads and engineers)."""
+        try:
+            freeze = freeze_retry(request=_freeze_for(request, request_id), user=request.user)
+        except JobStateError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(FreezeOutput(freeze).data, status=202)
 
 
 class PreferenceSetDetailApi(APIView):

@@ -30,6 +30,7 @@ from .selectors import (
 from .services.feedback import FeedbackError, feedback_batch_create
 from .services.reward_runs import RunConfigError, reward_run_create
 from .services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
+from .services.retry import run_retry
 from .services.runs import RunStateError, run_cancel, run_fresh
 
 
@@ -143,6 +144,21 @@ class RunCancelApi(APIView):
         except RunStateError as exc:
             return Response({"detail": str(exc)}, status=409)
         return Response(RunOutput(run).data)
+
+
+class RunRetryApi(APIView):
+    @extend_schema(request=None, responses={202: RunOutput})
+    def post(self, request, run_id: int):
+        """Start a failed run again as a new run (engineers): the same set and config, checked again;
+        a reward-model run continues from the last checkpoint the failed one kept. 409 unless it failed."""
+        run = _run_for(request, run_id, write=True)
+        try:
+            again = run_retry(run=run, user=request.user)
+        except RunStateError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        except RunConfigError as exc:
+            raise ValidationError({"config": exc.errors}) from None
+        return Response(RunOutput(again).data, status=202)
 
 
 class RunMetricsApi(APIView):

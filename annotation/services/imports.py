@@ -8,14 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..importing import LineError, ParsedItem, numbered_lines, parse_line
+from ..errors import ValidationFailed
+from ..importing import LineError, ParsedItem, file_too_large, numbered_lines, parse_line
 from ..models import ImportJob, ImportStatus, Item, ItemKind, ItemResponse, Project, Prompt, Response
 from .badcases import bad_cases_import
+from .jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register, job_retryable
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +41,25 @@ class ImportResult:
 
 
 def _count_lines(path: Path) -> int:
+    # In chunks, not `for line in fh`: one 50 MB line would otherwise be held whole.
+    count, last = 0, b"\n"
     with open(path, "rb") as fh:
-        return sum(1 for _ in fh)
+        while chunk := fh.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def import_file_size_error(*, size: int) -> str | None:
+    """Why a file of this size is refused (IMPORT_MAX_FILE_BYTES), or None: the one check for the
+    upload (page, REST) and for the file the CLI or the worker reads."""
+    return file_too_large(size, limit=settings.IMPORT_MAX_FILE_BYTES, setting="IMPORT_MAX_FILE_BYTES")
 
 
 def import_validate(*, project: Project, path: Path, progress: Progress | None = None) -> ImportResult:
+    too_large = import_file_size_error(size=path.stat().st_size)
+    if too_large:
+        return ImportResult(error_count=1, errors=[{"line": 0, "message": too_large}])
     total = _count_lines(path)
     result = ImportResult(total_lines=total)
     seen_ids: dict[str, int] = {}
@@ -171,16 +188,39 @@ def import_file(*, project: Project, path: Path | str, progress: Progress | None
     return result
 
 
-def import_job_create(*, project: Project, upload: UploadedFile, created_by) -> ImportJob:
-    """Store the upload and queue its import on the `default` worker queue."""
+def _send_import(job_id: int) -> None:
     from ..tasks import run_import  # tasks import services; importing late avoids the cycle
 
+    run_import.delay(job_id)
+
+
+IMPORTS = job_kind_register(JobKind(
+    name="import", model=ImportJob, task="annotation.tasks.run_import", send=_send_import,
+    reason_field="message", nothing_done="Nothing was imported.", on_fail=(("phase", ""),),
+))
+
+
+def import_job_create(*, project: Project, upload: UploadedFile, created_by) -> ImportJob:
+    """Store the upload and queue its import on the `default` worker queue."""
+    too_large = import_file_size_error(size=upload.size)
+    if too_large:
+        raise ValidationFailed(f"Nothing was imported: {too_large}", field_errors={"file": too_large})
     job = ImportJob(project=project, created_by=created_by, original_name=upload.name[:255])
     job.file.save(f"{project.slug}.jsonl", upload, save=False)
     job.full_clean()
     job.save()
-    transaction.on_commit(lambda: run_import.delay(job.pk))
+    job_enqueue(IMPORTS, job.pk)
     return job
+
+
+def import_job_retry(*, job: ImportJob, user) -> ImportJob:
+    """A failed import again, from the upload it stored: a new job (the failed one keeps its reason)."""
+    job_retryable(job)
+    again = ImportJob(project=job.project, created_by=user, file=job.file.name, original_name=job.original_name)
+    again.full_clean()
+    again.save()
+    job_enqueue(IMPORTS, again.pk)
+    return again
 
 
 def _progress_key(job_id: int) -> str:
@@ -188,54 +228,59 @@ def _progress_key(job_id: int) -> str:
 
 
 def import_job_progress(*, job: ImportJob) -> ImportJob:
-    """Fill in live progress: the writing phase runs inside one transaction, so its progress is
-    published through the cache rather than the (not yet committed) job row."""
-    live = cache.get(_progress_key(job.pk))
+    """The job as it stands (a dead worker noticed now, see services/jobs.py), with live progress:
+    the writing phase runs inside one transaction, so its progress is published through the cache
+    rather than the (not yet committed) job row."""
+    job = job_fresh(IMPORTS, job)
+    try:
+        live = cache.get(_progress_key(job.pk))
+    except Exception:  # noqa: BLE001 - no cache (Redis down): the row's own numbers, not an error page
+        live = None
     if live and job.status == ImportStatus.RUNNING:
         job.phase, job.processed_lines, job.total_lines = live
     return job
 
 
 def import_job_run(*, job_id: int) -> ImportJob:
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, started_at=timezone.now()
-    )
-    job = ImportJob.objects.get(pk=job_id)
-    if not claimed:
-        if job.status == ImportStatus.RUNNING:
-            # Redelivered while marked running: the worker that had it died (acks_late), and its
-            # single write transaction was rolled back with it. Say so instead of staying "running".
-            job.status = ImportStatus.FAILED
-            job.message = "The worker stopped during this import; nothing was imported. Upload the file again."
-            job.finished_at = timezone.now()
-            job.save(update_fields=["status", "message", "finished_at"])
-        return job
+    """Do a queued import (once: a redelivered message for a job that is not queued is left alone,
+    or fails it if its worker went silent), beating while it works."""
 
     def progress(phase: str, done: int, total: int) -> None:
-        cache.set(_progress_key(job_id), (phase, done, total), timeout=3600)
+        try:
+            cache.set(_progress_key(job_id), (phase, done, total), timeout=3600)
+        except Exception:  # noqa: BLE001 - progress shown is a nicety; the import goes on without it
+            log.debug("import %s progress not cached", job_id, exc_info=True)
 
-    try:
-        result = import_file(project=job.project, path=job.file.path, progress=progress)
-    except Exception as exc:  # noqa: BLE001 - any failure must leave the job failed, with why
-        log.exception("import %s failed", job_id)
-        job.status = ImportStatus.FAILED
-        job.message = f"Nothing was imported: {exc}"
-    else:
-        job.total_lines = result.total_lines
-        job.processed_lines = result.total_lines
-        job.error_count = result.error_count
-        job.errors = result.errors
-        job.items_created = result.items_created
-        if result.ok:
-            job.status = ImportStatus.SUCCEEDED
-            job.message = f"Imported {result.items_created} items."
-        else:
+    def body() -> None:
+        job = ImportJob.objects.select_related("project").get(pk=job_id)
+        try:
+            result = import_file(project=job.project, path=job.file.path, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the job failed, with why
+            log.exception("import %s failed", job_id)
             job.status = ImportStatus.FAILED
-            job.message = (
-                f"Nothing was imported: {result.error_count} of {result.total_lines} lines are invalid."
-            )
-    job.phase = ""
-    job.finished_at = timezone.now()
-    job.save()
-    cache.delete(_progress_key(job_id))
-    return job
+            job.message = f"Nothing was imported: {exc}"
+        else:
+            job.total_lines = result.total_lines
+            job.processed_lines = result.total_lines
+            job.error_count = result.error_count
+            job.errors = result.errors
+            job.items_created = result.items_created
+            if result.ok:
+                job.status = ImportStatus.SUCCEEDED
+                job.message = f"Imported {result.items_created} items."
+            else:
+                job.status = ImportStatus.FAILED
+                job.message = (
+                    f"Nothing was imported: {result.error_count} of {result.total_lines} lines are invalid."
+                )
+        job.phase = ""
+        job.finished_at = timezone.now()
+        # Unconditional, like a freeze: even a job given up on as silent did import, and says so now.
+        job.save()
+        try:
+            cache.delete(_progress_key(job_id))
+        except Exception:  # noqa: BLE001
+            pass
+
+    job_guarded(IMPORTS, job_id, body)
+    return ImportJob.objects.get(pk=job_id)

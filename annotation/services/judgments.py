@@ -17,6 +17,7 @@ from ..errors import Conflict, ValidationFailed
 from ..models import Choice, ItemKind, Judgment, JudgmentRevision, Project, Strength
 from ..permissions import work_allowed_check
 from ..sides import SHOWN_CHOICES, to_canonical
+from ..untrusted import MAX_TIME_SPENT_MS, text_problem, visible_length
 from .badcases import bad_cases_from_judgment
 from .work import assignment_claim, assignment_finish, slot_check
 
@@ -56,19 +57,24 @@ def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str
 
 
 def rationale_errors(*, project: Project, rationale: str, time_spent_ms: int, explaining: str) -> dict[str, str]:
-    """The checks every kind of submit shares: a rationale of the project's minimum length (and
-    not absurdly long) and a time spent that is not negative."""
+    """The checks every kind of submit shares (judgment, ranking, rewrite, negative, calibration
+    answer; page and API alike): a storable rationale of the project's minimum length counted in
+    visible characters (zero-width and bidi characters do not make a reason), not absurdly long,
+    and a time spent from 0 to MAX_TIME_SPENT_MS (what the integer column and the API accept)."""
     errors: dict[str, str] = {}
-    rationale = rationale.strip()
-    if len(rationale) < project.min_rationale_chars:
+    problem = text_problem(rationale)
+    visible = visible_length(rationale)
+    if problem:
+        errors["rationale"] = f"The rationale {problem}: remove it."
+    elif visible < project.min_rationale_chars:
         errors["rationale"] = (
             f"Write at least {project.min_rationale_chars} characters explaining {explaining} "
-            f"({len(rationale)} so far)."
+            f"({visible} so far)."
         )
-    elif len(rationale) > MAX_RATIONALE_CHARS:
+    elif len(rationale.strip()) > MAX_RATIONALE_CHARS:
         errors["rationale"] = f"Keep the rationale under {MAX_RATIONALE_CHARS} characters."
-    if time_spent_ms < 0:
-        errors["time_spent_ms"] = "Time spent cannot be negative."
+    if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int) or not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        errors["time_spent_ms"] = f"Time spent must be a whole number of milliseconds from 0 to {MAX_TIME_SPENT_MS}."
     return errors
 
 

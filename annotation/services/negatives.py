@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT
+from ..untrusted import text_problem
 from ..models import AdversarialNegative, DerivedPair, FlawType, ItemKind, PairTag, Project, Response, Strength
 from .judgments import rationale_errors
 from .work import assignment_claim, assignment_finish, slot_check
@@ -27,7 +28,10 @@ class NegativeInput:
 def negative_validate(*, project: Project, good: str, data: NegativeInput) -> dict[str, str]:
     errors: dict[str, str] = {}
     text = data.text.strip()
-    if not text:
+    problem = text_problem(data.text)
+    if problem:
+        errors["text"] = f"The text {problem}: remove it."
+    elif not text:
         errors["text"] = "Write the flawed variant."
     elif len(text) > MAX_TEXT:
         errors["text"] = f"Keep the variant under {MAX_TEXT} characters."

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT
+from ..untrusted import text_problem
 from ..models import (
     DerivedPair, ItemKind, PairTag, Project, Response, Rewrite, RewriteStatus, Role, Strength,
 )
@@ -36,7 +37,10 @@ class RewriteInput:
 def rewrite_validate(*, project: Project, original: str, data: RewriteInput) -> dict[str, str]:
     errors: dict[str, str] = {}
     text = data.text.strip()
-    if not text:
+    problem = text_problem(data.text)
+    if problem:
+        errors["text"] = f"The text {problem}: remove it."
+    elif not text:
         errors["text"] = "Write the better answer."
     elif len(text) > MAX_TEXT:
         errors["text"] = f"Keep the answer under {MAX_TEXT} characters."
@@ -125,6 +129,7 @@ def rewrite_approve(*, rewrite_id: int, reviewer, comment: str = "", now: dateti
         return rewrite
     if rewrite.status != RewriteStatus.SUBMITTED:
         raise Conflict("This rewrite was sent back; it can be approved once its author revises it.")
+    _comment_check(comment)
     original = rewrite.item.response_a
     response = Response.objects.create(
         prompt_id=original.prompt_id, text=rewrite.text, model_name="expert-rewrite",
@@ -143,6 +148,12 @@ def rewrite_approve(*, rewrite_id: int, reviewer, comment: str = "", now: dateti
     return rewrite
 
 
+def _comment_check(comment: str) -> None:
+    problem = text_problem(comment)
+    if problem:
+        raise ValidationFailed(f"The comment {problem}.", field_errors={"comment": f"The comment {problem}: remove it."})
+
+
 @transaction.atomic
 def rewrite_return(*, rewrite_id: int, reviewer, comment: str, now: datetime | None = None) -> Rewrite:
     """Send a rewrite back to its author with a comment saying what to change."""
@@ -152,6 +163,7 @@ def rewrite_return(*, rewrite_id: int, reviewer, comment: str, now: datetime | N
     comment = comment.strip()
     if not comment:
         raise ValidationFailed("Say what to change.", field_errors={"comment": "Say what to change."})
+    _comment_check(comment)
     if rewrite.status != RewriteStatus.SUBMITTED:
         raise Conflict(f"This rewrite is {rewrite.get_status_display().lower()}; only one waiting for review can be sent back.")
     rewrite.status = RewriteStatus.RETURNED

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Item, ItemKind, Judgment, Project, RankingJudgment
+from annotation.services.jobs import JobKind, job_enqueue, job_fail, job_fresh, job_guarded, job_kind_register
 
 from .. import agreement, bias, health
 from ..ranking_agreement import ranking_agreement
@@ -29,9 +30,6 @@ CHOICES = ("a", "b", "tie", "both_bad")
 ORDINAL = (("a", "strong"), ("a", "clear"), ("a", "slight"), ("tie", ""), ("b", "slight"), ("b", "clear"), ("b", "strong"))
 HARD_TAGS = {"hard", "hard_case", "adversarial", "policy_edge"}
 CONTESTED_LISTED = 100
-# A computation still "running" after this long lost its worker (a crash, a kill): the next
-# request marks it failed instead of waiting on it forever.
-STALE_AFTER = dt.timedelta(minutes=30)
 # A page visit recomputes numbers older than this when judgments came in since.
 REFRESH_AFTER = dt.timedelta(minutes=10)
 KEEP_SNAPSHOTS = 5
@@ -457,25 +455,52 @@ def _judgment_marks(project: Project) -> dict:
         judgments_seen=Count("id"), last_judgment_at=Max("updated_at"), last_judgment_id=Coalesce(Max("id"), 0))
 
 
-def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
-    """Queue a fresh computation, unless one is already queued or running (then that one)."""
+def _send_snapshot(snapshot_id: int) -> None:
     from ..tasks import compute_analytics
 
+    compute_analytics.delay(snapshot_id)
+
+
+# The lifecycle every background job shares (annotation/services/jobs.py): heartbeat, reaper,
+# failed with the reason; a retry is a new computation (snapshot_request).
+SNAPSHOTS = job_kind_register(JobKind(name="analytics computation", model=AnalyticsSnapshot,
+                                      task="calibration.tasks.compute_analytics", send=_send_snapshot,
+                                      created_field="requested_at"))
+
+
+def snapshot_request(*, project: Project, user=None) -> AnalyticsSnapshot:
+    """Queue a fresh computation, unless one is already queued or running (then that one). Also
+    what "retry" does after a failed one."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         pending = AnalyticsSnapshot.objects.filter(
             project=project, status__in=[SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]
-        ).first()
-        since = pending and (pending.started_at or pending.requested_at)
-        if pending and timezone.now() - since > STALE_AFTER:
-            snapshot_fail(snapshot_id=pending.pk, reason="No worker finished it within "
-                                                        f"{STALE_AFTER.total_seconds() / 60:.0f} minutes (none running, or it died).")
-            pending = None
+        ).defer("payload").first()
+        if pending is not None and job_fresh(SNAPSHOTS, pending).status not in (SnapshotStatus.QUEUED,
+                                                                                SnapshotStatus.RUNNING):
+            pending = None  # its worker died, or no worker took it: failed with why, and replaced
         if pending:
             return pending
         snapshot = AnalyticsSnapshot.objects.create(project=project, requested_by=user if user and user.is_authenticated else None)
-        transaction.on_commit(lambda: compute_analytics.delay(snapshot.pk))
+        job_enqueue(SNAPSHOTS, snapshot.pk)
     return snapshot
+
+
+def snapshot_fresh(*, snapshot: AnalyticsSnapshot) -> AnalyticsSnapshot:
+    """The computation as it stands; a dead worker or a lost message is noticed now."""
+    return job_fresh(SNAPSHOTS, snapshot)
+
+
+def analytics_state_fresh(*, project: Project) -> dict:
+    """selectors.analytics_state(), with a pending computation whose worker died shown as failed."""
+    from ..selectors import analytics_state
+
+    state = analytics_state(project=project)
+    pending = state["pending"]
+    if pending is not None and snapshot_fresh(snapshot=pending).status not in (SnapshotStatus.QUEUED,
+                                                                               SnapshotStatus.RUNNING):
+        state["pending"], state["failed"] = None, pending
+    return state
 
 
 def snapshot_refresh_if_stale(*, project: Project, state: dict, user=None) -> AnalyticsSnapshot | None:
@@ -484,7 +509,10 @@ def snapshot_refresh_if_stale(*, project: Project, state: dict, user=None) -> An
     REFRESH_AFTER. `state` is selectors.analytics_state(); returns the pending snapshot if any."""
     latest, pending = state["latest"], state["pending"]
     if pending is not None:
-        return pending
+        if snapshot_fresh(snapshot=pending).status in (SnapshotStatus.QUEUED, SnapshotStatus.RUNNING):
+            return pending
+        state["failed"] = pending  # it died: show why; a person decides to retry
+        return None
     if state["failed"] is not None:
         return None  # the newest attempt failed: show why; a person decides to retry
     if latest is None or (state["new_judgments"] and timezone.now() - latest.finished_at > REFRESH_AFTER):
@@ -494,23 +522,18 @@ def snapshot_refresh_if_stale(*, project: Project, state: dict, user=None) -> An
 
 def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
     """Compute a queued snapshot. Idempotent by status: anything not queued is left alone."""
-    claimed = AnalyticsSnapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.QUEUED).update(
-        status=SnapshotStatus.RUNNING, started_at=timezone.now(), phase="starting", percent=0
-    )
-    if not claimed:
-        return None
+    return job_guarded(SNAPSHOTS, snapshot_id, lambda: _snapshot_compute(snapshot_id), phase="starting", percent=0)
+
+
+def _snapshot_compute(snapshot_id: int) -> AnalyticsSnapshot:
     snapshot = AnalyticsSnapshot.objects.select_related("project").get(pk=snapshot_id)
     started = time.perf_counter()
     marks = _judgment_marks(snapshot.project)
 
     def progress(phase: str, percent: int) -> None:
-        AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(phase=phase, percent=percent)
+        AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(phase=phase, percent=percent, heartbeat_at=timezone.now())
 
-    try:
-        payload = analytics_compute(project=snapshot.project, progress=progress)
-    except Exception as exc:
-        snapshot_fail(snapshot_id=snapshot_id, reason=f"{type(exc).__name__}: {exc}")
-        raise
+    payload = analytics_compute(project=snapshot.project, progress=progress)
     AnalyticsSnapshot.objects.filter(pk=snapshot_id).update(
         status=SnapshotStatus.SUCCEEDED, payload=payload, finished_at=timezone.now(), phase="done", percent=100,
         duration_ms=round((time.perf_counter() - started) * 1000), **marks,
@@ -525,6 +548,4 @@ def snapshot_run(*, snapshot_id: int) -> AnalyticsSnapshot | None:
 
 
 def snapshot_fail(*, snapshot_id: int, reason: str) -> None:
-    AnalyticsSnapshot.objects.filter(
-        Q(pk=snapshot_id), Q(status=SnapshotStatus.QUEUED) | Q(status=SnapshotStatus.RUNNING)
-    ).update(status=SnapshotStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
+    job_fail(SNAPSHOTS, snapshot_id, reason)

@@ -5,13 +5,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
 from annotation.errors import Conflict, ValidationFailed
-from annotation.importing import LineError, ParsedItem, numbered_lines, parse_item, parse_json_object
+from annotation.importing import (
+    LineError, ParsedItem, file_too_large, numbered_lines, parse_item, parse_json_object,
+)
 from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt, Strength
 from annotation.services.imports import items_create
 
+from ..explanations import ExplanationError, explanation_normalise
 from ..models import Anchor, AnchorResult, AnchorRevision, CalibrationPolicy
 from .policy import policy_get
 
@@ -50,6 +54,11 @@ def expert_answer_validate(*, project: Project, answer: ExpertAnswer) -> dict[st
         errors["explanation"] = "Explain the expert answer: annotators read it as feedback."
     elif len(answer.explanation) > MAX_EXPLANATION:
         errors["explanation"] = f"Keep the explanation under {MAX_EXPLANATION} characters."
+    else:
+        try:
+            explanation_normalise(answer.explanation)
+        except ExplanationError as exc:
+            errors["explanation"] = str(exc)
     return errors
 
 
@@ -63,7 +72,8 @@ def _apply(anchor: Anchor, answer: ExpertAnswer) -> None:
     anchor.expert_choice = answer.choice
     anchor.expert_strength = answer.strength if answer.choice in (Choice.A, Choice.B) else ""
     anchor.expert_dimension_choices = dict(sorted(answer.dimensions.items()))
-    anchor.explanation = answer.explanation.strip()
+    # Stored with stable response names, rendered per reader (calibration/explanations.py).
+    anchor.explanation = explanation_normalise(answer.explanation.strip())
     anchor.clear_cut = answer.clear_cut
 
 
@@ -137,7 +147,10 @@ def anchor_update(
 
 def _unchanged(anchor: Anchor, answer: ExpertAnswer) -> bool:
     probe = Anchor(expert_choice=anchor.expert_choice)
-    _apply(probe, answer)
+    try:
+        _apply(probe, answer)
+    except ExplanationError:
+        return False  # an invalid answer is a change; validation then says what is wrong
     fields = ("expert_choice", "expert_strength", "expert_dimension_choices", "explanation", "clear_cut")
     return all(getattr(probe, f) == getattr(anchor, f) for f in fields)
 
@@ -266,6 +279,15 @@ def anchors_import(*, project: Project, lines: Iterable[str | bytes], created_by
         Prompt.objects.filter(project=project, external_id__isnull=False).values_list("external_id", flat=True)
     )
     seen: dict[str, int] = {}
+    # An upload knows its size: refuse a file over the limit before reading a line of it. Lines
+    # are read with the bounded reader and parsed by the hostile-JSON loader (annotation/untrusted.py).
+    too_large = file_too_large(
+        getattr(lines, "size", 0) or 0, limit=settings.ANCHORS_IMPORT_MAX_FILE_BYTES,
+        setting="ANCHORS_IMPORT_MAX_FILE_BYTES",
+    )
+    if too_large:
+        result.errors.append({"line": 0, "message": too_large})
+        return result
     for number, raw in numbered_lines(lines):
         try:
             obj = parse_json_object(raw)

@@ -24,6 +24,7 @@ from annotation.services.routing import assignment_held, assignment_lease, live_
 from annotation.sides import to_shown
 
 from ..errors import CalibrationRequired
+from ..explanations import explanation_for_annotator
 from ..models import (
     Anchor,
     AnchorResult,
@@ -84,8 +85,11 @@ class SubmitOutcome:
     feedback: dict | None = None  # only for hidden anchors of projects that show feedback
 
 
-def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool) -> dict:
-    """The expert answer in the terms the annotator saw (left/right)."""
+def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool, yours: dict | None = None) -> dict:
+    """The expert answer in the terms the annotator saw (left/right), the explanation naming
+    each response by the letter and side it had on their screen, and their own answer beside it
+    (`yours`: canonical choice and strength)."""
+    yours = yours or {}
     return {
         "correct": correct,
         "expert_choice": to_shown(anchor.expert_choice, shown_left=shown_left),
@@ -93,7 +97,9 @@ def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool) -> dict:
         "expert_dimensions": {
             k: to_shown(v, shown_left=shown_left) for k, v in anchor.expert_dimension_choices.items()
         },
-        "explanation": anchor.explanation,
+        "your_choice": to_shown(yours["choice"], shown_left=shown_left) if yours.get("choice") else "",
+        "your_strength": yours.get("strength", ""),
+        "explanation": explanation_for_annotator(anchor.explanation, shown_left=shown_left),
         "clear_cut": anchor.clear_cut,
     }
 
@@ -138,7 +144,8 @@ def queue_submit(
         result = hidden_answer_score(judgment_id=judgment.pk, now=now)
     feedback = None
     if shows_feedback:
-        feedback = expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct)
+        feedback = expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct,
+                                   yours={"choice": judgment.choice, "strength": judgment.strength})
     return SubmitOutcome(judgment=judgment, created=True, feedback=feedback)
 
 
@@ -221,7 +228,8 @@ def calibration_answer(
             result = AnchorResult.objects.get(question=question)
             return CalibrationAnswerOutcome(
                 result=result,
-                feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=result.correct),
+                feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=result.correct,
+                                         yours={"choice": result.choice, "strength": result.strength}),
                 round=round_, finished=round_.status != RoundStatus.OPEN,
                 state=standing_with_policy(project=round_.project, annotator=annotator)[0].state,
             )
@@ -258,7 +266,7 @@ def calibration_answer(
             state = round_finish(round_=round_, policy=policy, now=now).state
         return CalibrationAnswerOutcome(
             result=result,
-            feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=correct),
+            feedback=expert_feedback(anchor=anchor, shown_left=question.shown_left, correct=correct, yours=fields),
             round=round_,
             finished=not unanswered,
             state=state,

@@ -9,6 +9,7 @@ import random
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
 
 from annotation.errors import ValidationFailed
@@ -345,7 +346,11 @@ def _window_evidence(standing: Standing, policy: CalibrationPolicy) -> dict:
 
 
 def change_acknowledge(*, project: Project, change_id: int, lead) -> StandingChange:
-    change = StandingChange.objects.get(pk=change_id, project=project)
+    # An alert of another project, or none at all, is not found (404), as the selectors answer;
+    # a bare .get() made it a 500 on the page.
+    change = StandingChange.objects.filter(pk=change_id, project=project).first()
+    if change is None:
+        raise Http404("No such alert in this project.")
     if change.acknowledged_at is None:
         change.acknowledged_at = timezone.now()
         change.acknowledged_by = lead

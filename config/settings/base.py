@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "annotation.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -87,9 +88,19 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions make concurrent writers queue instead of failing mid-transaction
-    # with "database is locked"; the embedded default is for one machine and a few users.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # with "database is locked"; `timeout` is how long one waits for the write lock (the busy
+    # timeout). WAL lets readers go on while a writer works: in the default rollback journal, a
+    # large import's one transaction locks readers out once it spills to the file, and API reads
+    # answered 500 "database is locked". The embedded default is for one machine and a few users.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# While the database is unreachable (restarting, failing over) requests answer 503 with this
+# Retry-After instead of 500 (annotation/unavailable.py).
+DB_UNAVAILABLE_RETRY_AFTER_SECONDS = int(os.environ.get("DB_UNAVAILABLE_RETRY_AFTER_SECONDS", "5"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -109,6 +120,10 @@ MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
 # Uploaded JSONL files larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10_485_760
+# Largest import files accepted (README, "Import"); per-line and per-field limits are constants in
+# annotation/importing.py and annotation/untrusted.py. Anchors files are validated in memory.
+IMPORT_MAX_FILE_BYTES = int(os.environ.get("IMPORT_MAX_FILE_BYTES", 1 << 30))
+ANCHORS_IMPORT_MAX_FILE_BYTES = int(os.environ.get("ANCHORS_IMPORT_MAX_FILE_BYTES", 32 << 20))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -121,9 +136,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "annotation.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotation.api_errors.exception_handler",
+    # JSON bodies go through the same hostile-JSON loader as import lines: depth, size, NaN, huge
+    # integers, NUL and lone surrogates answer 400 instead of a 500 (annotation/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotation.parsers.UntrustedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # `?format=` names an export format here, not a renderer.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_RENDERER_CLASSES": [
@@ -168,6 +190,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A job's row is its result (status, reason, progress); nothing reads Celery's results. Storing
+# them made a Redis blip fail tasks whose work was done, and a web process that had sent a task
+# during one stopped sending for good ("Retry limit exceeded ... must be restarted").
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -177,7 +203,14 @@ CELERY_BEAT_SCHEDULE = {
     "expire-stale-leases": {"task": "annotation.tasks.expire_stale_leases", "schedule": 60.0},
     "score-missing-hidden-answers": {"task": "calibration.tasks.score_missing_hidden_answers", "schedule": 60.0},
     "reap-stale-runs": {"task": "training.tasks.reap_stale_runs", "schedule": 60.0},
+    "reap-stale-jobs": {"task": "annotation.tasks.reap_stale_jobs", "schedule": 60.0},
 }
+# Imports, freezes and analytics computations (annotation/services/jobs.py): the worker beats
+# every JOBS_HEARTBEAT_SECONDS; a running job silent for JOBS_STALE_AFTER_SECONDS is failed as
+# dead, a queued one nobody took that long is sent again, and after JOBS_QUEUED_GIVE_UP_SECONDS failed.
+JOBS_HEARTBEAT_SECONDS = float(os.environ.get("JOBS_HEARTBEAT_SECONDS", "10"))
+JOBS_STALE_AFTER_SECONDS = float(os.environ.get("JOBS_STALE_AFTER_SECONDS", "120"))
+JOBS_QUEUED_GIVE_UP_SECONDS = float(os.environ.get("JOBS_QUEUED_GIVE_UP_SECONDS", "1800"))
 
 # Training: runs go to their own queue, served by a worker started with
 # `celery -A config worker -Q gpu --concurrency 1`; their files live under TRAINING_ROOT.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 
 import numpy as np
 from django.db import connection, transaction
@@ -17,6 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
+from annotation.services.jobs import JobKind, job_enqueue, job_fail, job_fresh, job_guarded, job_kind_register, job_retryable
 from annotation.ranking import expand_pairs
 from calibration.models import Standing
 
@@ -266,62 +266,65 @@ def preference_set_freeze(
 
 # ---------------------------------------------------------------- freezing on a worker
 
-STALE_AFTER = timedelta(minutes=30)
+
+def _send_freeze(request_id: int) -> None:
+    from ..tasks import freeze_set  # tasks import services
+
+    freeze_set.delay(request_id)
+
+
+# The lifecycle every background job shares (annotation/services/jobs.py): heartbeat, reaper,
+# failed with the reason, retry.
+FREEZES = job_kind_register(JobKind(name="freeze", model=FreezeRequest, task="rewards.tasks.freeze_set",
+                                    send=_send_freeze))
 
 
 def freeze_request(*, project: Project, policy: CurationPolicy, created_by=None, name: str = "") -> FreezeRequest:
     """Queue a freeze on the `default` worker queue; the policy is checked now, not there."""
-    from ..tasks import freeze_set  # tasks import services
-
     errors = policy.errors()
     if errors:
         raise PolicyError(errors)
     request = FreezeRequest.objects.create(project=project, policy=policy.to_dict(), name=name.strip()[:200],
                                            created_by=created_by)
-    transaction.on_commit(lambda: freeze_set.delay(request.pk))
+    job_enqueue(FREEZES, request.pk)
     return request
 
 
+def freeze_retry(*, request: FreezeRequest, user=None) -> FreezeRequest:
+    """A failed freeze again, under the same policy and name: a new request (the failed one keeps its reason)."""
+    job_retryable(request)
+    return freeze_request(project=request.project, policy=CurationPolicy.from_dict(request.policy),
+                          created_by=user, name=request.name)
+
+
 def freeze_run(*, request_id: int) -> FreezeRequest:
-    """Do a queued freeze (once: a redelivered one that is already running or done is left alone)."""
-    claimed = FreezeRequest.objects.filter(pk=request_id, status=FreezeStatus.QUEUED).update(
-        status=FreezeStatus.RUNNING, started_at=timezone.now(), phase="starting", percent=1)
-    request = FreezeRequest.objects.select_related("project", "created_by").get(pk=request_id)
-    if not claimed:
-        return request
+    """Do a queued freeze (once: a redelivered one that is already running or done is left alone,
+    or failed if its worker went silent), beating while it works."""
 
     def progress(phase: str, percent: int) -> None:
         FreezeRequest.objects.filter(pk=request_id).update(phase=phase, percent=percent, heartbeat_at=timezone.now())
 
-    try:
+    def body() -> None:
+        request = FreezeRequest.objects.select_related("project", "created_by").get(pk=request_id)
         preference_set = preference_set_freeze(
             project=request.project, policy=CurationPolicy.from_dict(request.policy), created_by=request.created_by,
             name=request.name, progress=progress)
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the request says so and ends
-        freeze_fail(request_id=request_id, reason=f"{type(exc).__name__}: {exc}")
-        raise
-    # Unconditional: even a request given up on as stale did produce this set, and says so now.
-    FreezeRequest.objects.filter(pk=request_id).update(
-        status=FreezeStatus.SUCCEEDED, preference_set=preference_set, percent=100, phase="done", error="",
-        finished_at=timezone.now())
-    request.refresh_from_db()
-    return request
+        # Unconditional: even a request given up on as stale did produce this set, and says so now.
+        FreezeRequest.objects.filter(pk=request_id).update(
+            status=FreezeStatus.SUCCEEDED, preference_set=preference_set, percent=100, phase="done", error="",
+            finished_at=timezone.now())
+
+    job_guarded(FREEZES, request_id, body, phase="starting", percent=1)
+    return FreezeRequest.objects.select_related("project", "created_by").get(pk=request_id)
 
 
 def freeze_fail(*, request_id: int, reason: str) -> None:
-    FreezeRequest.objects.filter(pk=request_id, status__in=[FreezeStatus.QUEUED, FreezeStatus.RUNNING]).update(
-        status=FreezeStatus.FAILED, error=reason[:5000], finished_at=timezone.now())
+    job_fail(FREEZES, request_id, reason)
 
 
 def freeze_progress(*, request: FreezeRequest) -> FreezeRequest:
-    """The request as it stands; one with no sign of life for STALE_AFTER is failed, with why."""
-    since = request.heartbeat_at or request.started_at or request.created_at  # the last sign of life
-    if request.status in (FreezeStatus.QUEUED, FreezeStatus.RUNNING) and timezone.now() - since > STALE_AFTER:
-        freeze_fail(request_id=request.pk, reason=f"No worker finished it within {STALE_AFTER.total_seconds() / 60:.0f} "
-                                                  "minutes of its last progress (none running, or it died). Nothing was "
-                                                  "frozen; try again.")
-        request.refresh_from_db()
-    return request
+    """The request as it stands; a dead worker or a lost message is noticed now (services/jobs.py)."""
+    return job_fresh(FREEZES, request)
 
 
 PAIR_FIELDS = ("position", "key", "prompt_id", "chosen_response_id", "rejected_response_id", "messages", "chosen",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -116,7 +117,10 @@ def test_import_redelivered_after_a_worker_died_is_marked_failed_not_stuck(proje
 
     settings.MEDIA_ROOT = tmp_path
     job = import_job_create(project=project, upload=SimpleUploadedFile("a.jsonl", json.dumps(GOOD).encode()), created_by=None)
-    ImportJob.objects.filter(pk=job.pk).update(status="running")  # a worker took it, then died
+    # A worker took it, then died: it stopped beating long ago (services/jobs.py).
+    long_ago = job.created_at - timedelta(hours=1)
+    ImportJob.objects.filter(pk=job.pk).update(status="running", started_at=long_ago, heartbeat_at=long_ago,
+                                               created_at=long_ago)
     job = import_job_run(job_id=job.pk)
     assert job.status == "failed" and "worker stopped" in job.message
     assert Item.objects.count() == 0

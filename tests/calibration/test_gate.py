@@ -117,7 +117,10 @@ def test_feedback_after_each_answer_shows_the_expert_in_screen_terms(calibrated_
     outcome = calibration_answer(question_id=question.pk, annotator=newcomer, data=data)
     assert outcome.feedback["correct"] is True
     assert outcome.feedback["expert_choice"] == data.choice  # left/right as the annotator saw it
-    assert outcome.feedback["explanation"] == question.anchor.explanation
+    from calibration.explanations import explanation_for_annotator
+
+    assert outcome.feedback["explanation"] == explanation_for_annotator(
+        question.anchor.explanation, shown_left=question.shown_left)
 
 
 def test_projects_without_a_calibration_set_are_open(db):

@@ -141,7 +141,8 @@ def test_feedback_on_hidden_anchors_only_when_the_project_shows_it(db, monkeypat
     a = queue_next(project=project, annotator=user)
     assert not a.item.in_live_queue
     outcome = queue_submit(assignment_id=a.pk, annotator=user, data=data, client_token=uuid.uuid4())
-    assert outcome.feedback["explanation"] == "Because B invents a date."
+    side = "Response A (left)" if outcome.judgment.shown_left == "b" else "Response B (right)"
+    assert outcome.feedback["explanation"] == f"Because {side} invents a date."
     client = Client()
     client.force_login(user)
     monkeypatch.setattr(queue_module._rng, "random", lambda: 0.99)

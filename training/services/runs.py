@@ -12,14 +12,15 @@ A run is never left "running" by a dead worker:
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+
+from annotation.services.jobs import Heartbeat as JobHeartbeat
 
 from ..models import ACTIVE, Run, RunLog, RunMetric, RunStatus
 
@@ -163,29 +164,14 @@ def run_fresh(*, run: Run) -> Run:
 HEARTBEAT_SECONDS = 10
 
 
-class Heartbeat:
+class Heartbeat(JobHeartbeat):
     """Beats every HEARTBEAT_SECONDS from its own thread, so a long step, a slow tokenizer or a
-    model load never looks like a dead worker; a killed worker stops beating."""
+    model load never looks like a dead worker; a killed worker stops beating. The same thread
+    every background job kind beats with (annotation/services/jobs.py)."""
 
     def __init__(self, run_id: int, every: float = HEARTBEAT_SECONDS):
-        self.run_id, self.every = run_id, every
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(self.every):
-                run_heartbeat(run_id=self.run_id)
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
+        self.run_id = run_id
+        super().__init__(lambda: run_heartbeat(run_id=run_id), every, name=f"heartbeat-run-{run_id}")
 
 
 def run_cannot_train(*, run_id: int, exc: ImportError) -> None:

@@ -40,9 +40,13 @@ class Command(BaseCommand):
                 bar.close()
         if not result.ok:
             for error in result.errors:
-                self.stderr.write(f"line {error['line']}: {error['message']}")
+                # Line 0 is the file as a whole (over IMPORT_MAX_FILE_BYTES): no line to name.
+                where = f"line {error['line']}: " if error["line"] else ""
+                self.stderr.write(f"{where}{error['message']}")
             if result.error_count > len(result.errors):
                 self.stderr.write(f"... {result.error_count - len(result.errors)} more")
+            if result.errors and result.errors[0]["line"] == 0:
+                raise CommandError(f"Nothing imported: {result.errors[0]['message']}")
             raise CommandError(
                 f"Nothing imported: {result.error_count} of {result.total_lines} lines are invalid."
             )

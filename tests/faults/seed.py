@@ -1,0 +1,34 @@
+"""Seeds the private database of a fault test (run as `python -m tests.faults.seed`, with
+DATABASE_URL pointing at it): a project with items, annotators with API tokens and a lead with a
+logged-in session. Prints what the test needs as JSON."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import django
+
+
+def main(items: int, annotators: int, overlap: int) -> dict:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    django.setup()
+    from django.conf import settings
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    from annotation.models import Role
+    from tests.factories import ItemFactory, ProjectFactory, member
+
+    project = ProjectFactory(overlap=overlap)
+    ItemFactory.create_batch(items, project=project)
+    tokens = [Token.objects.create(user=member(project)).key for _ in range(annotators)]
+    lead = member(project, Role.LEAD)
+    client = Client()
+    client.force_login(lead)
+    return {"slug": project.slug, "tokens": tokens, "lead_token": Token.objects.create(user=lead).key,
+            "lead_cookie": f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(*(int(a) for a in sys.argv[1:4]))))
