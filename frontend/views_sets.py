@@ -98,13 +98,18 @@ def set_page(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     })
 
 
+def _freeze_or_404(project, request_id: int):
+    freeze = freeze_request_get(project=project, request_id=request_id)
+    if freeze is None:
+        raise Http404("No such freeze.")
+    return freeze
+
+
 @login_required
 def set_freezing(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
     """A freeze in progress: the page polls this every second; when the set exists, on to it."""
     project = project_for(request, slug, can_export)
-    freeze = freeze_request_get(project=project, request_id=request_id)
-    if freeze is None:
-        raise Http404("No such freeze.")
+    freeze = _freeze_or_404(project, request_id)
     freeze = freeze_progress(request=freeze)
     done_url = reverse("set", args=[slug, freeze.preference_set.version]) if freeze.preference_set else ""
     if request.htmx:
@@ -121,9 +126,7 @@ def set_freezing(request: HttpRequest, slug: str, request_id: int) -> HttpRespon
 def set_freeze_retry(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
     """Freeze again under a failed freeze's policy and name, and watch the new one."""
     project = project_for(request, slug, can_export)
-    freeze = freeze_request_get(project=project, request_id=request_id)
-    if freeze is None:
-        raise Http404("No such freeze.")
+    freeze = _freeze_or_404(project, request_id)
     try:
         freeze = freeze_retry(request=freeze, user=request.user)
     except JobStateError as exc:
