@@ -11,6 +11,7 @@ import pytest
 from billiard.exceptions import WorkerLostError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from rest_framework.test import APIClient
 from django.utils import timezone
 
 from annotation.models import ImportJob, Item, Role
@@ -215,3 +216,30 @@ def test_pages_and_the_api_read_a_job_while_the_cache_is_down(media, settings):
     page = Client()
     page.force_login(lead)
     assert page.get(f"/imports/{job.pk}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_nobody_but_leads_and_engineers_of_the_project_retries_a_job(media):
+    """Every retry endpoint, page and API, refuses anonymous users, annotators and other projects'
+    leads, and re-queues nothing for them."""
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    job = _import(project, lead)
+    policy = CurationPolicy.from_dict({"aggregation": "majority", "test_fraction": 0.2, "seed": 7})
+    freeze = freeze_request(project=project, policy=policy, created_by=lead, name="nightly")
+    ImportJob.objects.filter(pk=job.pk).update(status="failed", message="The worker stopped reporting.")
+    FreezeRequest.objects.filter(pk=freeze.pk).update(status="failed", error="The worker stopped reporting.")
+    annotator, outsider = member(project), member(ProjectFactory(), Role.LEAD)
+    api_urls = [f"/api/imports/{job.pk}/retry/", f"/api/freezes/{freeze.pk}/retry/"]
+    page_urls = [f"/imports/{job.pk}/retry/", f"/p/{project.slug}/sets/freezing/{freeze.pk}/retry/"]
+    for url in api_urls:
+        assert APIClient().post(url).status_code in (401, 403)
+        assert api_as(annotator).post(url).status_code in (403, 404)
+        assert api_as(outsider).post(url).status_code == 404
+    for url in page_urls:
+        assert Client().post(url).status_code == 302  # to the login page
+        for who in (annotator, outsider):
+            page = Client()
+            page.force_login(who)
+            assert page.post(url).status_code in (403, 404)
+    assert ImportJob.objects.count() == 1 and FreezeRequest.objects.count() == 1
