@@ -77,8 +77,11 @@ def _normalise(text: str, texts: list[str], numbers: list[int]) -> str:
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", "<TIME>", text)
     text = re.sub(r'value="[0-9a-f-]{36}"', 'value="<TOKEN>"', text)
     text = re.sub(r"csrfmiddlewaretoken\" value=\"[^\"]+\"", "<CSRF>", text)
+    # Ids only where one is written (a JSON value or a URL path), never bare digits: the page has
+    # its own small numbers (strength keys, textarea rows) that an id may equal.
     for n in numbers:
-        text = re.sub(rf"(?<!\d)(?<!<h){n}(?!\d)", "<ID>", text)
+        text = re.sub(rf'(":\s*)({n})(?=[",}}\s/])', r"\1<ID>", text)
+        text = re.sub(rf"/{n}/", "/<ID>/", text)
     return text
 
 
