@@ -47,22 +47,33 @@ Where the kernel allows unshare() (root, or unprivileged user namespaces):
   that). Without it, /dev/shm is read-only and multiprocessing's locks fail.
 - ipc/uts namespaces: cheap, keep System V IPC and the hostname private.
 
-On the machine this was written on (root in a Firecracker VM, kernel 6.18) all layers are active.
-In a default Docker container unshare() and mount() are refused: there the run keeps process,
-temp-dir, clean-env, rlimits, audit-hook, no-new-privs, no-capabilities and seccomp; network is
-then blocked by seccomp (kernel) and the audit hook (Python), not by a namespace.
+Under bubblewrap (isolation="bwrap", the default where `bwrap` is installed and works) the
+namespaces and the filesystem come from bwrap instead, and the code sees only /usr, the
+interpreter's own prefix (site-packages hidden), a fresh /proc, a minimal /dev, its sources
+read-only in /src and /work: a tmpfs of `disk_mb` (the disk limit) that the bootstrap mounts. As
+root the bootstrap then switches to uid 65534 (unprivileged-uid); as anyone else bwrap makes a user
+namespace. The code's process cannot fork (no-fork: the seccomp filter refuses new processes,
+threads stay allowed), so RLIMIT_AS, RLIMIT_CPU and the open-file limit hold for the whole tree.
+The supervisor keeps the wall clock itself, so the deadline holds inside bwrap's PID namespace.
 
-Not covered: disk usage in the temp dir beyond 16 MiB per file within the time limit, the load a
-fork bomb puts on the machine until the deadline (no cgroup pids limit), reading files the
-calling user can read (a root caller's sandbox can read root's files), and reward hacks inside
-the test process itself (an object whose __eq__ is always True, or writing the "done" line to the
-report pipe by hand).
+In a default Docker container unshare() and mount() are refused: there the "basic" run keeps
+process, temp-dir, clean-env, rlimits, audit-hook, no-new-privs, no-capabilities and seccomp. The
+shipped compose file gives the workers a seccomp profile that lets bwrap make its user namespace
+(deploy/seccomp-sandbox.json).
+
+Not covered by the sandbox itself: what the code is allowed to compute. Verdicts must not come
+from inside it (`completed` can be forged by the code): the code verifier grades through
+rewards/grader.py, which runs the tests in a second sandbox. In "basic" mode the code can read
+whatever the calling user can, and the disk is limited per file only; the code verifier refuses
+to run on such a machine unless told it may (rewards/code_verifier.py).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,11 +84,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 Status = Literal["ok", "error", "timeout", "memory", "blocked"]
+Isolation = Literal["auto", "bwrap", "basic"]
 
 FILE_SIZE_LIMIT = 16 * 1024 * 1024  # bytes, per file the sandbox writes (its stdout/stderr too)
 OPEN_FILES_LIMIT = 256
 BLOCKED_MARKER = "[sandbox] blocked: "  # the audit hook writes this to stderr before refusing
 _DONE = b"done\n"  # the bootstrap writes this to the report pipe when every part ran to its end
+_TIMEOUT = b"timeout\n"  # the supervisor writes this when it killed the code at the deadline
+_GRACE_S = 1.5  # how long past the deadline the caller waits for the supervisor before killing it
 # Layer groups a test may switch off, to show that each one blocks the network on its own.
 _OPTIONAL_GROUPS = frozenset({"namespaces", "seccomp", "audit-hook"})
 
@@ -99,26 +113,40 @@ class SandboxResult:
         return self.status == "ok"
 
 
-def run_python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 256, max_output: int = 20000) -> SandboxResult:
-    """Run `code` as a script in the sandbox and report how it ended. Never raises for anything the
-    code does; raises ValueError for nonsensical limits."""
-    return run_python_parts([("solution.py", code)], timeout_s=timeout_s, memory_mb=memory_mb, max_output=max_output)
+def run_python(code: str, **options) -> SandboxResult:
+    """Run `code` as a script in the sandbox and report how it ended (options: those of
+    run_python_parts). Never raises for anything the code does; raises ValueError for nonsensical
+    limits."""
+    return run_python_parts([("solution.py", code)], **options)
 
 
 def run_python_parts(
     parts: Sequence[tuple[str, str]], *, timeout_s: float = 5.0, memory_mb: int = 256, max_output: int = 20000,
-    disable: Sequence[str] = (),
+    disable: Sequence[str] = (), isolation: Isolation = "auto", disk_mb: int = 64, allow_fork: bool = False,
+    pass_fds: Sequence[int] = (), hand_over_fds: bool = False,
 ) -> SandboxResult:
     """Run several sources one after another in one `__main__` namespace: the same as running their
-    concatenation, except that `completed` then tells whether the last one ran to its end (the code
-    verifier runs the completion and the tests as two parts, so `sys.exit(0)` in the completion
-    does not pass the tests)."""
+    concatenation, except that `completed` then tells whether the last one ran to its end (which
+    the code can forge: verdicts come from rewards/grader.py, not from this).
+
+    isolation: "bwrap" (bubblewrap: the minimal filesystem view, see _bwrap_argv), "basic" (the
+    in-house layers of the module docstring) or "auto" (bwrap when it works here). disk_mb: the
+    size of the work dir's tmpfs under bwrap. allow_fork: let the code start processes (off: one
+    process, so every limit holds for the whole tree). pass_fds: more descriptors the code gets,
+    closed here once it started when hand_over_fds."""
     if not timeout_s > 0:
         raise ValueError("timeout_s must be above 0")
     if memory_mb < 32:
         raise ValueError("memory_mb must be at least 32: the interpreter alone needs about 20 MB")
     if max_output < 0:
         raise ValueError("max_output must not be negative")
+    if disk_mb < 1:
+        raise ValueError("disk_mb must be at least 1")
+    if isolation not in ("auto", "bwrap", "basic"):
+        raise ValueError("isolation must be 'auto', 'bwrap' or 'basic'")
+    use_bwrap = isolation == "bwrap" or (isolation == "auto" and bwrap_path() is not None)
+    if use_bwrap and bwrap_path() is None:
+        raise ValueError("isolation='bwrap' but bubblewrap (bwrap) is not installed")
     unknown = set(disable) - _OPTIONAL_GROUPS
     if unknown:
         raise ValueError(f"unknown layer group(s) {sorted(unknown)}; use {sorted(_OPTIONAL_GROUPS)}")
@@ -135,10 +163,22 @@ def run_python_parts(
         config = {
             "workdir": workdir, "parts": paths, "report_fd": report_write,
             "memory_bytes": memory_mb * 1024 * 1024, "cpu_seconds": int(timeout_s) + 1,
-            "disable": sorted(disable),
+            "disable": sorted(disable), "allow_fork": allow_fork, "wall_s": timeout_s,
         }
+        if use_bwrap:
+            # Inside, the sources are read-only under /src and the code works in /work, a tmpfs
+            # of disk_mb that the bootstrap mounts.
+            config.update(workdir=_WORK, parts=[f"{_SRC}/{os.path.basename(p)}" for p in paths],
+                          bwrap=True, disk_bytes=disk_mb * 1024 * 1024, root=os.geteuid() == 0)
+            os.chmod(workdir, 0o755)
+            for path in paths:
+                os.chmod(path, 0o644)
+        home = _WORK if use_bwrap else workdir
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+            # Names the run in every process of it (the host's temp dir name), so a test can find
+            # leftovers by /proc/<pid>/environ; says nothing the code could use.
+            "SANDBOX_RUN": os.path.basename(workdir),
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             # glibc reserves 64 MiB of address space per malloc arena and OpenBLAS a buffer per
             # thread; under RLIMIT_AS that would turn a few threads into MemoryError.
@@ -147,16 +187,25 @@ def run_python_parts(
         started = time.monotonic()
         timed_out = False
         try:
+            if use_bwrap:
+                argv = _bwrap_argv(workdir) + [_interpreter(), "-I", "-B", "-X", "utf8", _BOOT, json.dumps(config)]
+            else:
+                argv = [sys.executable, "-I", "-B", "-X", "utf8", os.path.abspath(__file__), json.dumps(config)]
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-X", "utf8", os.path.abspath(__file__), json.dumps(config)],
-                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                pass_fds=(report_write,), start_new_session=True,
+                argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                pass_fds=(report_write, *pass_fds), start_new_session=True,
             )
         finally:
             os.close(report_write)
+            if hand_over_fds:
+                # The sandbox holds them now: ours would keep a pipe open past its end.
+                for fd in pass_fds:
+                    os.close(fd)
         try:
             try:
-                returncode: int | None = proc.wait(timeout=timeout_s)
+                # The supervisor keeps the deadline itself (under bubblewrap it is out of our
+                # reach, in its own PID namespace); this wait is the backstop.
+                returncode: int | None = proc.wait(timeout=timeout_s + _GRACE_S)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 # The supervisor kills the worker's group and reaps it; killing the supervisor
@@ -182,12 +231,77 @@ def run_python_parts(
     except (ValueError, KeyError, TypeError):
         pass
     completed = _DONE.strip() in lines[1:]
+    timed_out = timed_out or _TIMEOUT.strip() in lines[1:]
     status, reason = _classify(returncode, stderr_text, timed_out=timed_out, timeout_s=timeout_s, memory_mb=memory_mb)
     return SandboxResult(
         status=status, returncode=returncode, stdout=_clip(stdout_text, max_output),
         stderr=_clip(stderr_text, max_output), duration_s=round(duration, 4), reason=reason, layers=layers,
         completed=completed and status == "ok", pid=proc.pid,
     )
+
+
+_WORK, _SRC, _BOOT = "/work", "/src", "/sandbox/boot.py"
+
+
+@functools.cache
+def bwrap_path() -> str | None:
+    """bubblewrap, when installed and able to start a sandbox here (a container may forbid the
+    namespaces it needs); None otherwise."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    probe = subprocess.run(_bwrap_argv(None, path) + [_interpreter(), "-I", "-S", "-c", "pass"],
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=30, check=False)
+    return path if probe.returncode == 0 else None
+
+
+def _interpreter() -> str:
+    # The real binary, not a venv's symlink: the view holds the base installation only.
+    return os.path.realpath(sys.executable)
+
+
+def _bwrap_argv(sources: str | None, path: str | None = None) -> list[str]:
+    """The filesystem view: /usr (libc, and the interpreter when it lives there), the interpreter's
+    own prefix, a fresh /proc and a minimal /dev, the sources read-only, an empty /work; nothing
+    else (no /etc, /home, /root, /tmp, project, settings or databases). site-packages are hidden
+    behind empty tmpfs: the standard library only.
+
+    As root, bwrap runs without a user namespace (it could not then reach an interpreter under a
+    0700 /root) and keeps the capabilities the bootstrap needs to mount /work's size-limited tmpfs
+    and switch to uid 65534; the bootstrap drops them all before the code runs. As anyone else it
+    makes a user namespace, where those capabilities reach nothing outside."""
+    prefix = os.path.realpath(sys.base_prefix)
+    argv = [path or bwrap_path() or "bwrap", "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if os.geteuid() == 0:
+        argv += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                 "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_CHOWN"]
+    else:
+        argv += ["--unshare-user", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib32", "lib64", "sbin"):
+        target = os.path.join("/", name)
+        if os.path.islink(target):
+            argv += ["--symlink", os.readlink(target), target]
+        elif os.path.isdir(target):
+            argv += ["--ro-bind", target, target]
+    if not prefix.startswith("/usr/"):
+        # Parents are created with the source's mode otherwise (a 0700 /root locks uid 65534 out).
+        parts = prefix.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            argv += ["--perms", "0755", "--dir", "/" + "/".join(parts[:depth])]
+        argv += ["--ro-bind", prefix, prefix]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for hidden in (f"{prefix}/lib/{version}/site-packages", f"/usr/lib/{version}/site-packages",
+                   "/usr/lib/python3/dist-packages", f"/usr/local/lib/{version}/site-packages",
+                   f"/usr/local/lib/{version}/dist-packages"):
+        if os.path.isdir(hidden):
+            argv += ["--tmpfs", hidden]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--dir", _WORK,
+             "--ro-bind", os.path.abspath(__file__), _BOOT, "--chdir", "/"]
+    if sources is not None:
+        argv += ["--ro-bind", sources, _SRC]
+    return argv
 
 
 def _kill_group(pgid: int) -> None:
@@ -409,44 +523,64 @@ def _drop_privileges(libc, layers: list[str]) -> None:
         layers.append("no-capabilities")
 
 
-def _seccomp(libc, layers: list[str]) -> None:
+def _seccomp(libc, layers: list[str], *, allow_fork: bool) -> None:
     import ctypes
     import errno
     import platform
 
-    # (audit arch, socket, connect, ptrace, process_vm_writev, setsid, setpgid); io_uring_setup is
-    # 425 on both.
-    numbers = {"x86_64": (0xC000003E, 41, 42, 101, 311, 112, 109),
-               "aarch64": (0xC00000B7, 198, 203, 117, 271, 157, 154)}
+    # (audit arch, socket, connect, ptrace, process_vm_writev, setsid, setpgid, clone, fork, vfork);
+    # io_uring_setup is 425 and clone3 435 on both; aarch64 has no fork/vfork (-1: never matches).
+    numbers = {"x86_64": (0xC000003E, 41, 42, 101, 311, 112, 109, 56, 57, 58),
+               "aarch64": (0xC00000B7, 198, 203, 117, 271, 157, 154, 220, -1, -1)}
     machine = platform.machine()
     if machine not in numbers:
         return
-    arch, nr_socket, nr_connect, nr_ptrace, nr_vm_write, nr_setsid, nr_setpgid = numbers[machine]
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    (arch, nr_socket, nr_connect, nr_ptrace, nr_vm_write, nr_setsid, nr_setpgid,
+     nr_clone, nr_fork, nr_vfork) = numbers[machine]
+    # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_JMP|JSET|K, BPF_RET|K
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EACCES  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    nosys = 0x00050000 | errno.ENOSYS
     af_inet, af_inet6, af_packet = 2, 10, 17
-    # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets below.
+    clone_thread = 0x00010000
+    # (label, code, jump-if-true label, jump-if-false label, k); labels resolve to offsets below.
     program = [
-        (ld, None, None, 4),  # seccomp_data.arch
-        (jeq, None, "deny", arch),  # a foreign ABI (int 0x80) would have other numbers
-        (ld, None, None, 0),  # seccomp_data.nr
-        (jge, "deny", None, 0x40000000),  # x32 ABI
-        (jeq, "deny", None, nr_connect),
-        (jeq, "deny", None, nr_ptrace),
-        (jeq, "deny", None, nr_vm_write),
-        (jeq, "deny", None, 425),
+        (None, ld, None, None, 4),  # seccomp_data.arch
+        (None, jeq, None, "deny", arch),  # a foreign ABI (int 0x80) would have other numbers
+        (None, ld, None, None, 0),  # seccomp_data.nr
+        (None, jge, "deny", None, 0x40000000),  # x32 ABI
+        (None, jeq, "deny", None, nr_connect),
+        (None, jeq, "deny", None, nr_ptrace),
+        (None, jeq, "deny", None, nr_vm_write),
+        (None, jeq, "deny", None, 425),
         # Leaving the process group would escape the kill at the deadline (without a PID namespace).
-        (jeq, "deny", None, nr_setsid),
-        (jeq, "deny", None, nr_setpgid),
-        (jeq, None, "allow", nr_socket),
-        (ld, None, None, 16),  # seccomp_data.args[0], low word: the address family
-        (jeq, "deny", None, af_inet),
-        (jeq, "deny", None, af_inet6),
-        (jeq, "deny", None, af_packet),
-        ("allow", ret, allow),
-        ("deny", ret, deny),
+        (None, jeq, "deny", None, nr_setsid),
+        (None, jeq, "deny", None, nr_setpgid),
     ]
-    labels = {entry[0]: i for i, entry in enumerate(program) if isinstance(entry[0], str)}
+    if not allow_fork:
+        # One process: threads (clone with CLONE_THREAD) share its address-space limit; new
+        # processes are refused, so memory, CPU and process count hold for the whole tree.
+        # clone3 hides its flags in memory a filter cannot read: ENOSYS makes glibc use clone.
+        program += [
+            (None, jeq, "nosys", None, 435),
+            (None, jeq, "deny", None, nr_fork & 0xFFFFFFFF),
+            (None, jeq, "deny", None, nr_vfork & 0xFFFFFFFF),
+            (None, jeq, None, "not-clone", nr_clone),
+            (None, ld, None, None, 16),  # seccomp_data.args[0], low word: the clone flags
+            (None, jset, "allow", "deny", clone_thread),
+            ("not-clone", ld, None, None, 0),
+        ]
+    program += [
+        (None, jeq, None, "allow", nr_socket),
+        (None, ld, None, None, 16),  # seccomp_data.args[0], low word: the address family
+        (None, jeq, "deny", None, af_inet),
+        (None, jeq, "deny", None, af_inet6),
+        (None, jeq, "deny", None, af_packet),
+        ("allow", ret, None, None, allow),
+        ("deny", ret, None, None, deny),
+        ("nosys", ret, None, None, nosys),
+    ]
+    labels = {entry[0]: i for i, entry in enumerate(program) if entry[0]}
 
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
@@ -455,19 +589,17 @@ def _seccomp(libc, layers: list[str]) -> None:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
     filters = (SockFilter * len(program))()
-    for i, entry in enumerate(program):
-        if isinstance(entry[0], str):
-            filters[i] = SockFilter(entry[1], 0, 0, entry[2])
-        else:
-            code, true_label, false_label, k = entry
-            jt = labels[true_label] - i - 1 if true_label else 0
-            jf = labels[false_label] - i - 1 if false_label else 0
-            filters[i] = SockFilter(code, jt, jf, k)
+    for i, (_, code, true_label, false_label, k) in enumerate(program):
+        jt = labels[true_label] - i - 1 if true_label else 0
+        jf = labels[false_label] - i - 1 if false_label else 0
+        filters[i] = SockFilter(code, jt, jf, k)
     fprog = SockFprog(len(program), filters)
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return
     if libc.prctl(PR_SET_SECCOMP, 2, ctypes.addressof(fprog), 0, 0) == 0:  # SECCOMP_MODE_FILTER
         layers.append("seccomp")
+        if not allow_fork:
+            layers.append("no-fork")
 
 
 _BLOCKED_EVENTS = (
@@ -555,10 +687,14 @@ def _reap_everything(worker: int) -> None:
         time.sleep(0.005)
 
 
-def _supervise(worker: int) -> None:
+def _supervise(worker: int, report_fd: int, wall_s: float) -> None:
     """The process run_python started: wait for the worker, clean up after it, exit as it did.
-    SIGUSR1 (the deadline) kills the worker's group."""
+    At the deadline (its own timer, or SIGUSR1 from the caller) it kills the worker's group and
+    says so on the report pipe."""
+    fired = []
+
     def stop(signum: int, frame: object) -> None:
+        fired.append(signum)
         for kill in (os.killpg, os.kill):
             try:
                 kill(worker, signal.SIGKILL)
@@ -566,14 +702,50 @@ def _supervise(worker: int) -> None:
                 pass
 
     signal.signal(signal.SIGUSR1, stop)
-    _, status = os.waitpid(worker, 0)
+    signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, wall_s)
+    while True:
+        try:
+            _, status = os.waitpid(worker, 0)
+            break
+        except InterruptedError:
+            continue
+    signal.setitimer(signal.ITIMER_REAL, 0)
     _reap_everything(worker)
+    if fired:
+        os.write(report_fd, _TIMEOUT)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _inside_bwrap(libc, config: dict, layers: list[str]) -> None:
+    """Under bubblewrap: mount the size-limited work dir, and as root leave root for good."""
+    layers[:] = ["process", "clean-env", "bwrap", "minimal-fs", "mount-namespace", "pid-namespace",
+                 "private-proc", "net-namespace", "ipc-uts-namespaces"]
+    if os.path.exists("/proc/self/uid_map") and open("/proc/self/uid_map").read().split()[:3] != ["0", "0", "4294967295"]:
+        layers.append("user-namespace")
+    work = config["workdir"]
+    if _mount(libc, "tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
+              f"size={config['disk_bytes']},nr_inodes=4096,mode=0700"):
+        layers.append("disk-tmpfs")
+    if config.get("root") and os.geteuid() == 0:
+        os.chown(work, _NOBODY, _NOBODY)
+        for cap in range(64):
+            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        os.setgroups([])
+        os.setgid(_NOBODY)
+        os.setuid(_NOBODY)  # clears every capability as it leaves uid 0
+        if os.getuid() == os.geteuid() == _NOBODY:
+            layers.append("unprivileged-uid")
+    os.chdir(work)
+    layers.append("temp-dir")
+
+
+_NOBODY = 65534
 
 
 def _boot(config_json: str) -> None:
@@ -584,9 +756,13 @@ def _boot(config_json: str) -> None:
     layers = ["process", "temp-dir", "clean-env"]
     libc = _libc()
 
-    flags = 0 if "namespaces" in disable else _unshare(libc, layers)
-    if flags & CLONE_NEWNS and _readonly_filesystem(libc, config["workdir"], layers) and not flags & CLONE_NEWUSER:
-        _private_dev(libc, layers)
+    if config.get("bwrap"):
+        flags = 0  # bubblewrap made the namespaces and the view already
+        _inside_bwrap(libc, config, layers)
+    else:
+        flags = 0 if "namespaces" in disable else _unshare(libc, layers)
+        if flags & CLONE_NEWNS and _readonly_filesystem(libc, config["workdir"], layers) and not flags & CLONE_NEWUSER:
+            _private_dev(libc, layers)
     _set_limits(config, layers)
 
     # Split into a supervisor (this process) and a worker that runs the code in its own process
@@ -595,12 +771,11 @@ def _boot(config_json: str) -> None:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     worker = os.fork()
     if worker:
-        os.close(report_fd)
         try:
             os.setpgid(worker, worker)  # also done by the worker: whichever runs first wins the race
         except OSError:
             pass
-        _supervise(worker)
+        _supervise(worker, report_fd, config["wall_s"])
     os.setpgid(0, 0)
     # If the supervisor is killed outright, the worker (and with it a PID namespace) goes too.
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -610,7 +785,7 @@ def _boot(config_json: str) -> None:
 
     _drop_privileges(libc, layers)
     if "seccomp" not in disable:
-        _seccomp(libc, layers)
+        _seccomp(libc, layers, allow_fork=config.get("allow_fork", True))
     if "audit-hook" not in disable:
         _install_audit_hook(layers)
     os.write(report_fd, json.dumps({"layers": layers}).encode() + b"\n")

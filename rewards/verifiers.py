@@ -13,8 +13,10 @@ Decisions, so a reward is predictable:
   solution ending in "#### 72") is reduced to its final answer the same way.
 - code applies to domain "code"/"coding" when the ground truth is Python test code (it parses and
   contains an assert). The completion's last fenced block is the solution (the last ```python one
-  if there is one); the solution and then the tests run in the sandbox, and pass only if the tests
-  ran to their end and the process exited 0: `sys.exit(0)` in the solution scores 0.
+  if there is one); it runs in one sandbox and the tests in another, exchanging only data, and the
+  verdict comes from the tests' side (rewards/grader.py): exit tricks, forged reports and objects
+  that lie about equality score 0. Where the sandbox is weaker than required the verifier refuses
+  (None) unless the run allows weaker isolation (rewards/code_verifier.py).
 - format gives partial credit: the fraction of required tags found, in the required order, each
   exactly once as a <tag>...</tag> pair with something other than whitespace inside. Partial
   credit gives a small policy a gradient before it gets every tag right; repeating a tag does not
@@ -29,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
-from .sandbox import run_python_parts
+from .code_verifier import code_verdict
 
 MATH_DOMAINS = frozenset({"math", "maths", "mathematics"})
 CODE_DOMAINS = frozenset({"code", "coding"})
@@ -199,18 +201,17 @@ def is_python_tests(ground_truth: str | None) -> bool:
 
 def code_tests(
     completion: str, *, ground_truth: str | None, domain: str = "", timeout_s: float = 5.0, memory_mb: int = 256,
+    allow_weak_sandbox: bool = False,
 ) -> float | None:
-    """1.0 when the completion's code passes the ground-truth tests in the sandbox, 0.0 when it
-    fails, crashes, hangs past `timeout_s` or reaches for the network; None when the prompt is not
-    a code prompt with Python tests."""
+    """1.0 when the completion's code passes the ground-truth tests, 0.0 when it fails, crashes,
+    hangs past `timeout_s`, breaks the grading protocol or reaches for the network; None when the
+    prompt is not a code prompt with Python tests, or when the sandbox here is weaker than
+    required (see rewards/code_verifier.py; the reason is in code_verdict)."""
     if (domain or "").strip().lower() not in CODE_DOMAINS or not is_python_tests(ground_truth):
         return None
     assert ground_truth is not None  # is_python_tests said so; for the type checker
-    result = run_python_parts(
-        [("solution.py", extract_code(completion)), ("tests.py", ground_truth)],
-        timeout_s=timeout_s, memory_mb=memory_mb, max_output=2000,
-    )
-    return 1.0 if result.ok and result.completed else 0.0
+    return code_verdict(extract_code(completion), ground_truth, timeout_s=timeout_s, memory_mb=memory_mb,
+                        allow_weak_sandbox=allow_weak_sandbox).score
 
 
 # ---------------------------------------------------------------- format
@@ -253,9 +254,10 @@ def _math(completion: str, row: Mapping, **_: object) -> float | None:
     return math_answer(completion, ground_truth=row.get("ground_truth"), domain=row.get("domain") or "")
 
 
-def _code(completion: str, row: Mapping, *, timeout_s: float = 5.0, memory_mb: int = 256, **_: object) -> float | None:
+def _code(completion: str, row: Mapping, *, timeout_s: float = 5.0, memory_mb: int = 256,
+          allow_weak_sandbox: bool = False, **_: object) -> float | None:
     return code_tests(completion, ground_truth=row.get("ground_truth"), domain=row.get("domain") or "",
-                      timeout_s=timeout_s, memory_mb=memory_mb)
+                      timeout_s=timeout_s, memory_mb=memory_mb, allow_weak_sandbox=allow_weak_sandbox)
 
 
 def _format(completion: str, row: Mapping, **options: object) -> float | None:

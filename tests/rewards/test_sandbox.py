@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rewards.sandbox import SandboxResult, run_python, run_python_parts
+from rewards.sandbox import SandboxResult, bwrap_path, run_python, run_python_parts
 
 NETWORK_LAYERS = ("net-namespace", "seccomp", "audit-hook")
 # To see one network layer on its own, switch the other groups off.
@@ -26,17 +26,23 @@ def _run(code: str, disable: tuple[str, ...] = (), **limits) -> SandboxResult:
     return run_python_parts([("solution.py", code)], disable=disable, **limits)
 
 
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if text.encode() in fh.read():
-                        found.append(int(entry))
-            except OSError:
-                pass  # exited while we looked
+            for part in ("cmdline", "environ"):
+                try:
+                    with open(f"/proc/{entry}/{part}", "rb") as fh:
+                        if text.encode() in fh.read():
+                            found.append(int(entry))
+                            break
+                except OSError:
+                    pass  # exited while we looked, or not ours to read
     return found
+
+
+ISOLATIONS = ["basic"] + (["bwrap"] if bwrap_path() else [])
 
 
 @pytest.fixture
@@ -81,13 +87,17 @@ def test_error_reason_names_the_exception():
     assert result.reason == "exited with code 1: ValueError: math domain error"
 
 
-@pytest.mark.parametrize("disable", [(), ("namespaces",), ("namespaces", "seccomp")],
-                         ids=["all-layers", "no-namespaces", "no-namespaces-no-seccomp"])
-def test_infinite_loop_is_killed_at_the_limit_with_all_its_children(disable):
-    # A child that tries to leave the process group, one that stays in it, and the loop itself.
+@pytest.mark.parametrize("disable, isolation", [
+    ((), "basic"), (("namespaces",), "basic"), (("namespaces", "seccomp"), "basic"), ((), "bwrap")],
+    ids=["all-layers", "no-namespaces", "no-namespaces-no-seccomp", "bubblewrap"])
+def test_infinite_loop_is_killed_at_the_limit_with_all_its_children(disable, isolation):
+    if isolation not in ISOLATIONS:
+        pytest.skip("bubblewrap is not installed here")
+    # A child that tries to leave the process group, one that stays in it, and the loop itself
+    # (forking allowed here on purpose: the verifier's runs refuse it, see test_sandbox_escapes).
     code = """
 import os, time
-print(os.getcwd(), flush=True)
+print(os.environ["SANDBOX_RUN"], flush=True)
 if os.fork() == 0:
     try:
         os.setsid()
@@ -101,7 +111,7 @@ while True:
     pass
 """
     started = time.monotonic()
-    result = _run(code, disable, timeout_s=1.0)
+    result = _run(code, disable, timeout_s=1.0, isolation=isolation, allow_fork=True)
     elapsed = time.monotonic() - started
     workdir = result.stdout.split()[0]
     leftovers = _processes_mentioning(workdir)
@@ -178,6 +188,7 @@ def test_runs_in_a_temp_dir_that_is_removed_and_sees_none_of_our_environment(mon
     code = """
 import os
 print(os.getcwd())
+print(os.environ["SANDBOX_RUN"], file=__import__("sys").stderr)
 with open("scratch.txt", "w") as fh:
     fh.write("temporary")
 print(sorted(os.listdir(".")))
@@ -187,17 +198,21 @@ print(sorted(os.environ))
     result = run_python(code)
     assert result.status == "ok", result
     workdir, listing, database_url, names = result.stdout.splitlines()
-    assert os.path.dirname(workdir) == tempfile.gettempdir() and workdir != os.getcwd()
+    if "bwrap" in result.layers:
+        assert workdir == "/work"  # its own tmpfs, gone with the mount namespace
+    else:
+        assert os.path.dirname(workdir) == tempfile.gettempdir() and workdir != os.getcwd()
+        assert not os.path.exists(workdir)
     assert "scratch.txt" in listing
-    assert not os.path.exists(workdir)
     assert database_url == "None"
     assert "hunter2" not in result.stdout
     assert "DATABASE_URL" not in names and "DJANGO_SETTINGS_MODULE" not in names
+    assert not os.path.exists(os.path.join(tempfile.gettempdir(), result.stderr.strip()))  # the sources' dir
 
 
 def test_filesystem_outside_the_temp_dir_is_read_only(tmp_path):
     target = tmp_path / "written-by-sandbox.txt"
-    result = run_python(f"open({str(target)!r}, 'w').write('x')")
+    result = run_python(f"open({str(target)!r}, 'w').write('x')", isolation="basic")
     if "readonly-fs" not in result.layers:
         pytest.skip("no mount namespace here: the sandbox can write where its user can")
     assert result.status == "error"
