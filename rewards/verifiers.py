@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
-from .code_verifier import code_verdict
+from .code_verifier import CodeVerdict, code_verdict
 
 MATH_DOMAINS = frozenset({"math", "maths", "mathematics"})
 CODE_DOMAINS = frozenset({"code", "coding"})
@@ -212,6 +212,17 @@ def code_tests(
     assert ground_truth is not None  # is_python_tests said so; for the type checker
     return code_verdict(extract_code(completion), ground_truth, timeout_s=timeout_s, memory_mb=memory_mb,
                         allow_weak_sandbox=allow_weak_sandbox).score
+
+
+def code_verdict_of(completion: str, row: Mapping, *, timeout_s: float = 5.0, memory_mb: int = 256,
+                    allow_weak_sandbox: bool = False) -> CodeVerdict | None:
+    """The code verifier's whole verdict for one completion (score, reason, refusal, suspicious
+    patterns); None when the row is not a code prompt with Python tests."""
+    ground_truth = row.get("ground_truth")
+    if (row.get("domain") or "").strip().lower() not in CODE_DOMAINS or not is_python_tests(ground_truth):
+        return None
+    return code_verdict(extract_code(completion), ground_truth, timeout_s=timeout_s, memory_mb=memory_mb,
+                        allow_weak_sandbox=allow_weak_sandbox)
 
 
 # ---------------------------------------------------------------- format

@@ -157,6 +157,9 @@ class RLRunConfig(JsonConfig):
                 "sandbox), format (required tags). Each returns 'not applicable' for prompts it does not cover."})
     reward_weights: dict = field(default_factory=_default_weights, metadata={
         "help": "Weight of each reward component: reward_model, math, code, format."})
+    allow_weak_sandbox: bool = field(default=False, metadata={
+        "help": "Let the code verifier run where the sandbox is weaker than required (no bubblewrap view, no "
+                "size-limited disk, ...). Off: such a machine refuses to grade code, and the run page says so."})
     format_tags: list = field(default_factory=list, metadata={
         "help": "Tags the format check requires in every completion, e.g. think, answer. Empty: no format check."})
     kl_coef: float = field(default=0.05, metadata={

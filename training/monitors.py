@@ -4,7 +4,9 @@ alerts a lead can act on. Pure: no Django, no torch.
 The trainer logs one row per step (any key may be missing or None on a step):
 `step`, `reward`, `reward/reward_model`, `reward/math`, `reward/code`, `reward/format`,
 `verifier` (mean of the verifier components that applied), `kl` (nats per sequence), `length`
-(tokens), `hedging` (hedge words per 100 words), `list_rate`, `entropy`.
+(tokens), `hedging` (hedge words per 100 words), `list_rate`, `entropy`, `verifier_refusals`
+(code gradings refused: the sandbox was weaker than required) and `code_suspicious` (share of
+graded code answers with reward-hacking patterns, rewards/code_verifier.suspicious_patterns).
 
 Alert kinds and how each is decided (the numbers are `MonitorThresholds` fields):
 - `kl_ceiling`: the step's KL is above `kl_ceiling`. A single step is enough: the ceiling is a
@@ -32,6 +34,10 @@ Alert kinds and how each is decided (the numbers are `MonitorThresholds` fields)
   - list rate: the recent share of list-formatted answers is more than `list_rise` above the
     low point (absolute: 0.2 = 20 percentage points).
 
+- `verifier_refused`: the step had a refused code grading. Like the KL ceiling, one step is enough.
+- `suspicious_code_rising`: a trend like the list rate: the share of suspicious code answers rose
+  more than `suspicious_rise` above its low point.
+
 Repeats: an alert fires when its condition starts to hold. While it keeps holding nothing more
 is raised; the kind re-arms only after its condition has been checked and found clear on
 `window` consecutive steps, so a value hovering at a threshold alerts once, not on every
@@ -55,7 +61,8 @@ from calibration.bias import text_features
 
 from .config import JsonConfig
 
-ALERT_KINDS = ("kl_ceiling", "kl_spike", "length_without_verifier", "hedging_rising", "list_rising")
+ALERT_KINDS = ("kl_ceiling", "kl_spike", "length_without_verifier", "hedging_rising", "list_rising",
+               "verifier_refused", "suspicious_code_rising")
 
 
 def text_stats(completions: Sequence[str]) -> dict:
@@ -109,6 +116,10 @@ class MonitorThresholds(JsonConfig):
     list_rise: float = field(default=0.2, metadata={
         "help": "Alert when the share of list-formatted answers rose by more than this (0.2 = 20 points) over its "
                 "low point."})
+    suspicious_rise: float = field(default=0.1, metadata={
+        "help": "Alert when the share of graded code answers with reward-hacking patterns (exit calls, descriptor "
+                "writes, introspection of the grader, runtime patching) rose by more than this (0.1 = 10 points) "
+                "over its low point."})
 
     def errors(self) -> dict[str, str]:
         # `not x > 0` rather than `x <= 0`, so NaN is refused too.
@@ -128,8 +139,9 @@ class MonitorThresholds(JsonConfig):
                 out[name] = "Must be above 0."
         if not self.verifier_flat >= 0:
             out["verifier_flat"] = "Must not be negative."
-        if not 0 < self.list_rise <= 1:
-            out["list_rise"] = "Must be above 0 and at most 1."
+        for name in ("list_rise", "suspicious_rise"):
+            if not 0 < getattr(self, name) <= 1:
+                out[name] = "Must be above 0 and at most 1."
         return out
 
 
@@ -257,7 +269,7 @@ class Monitor:
         self._rows = 0
         self._last_step: int | None = None
         self._kl_recent: deque[float] = deque(maxlen=w)
-        self._series = {key: _Series(w) for key in ("length", "verifier", "hedging", "list_rate")}
+        self._series = {key: _Series(w) for key in ("length", "verifier", "hedging", "list_rate", "code_suspicious")}
         self._latches = {kind: _Latch(w) for kind in ALERT_KINDS}
 
     def observe(self, row: Mapping) -> list[Alert]:
@@ -280,9 +292,17 @@ class Monitor:
             self._kl_recent.append(kl)  # after the check: a step is compared with the ones before it
         if _number(row.get("length")) is not None:
             new += self._check_length(step)
-        for key, kind in (("hedging", "hedging_rising"), ("list_rate", "list_rising")):
+        for key, kind in (("hedging", "hedging_rising"), ("list_rate", "list_rising"),
+                          ("code_suspicious", "suspicious_code_rising")):
             if _number(row.get(key)) is not None:
                 new += self._check_rise(step, key, kind)
+        refusals = _number(row.get("verifier_refusals"))
+        if refusals is not None and self._latches["verifier_refused"].check(refusals > 0, refusals == 0):
+            new.append(Alert(
+                kind="verifier_refused", step=step, value=refusals, threshold=0,
+                message=f"The code verifier refused to grade {int(refusals)} answer(s) at step {step}: the sandbox on "
+                        f"the worker is weaker than required, so code answers earn no verifier reward. Install "
+                        f"bubblewrap on the worker (see SECURITY.md), or allow weaker isolation in the run settings."))
         self.alerts += new
         return new
 
@@ -358,7 +378,7 @@ class Monitor:
             return []
         low, recent = trend
         rise = recent.mean - low.mean
-        limit = t.hedging_rise if key == "hedging" else t.list_rise
+        limit = {"hedging": t.hedging_rise, "list_rate": t.list_rise}.get(key, t.suspicious_rise)
         if not self._latches[kind].check(rise > limit, rise <= limit / 2):
             return []
         span = f"between {_steps(low)} and {_steps(recent)}"
@@ -366,6 +386,11 @@ class Monitor:
             message = (f"Hedging rose from {low.mean:.1f} to {recent.mean:.1f} hedge words per 100 words {span} "
                        f"(+{rise:.1f}; alert above +{limit:g}): the policy may be learning that sounding cautious "
                        f"pleases the reward model, rather than answering better.")
+        elif key == "code_suspicious":
+            message = (f"The share of graded code answers with reward-hacking patterns (exit calls, descriptor "
+                       f"writes, grader introspection, runtime patching) rose from {100 * low.mean:.0f}% to "
+                       f"{100 * recent.mean:.0f}% {span} (+{100 * rise:.0f} points; alert above "
+                       f"+{100 * limit:.0f}): the policy is probing the verifier. Read recent samples.")
         else:
             message = (f"The share of answers formatted as lists rose from {100 * low.mean:.0f}% to "
                        f"{100 * recent.mean:.0f}% {span} (+{100 * rise:.0f} points; alert above "

@@ -57,6 +57,10 @@ class SilentHooks:
 class RewardBatch:
     total: list[float]
     components: dict[str, list[float | None]] = field(default_factory=dict)
+    # The code verifier's hack signals for the monitors: how many gradings it refused (sandbox
+    # too weak) and the share of graded code completions with suspicious patterns.
+    code_refusals: int = 0
+    code_suspicious: float | None = None
 
     def verifier_values(self) -> list[float]:
         return [v for name in VERIFIER_COMPONENTS for v in self.components.get(name, []) if v is not None]
@@ -78,16 +82,26 @@ class HybridReward:
         if name == "reward_model":
             prompts = [prompt_as_text(row["prompt"]) for row in rows]
             return [float(s) for s in self.scorer(prompts, completions)]
-        from rewards.verifiers import verify
+        from rewards.verifiers import code_verdict_of, completion_text, verify
 
+        if name == "code":
+            verdicts = [code_verdict_of(completion_text(completion), row,
+                                        allow_weak_sandbox=self.config.allow_weak_sandbox)
+                        for row, completion in zip(rows, completions)]
+            self._code_verdicts = [v for v in verdicts if v is not None]
+            return [None if v is None else v.score for v in verdicts]
         return [verify(name, completion, row, format_tags=self.config.format_tags)
                 for row, completion in zip(rows, completions)]
 
     def __call__(self, rows: Sequence[dict], completions: Sequence[str]) -> RewardBatch:
+        self._code_verdicts = []
         components = {name: self.component(name, rows, completions) for name in self.components}
         total = [sum(self.weights[name] * values[i] for name, values in components.items() if values[i] is not None)
                  for i in range(len(completions))]
-        return RewardBatch(total=total, components=components)
+        graded = [v for v in self._code_verdicts if not v.refused]
+        return RewardBatch(total=total, components=components,
+                           code_refusals=sum(v.refused for v in self._code_verdicts),
+                           code_suspicious=sum(bool(v.suspicious) for v in graded) / len(graded) if graded else None)
 
 
 def _mean(values) -> float | None:
@@ -104,7 +118,8 @@ def step_metrics(*, batch: RewardBatch, completions: Sequence[str], lengths: Seq
     stats = text_stats(completions)
     row = {"reward": _mean(batch.total), "verifier": _mean(batch.verifier_values()), "kl": kl,
            "length": _mean(lengths), "hedging": stats["hedging"], "list_rate": stats["list_rate"],
-           "chars": stats["chars"], "entropy": entropy}
+           "chars": stats["chars"], "entropy": entropy,
+           "verifier_refusals": batch.code_refusals, "code_suspicious": batch.code_suspicious}
     for name, values in batch.components.items():
         row[f"reward/{name}"] = _mean(values)
     return row
