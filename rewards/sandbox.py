@@ -729,8 +729,11 @@ def _inside_bwrap(libc, config: dict, layers: list[str]) -> None:
     if os.path.exists("/proc/self/uid_map") and open("/proc/self/uid_map").read().split()[:3] != ["0", "0", "4294967295"]:
         layers.append("user-namespace")
     work = config["workdir"]
-    if _mount(libc, "tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
-              f"size={config['disk_bytes']},nr_inodes=4096,mode=0700"):
+    options = f"size={config['disk_bytes']},nr_inodes=4096,mode=0700"
+    # In a user namespace bwrap's mount namespace belongs to the namespace above ours, where our
+    # CAP_SYS_ADMIN counts for nothing: a mount namespace of our own first.
+    if _mount(libc, "tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, options) or (
+            libc.unshare(CLONE_NEWNS) == 0 and _mount(libc, "tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, options)):
         layers.append("disk-tmpfs")
     if config.get("root") and os.geteuid() == 0:
         os.chown(work, _NOBODY, _NOBODY)

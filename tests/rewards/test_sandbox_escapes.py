@@ -143,3 +143,49 @@ def test_network_namespace_has_no_route_even_without_the_filters():
                         "    print('CONNECTED')\nexcept OSError as exc:\n    print('NO', type(exc).__name__)\n",
                         isolation="bwrap", disable=("seccomp", "audit-hook"))
     assert "CONNECTED" not in result.stdout and "net-namespace" in result.layers
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="needs root (to become another user) and a system Python that user can run")
+def test_as_a_non_root_worker_it_holds_the_same():
+    """The shipped container runs the worker as a non-root user: there bwrap makes a user
+    namespace. Run the sandbox module as uid 65534 with the system interpreter and check every
+    layer the verifier requires is in force."""
+    from rewards.code_verifier import REQUIRED_LAYERS
+
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="sandbox-nonroot-"))  # pytest's own tmp dirs are 0700
+    try:
+        _probe_as_nobody(tmp_path, REQUIRED_LAYERS)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _probe_as_nobody(tmp_path: Path, required: tuple[str, ...]) -> None:
+    tmp_path.chmod(0o755)
+    module = tmp_path / "sandbox.py"
+    module.write_text((REPO / "rewards" / "sandbox.py").read_text())
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import json, sys\nsys.path.insert(0, %r)\nimport sandbox\n"
+        "r = sandbox.run_python(\"import os\\ntry:\\n    os.fork()\\nexcept OSError as e:\\n    print(e.errno)\\n"
+        "print(os.getuid(), sorted(os.listdir('/')))\", isolation='bwrap')\n"
+        "print(json.dumps({'status': r.status, 'stdout': r.stdout, 'layers': r.layers}))\n" % str(tmp_path))
+    for path in (module, script):
+        path.chmod(0o644)
+    done = subprocess.run([SYSTEM_PYTHON, str(script)], capture_output=True, text=True, timeout=60,
+                          user=65534, group=65534, extra_groups=[], cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    import json
+
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == "ok", report
+    assert set(required) | {"user-namespace", "bwrap"} <= set(report["layers"]), report["layers"]
+    errno_line, listing = report["stdout"].splitlines()
+    assert errno_line == "13"
+    assert "work" in listing and "home" not in listing and "etc" not in listing
