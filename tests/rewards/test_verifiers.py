@@ -59,7 +59,8 @@ def test_math_answer(completion, ground_truth, domain, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("\\boxed{\\frac{1}{2}} and later \\boxed{7}", "7"),
+    ("\\boxed{\\frac{1}{2}} and later \\boxed{7}", None),  # two different boxed answers commit to neither
+    ("\\boxed{7} and later \\boxed{7.0}", "7.0"),  # the same value twice is one answer
     ("nested \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
     ("The final answer is: **18**.", "**18**"),
     ("value 3.5. done", "3.5"),
