@@ -227,9 +227,11 @@ def test_an_adversary_cannot_tell_gold_from_live_work(live_server):
           f"binomial p = {p_value:.3f}")
     assert p_value > 0.01, (accuracy, chance, p_value)
 
-    # The attack is able to find a leak: plant one (the label behind 10% noise, so a perfect
-    # reader scores 0.90) and it must, clearly above chance.
-    noise = np.random.default_rng(0).random(n) < 0.10
+    # The attack is able to find a leak: plant one (the label behind 5% noise, so a perfect reader
+    # scores 0.95) and it must, clearly above chance. At 10% noise the forest, fitting the noise of
+    # the other features too, scored 0.84 against a chance of 0.76 once (p = 0.0104): a sanity check
+    # at the edge of its threshold fails by chance, so the planted leak is plain and the margin wide.
+    noise = np.random.default_rng(0).random(n) < 0.05
     planted = np.column_stack([x, np.where(noise, 1 - y, y)])
     found = _attack(planted, y, items)
-    assert found > 0.8 and binomtest(round(found * n), n, chance, alternative="greater").pvalue < 0.01, found
+    assert found > 0.85 and binomtest(round(found * n), n, chance, alternative="greater").pvalue < 0.01, found
