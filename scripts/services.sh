@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install (when missing) and start the services tests and benchmarks use: PostgreSQL, Redis and
-# Chromium from Debian. Writes var/services.env with DATABASE_URL and REDIS_URL.
+# Install (when missing) and start the services tests and benchmarks use: PostgreSQL, Redis,
+# Chromium and bubblewrap (the code verifier's sandbox) from Debian. Writes var/services.env with
+# DATABASE_URL and REDIS_URL.
 #   services.sh up | down
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ install_missing() {
   [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || need+=(postgresql)
   command -v redis-server >/dev/null || need+=(redis-server)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v bwrap >/dev/null || need+=(bubblewrap)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     $SUDO apt-get update -qq
