@@ -1,7 +1,8 @@
 """Django admin: projects, members and specs are editable; judgments are read-only records."""
 from django.contrib import admin
+from django.utils import timezone
 
-from .models import ImportJob, Item, Judgment, JudgmentRevision, Membership, Project, Prompt, SpecVersion
+from .models import ApiToken, ImportJob, Item, Judgment, JudgmentRevision, Membership, Project, Prompt, SpecVersion
 
 
 class MembershipInline(admin.TabularInline):
@@ -62,3 +63,22 @@ class JudgmentRevisionAdmin(ReadOnlyAdmin):
 @admin.register(ImportJob)
 class ImportJobAdmin(ReadOnlyAdmin):
     list_display = ["id", "project", "original_name", "status", "items_created", "error_count", "created_at"]
+
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Read and revoke only: a token is created on the tokens page or by the API, where its
+    secret is shown once."""
+    list_display = ["prefix", "user", "name", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["user__username", "name", "prefix"]
+    readonly_fields = ["user", "prefix", "digest", "created_at", "rotated_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())

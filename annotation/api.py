@@ -22,6 +22,7 @@ from .services.projects import skills_set, spec_publish
 from .services.rankings import RankingInput as RankingData, ranking_submit
 from .services.rewrites import RewriteInput as RewriteData, can_review_rewrite, rewrite_approve, rewrite_return, rewrite_revise, rewrite_submit
 from .services.routing import assignment_skip
+from .services.tokens import can_hold_tokens, token_create, token_revoke, token_of, token_rotate, tokens_of
 
 
 def judgment_input(data: dict) -> JudgmentInput:
@@ -302,3 +303,51 @@ class DesignedDataApi(APIView):
         if not can_see_all_judgments(user=request.user, project=project):
             raise PermissionDenied("Only leads and engineers see the dataset view.")
         return Response(selectors.designed_data_overview(project=project))
+
+
+# ---------------------------------------------------------------- API tokens: a lead or engineer lists,
+# creates, rotates and revokes their own (/api/tokens/).
+def _check_token_holder(request):
+    if not can_hold_tokens(user=request.user):
+        raise PermissionDenied("Only leads and engineers may hold API tokens.")
+
+
+class TokenListApi(APIView):
+    @extend_schema(responses=serializers.TokenOutput(many=True))
+    def get(self, request):
+        _check_token_holder(request)
+        return Response(serializers.TokenOutput(tokens_of(user=request.user), many=True).data)
+
+    @extend_schema(request=serializers.TokenInput, responses={201: serializers.TokenWithSecretOutput})
+    def post(self, request):
+        _check_token_holder(request)
+        data = serializers.TokenInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = token_create(user=request.user, **data.validated_data)
+        return Response(serializers.TokenWithSecretOutput(token, context={"secret": secret}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class TokenDetailApi(APIView):
+    @extend_schema(responses=serializers.TokenOutput)
+    def get(self, request, token_id: int):
+        _check_token_holder(request)
+        token = token_of(user=request.user, token_id=token_id)
+        return Response(serializers.TokenOutput(token).data)
+
+    @extend_schema(request=None, responses=serializers.TokenOutput, description="Revoke: the token stops working.")
+    def delete(self, request, token_id: int):
+        _check_token_holder(request)
+        token = token_revoke(token=token_of(user=request.user, token_id=token_id))
+        return Response(serializers.TokenOutput(token).data)
+
+
+class TokenRotateApi(APIView):
+    @extend_schema(request=None, responses=serializers.TokenWithSecretOutput,
+                   description="A new secret for the token; the old one stops working at once.")
+    def post(self, request, token_id: int):
+        _check_token_holder(request)
+        token = token_of(user=request.user, token_id=token_id)
+        secret = token_rotate(token=token)
+        token.refresh_from_db()
+        return Response(serializers.TokenWithSecretOutput(token, context={"secret": secret}).data)

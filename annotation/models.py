@@ -1,4 +1,4 @@
-"""Projects, prompts, responses, labelling items, assignments (leases) and judgments.
+"""Projects, prompts, responses, labelling items, assignments (leases), judgments and API tokens.
 
 Item kinds: a comparison is a prompt and two responses; a ranking orders 3-8 responses; a rewrite
 task turns one bad response into a gold answer; an adversarial task derives a deliberately flawed
@@ -12,12 +12,14 @@ Invariants the routing relies on (see services/routing.py):
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -676,3 +678,62 @@ class DerivedPair(models.Model):
             )
         ]
         indexes = [models.Index(fields=["project", "id"], name="derived_pair_project_idx")]
+
+
+# ---------------------------------------------------------------- API tokens
+# Only a SHA-256 digest of each secret is stored; the secret is shown once, when the token is
+# created or rotated. `prefix` (the secret's first characters) recognises a token in lists without
+# being able to use it.
+
+SECRET_PREFIX = "pst_"
+PREFIX_LENGTH = 12  # "pst_" and 8 characters of the random part
+
+
+def token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_secret_new() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self):
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.is_expired:
+            return "expired"
+        return "active"
+
+    def set_secret(self, secret: str) -> None:
+        self.prefix = secret[:PREFIX_LENGTH]
+        self.digest = token_digest(secret)

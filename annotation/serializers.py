@@ -3,7 +3,8 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from .models import (
-    AdversarialNegative, BadCase, FlawType, ImportJob, Judgment, Project, RankingJudgment, Rewrite, Strength,
+    AdversarialNegative, ApiToken, BadCase, FlawType, ImportJob, Judgment, Project, RankingJudgment, Rewrite,
+    Strength,
 )
 from .ranking import format_order
 from .sides import SHOWN_CHOICES
@@ -229,3 +230,27 @@ class SpecOutput(serializers.Serializer):
     version = serializers.IntegerField()
     text = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+# ---------------------------------------------------------------- API tokens
+class TokenInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class TokenOutput(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "state", "created_at", "rotated_at", "expires_at", "last_used_at", "revoked_at"]
+
+
+class TokenWithSecretOutput(TokenOutput):
+    secret = serializers.SerializerMethodField(help_text="The token itself: shown this once, stored nowhere.")
+
+    class Meta(TokenOutput.Meta):
+        fields = [*TokenOutput.Meta.fields, "secret"]
+
+    def get_secret(self, obj) -> str:
+        return self.context["secret"]

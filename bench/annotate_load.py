@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -80,8 +81,13 @@ def load_env() -> dict[str, str]:
                 key, value = line.split("=", 1)
                 os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench")
+    # Production settings refuse a weak key; over plain HTTP on this machine, no HTTPS redirect.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
     os.environ.setdefault("DJANGO_SECURE_COOKIES", "0")
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+    # The load is many clients from one address as fast as they can: not what the throttles are for.
+    os.environ.setdefault("API_THROTTLE_ANON", "100000000/min")
+    os.environ.setdefault("API_THROTTLE_USER", "100000000/min")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit(
@@ -132,9 +138,8 @@ def setup_fixture(args) -> dict:
     generator needs: the slug and one token per annotator."""
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
-    from rest_framework.authtoken.models import Token
 
-    from annotation.models import Membership
+    from annotation.models import ApiToken, Membership, token_secret_new
     from annotation.services.imports import import_file
     from annotation.services.projects import project_create
 
@@ -160,12 +165,15 @@ def setup_fixture(args) -> dict:
         Membership.objects.bulk_create(
             [Membership(project=project, user=u, role="annotator") for u in users], batch_size=1000
         )
-        have_token = set(Token.objects.filter(user__in=users).values_list("user_id", flat=True))
-        Token.objects.bulk_create(
-            [Token(user=u, key=Token.generate_key()) for u in users if u.pk not in have_token],
-            batch_size=1000,
-        )
-        tokens = dict(Token.objects.filter(user__in=users).values_list("user__username", "key"))
+        # Only digests are stored: each run gives the bench users fresh tokens and keeps the secrets.
+        ApiToken.objects.filter(user__in=users, name="bench").delete()
+        tokens, rows = {}, []
+        for u in users:
+            tokens[u.username] = secret = token_secret_new()
+            row = ApiToken(user=u, name="bench")
+            row.set_secret(secret)
+            rows.append(row)
+        ApiToken.objects.bulk_create(rows, batch_size=1000)
     t_users = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,15 +206,15 @@ def count_queries(slug: str) -> dict:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from rest_framework.authtoken.models import Token
 
     from annotation.models import Project
     from annotation.services.projects import membership_add
+    from annotation.services.tokens import token_issue
 
     user, _ = get_user_model().objects.get_or_create(username="bench-probe")
     membership_add(project=Project.objects.get(slug=slug), user=user, role="annotator")
-    token, _ = Token.objects.get_or_create(user=user)
-    client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, secret = token_issue(user=user, name="bench-probe")
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {secret}")
     out: dict = {}
     with CaptureQueriesContext(connection) as ctx:
         r = client.post(f"/api/projects/{slug}/next/")

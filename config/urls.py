@@ -68,6 +68,9 @@ api = [
     path("imports/<int:job_id>/", annotation_api.ImportDetailApi.as_view(), name="import-detail"),
     path("imports/<int:job_id>/retry/", annotation_api.ImportRetryApi.as_view(), name="import-retry"),
     path("freezes/<int:request_id>/retry/", rewards_api.FreezeRetryApi.as_view(), name="freeze-retry"),
+    path("tokens/", annotation_api.TokenListApi.as_view(), name="tokens"),
+    path("tokens/<int:token_id>/", annotation_api.TokenDetailApi.as_view(), name="token"),
+    path("tokens/<int:token_id>/rotate/", annotation_api.TokenRotateApi.as_view(), name="token-rotate"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -1,12 +1,16 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_designed, views_sets, views_training
+from . import views, views_account, views_designed, views_sets, views_training
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/tokens/", views_account.tokens_page, name="tokens"),
+    path("account/tokens/new/", views_account.token_new, name="token-new"),
+    path("account/tokens/<int:token_id>/rotate/", views_account.token_rotate_view, name="token-rotate"),
+    path("account/tokens/<int:token_id>/revoke/", views_account.token_revoke_view, name="token-revoke"),
     path("p/<slug:slug>/label/", views.label_page, name="label"),
     path("p/<slug:slug>/label/next/", views.label_next, name="label-next"),
     path("p/<slug:slug>/label/<str:handle>/submit/", views.label_submit, name="label-submit"),

@@ -67,7 +67,9 @@ def home(request: HttpRequest) -> HttpResponse:
         }
         for p in selectors.projects_for_user(user=request.user)
     ]
-    return render(request, "frontend/home.html", {"projects": projects})
+    # Leads and engineers (of any project) may hold API tokens (annotation.services.tokens.can_hold_tokens).
+    token_holder = request.user.is_superuser or any({"lead", "engineer"} & set(row["roles"]) for row in projects)
+    return render(request, "frontend/home.html", {"projects": projects, "token_holder": token_holder})
 
 
 @login_required

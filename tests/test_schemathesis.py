@@ -36,12 +36,12 @@ from django.core.signals import got_request_exception, request_finished, request
 from django.db import close_old_connections, transaction  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.core.parameters import ParameterLocation  # noqa: E402
 from schemathesis.generation.coverage import GenerationSession  # noqa: E402
 from schemathesis.generation.meta import CoverageScenario  # noqa: E402
 
+from annotation.services.tokens import token_issue  # noqa: E402
 from annotation.models import FlawType, ItemKind, Role  # noqa: E402
 from annotation.services.imports import import_job_create  # noqa: E402
 from annotation.services.judgments import judgment_submit  # noqa: E402
@@ -429,8 +429,8 @@ def test_no_server_errors_whatever_the_request(role, api_schema, in_process_requ
     world = build_world(tmp_path)
     headers = {}
     if role != "anonymous":
-        token, _ = Token.objects.get_or_create(user=world["users"][role])
-        headers = {"Authorization": f"Token {token.key}"}
+        _, secret = token_issue(user=world["users"][role])
+        headers = {"Authorization": f"Token {secret}"}
 
     fuzzer = Fuzzer(schema=api_schema, headers=headers, path_values=world["path"], raised=in_process_requests)
     started = time.monotonic()

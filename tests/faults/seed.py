@@ -15,18 +15,18 @@ def main(items: int, annotators: int, overlap: int) -> dict:
     django.setup()
     from django.conf import settings
     from django.test import Client
-    from rest_framework.authtoken.models import Token
+    from annotation.services.tokens import token_issue
 
     from annotation.models import Role
     from tests.factories import ItemFactory, ProjectFactory, member
 
     project = ProjectFactory(overlap=overlap)
     ItemFactory.create_batch(items, project=project)
-    tokens = [Token.objects.create(user=member(project)).key for _ in range(annotators)]
+    tokens = [token_issue(user=member(project))[1] for _ in range(annotators)]
     lead = member(project, Role.LEAD)
     client = Client()
     client.force_login(lead)
-    return {"slug": project.slug, "tokens": tokens, "lead_token": Token.objects.create(user=lead).key,
+    return {"slug": project.slug, "tokens": tokens, "lead_token": token_issue(user=lead)[1],
             "lead_cookie": f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"}
 
 

@@ -30,7 +30,7 @@ def read_while_importing(lines: int) -> dict:
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
-    from rest_framework.authtoken.models import Token
+    from annotation.services.tokens import token_issue
 
     from annotation.models import ImportJob, Membership, Project, Role
     from annotation.services.imports import import_job_create
@@ -39,7 +39,7 @@ def read_while_importing(lines: int) -> dict:
     project = Project.objects.create(slug="big", name="Big import", overlap=1)
     lead = get_user_model().objects.create_user("lead", password="lead-pass-123")
     Membership.objects.create(project=project, user=lead, role=Role.LEAD)
-    token = Token.objects.create(user=lead).key
+    token = token_issue(user=lead)[1]
     body = "".join(json.dumps({"prompt": f"Question {i}?", "responses": [f"a{i}" * 20, f"b{i}" * 20],
                                "domain": "general"}) + "\n" for i in range(lines))
     job = import_job_create(project=project, upload=SimpleUploadedFile("big.jsonl", body.encode()), created_by=lead)

@@ -14,7 +14,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
+
+from annotation.services.tokens import token_issue
 
 from annotation.models import ImportJob, Item, Role
 from calibration.models import AnalyticsSnapshot
@@ -33,7 +34,7 @@ TERMINAL = ("succeeded", "failed")
 def test_redis_restarted_with_jobs_queued_loses_none_and_pages_keep_rendering(tmp_path, settings, table_lock):
     project = labelled_project()
     lead = member(project, Role.LEAD)
-    token = Token.objects.create(user=lead).key
+    token = token_issue(user=lead)[1]
     browser = Client()
     browser.force_login(lead)
     cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
 
 from annotation.models import ItemKind, Project, Prompt, Role
 from annotation.ranking import letters
@@ -90,7 +89,6 @@ class Command(BaseCommand):
                 user.save()
             if role:
                 membership_add(project=project, user=user, role=role)
-            Token.objects.get_or_create(user=user)
         self._calibrate(project)
         self._designed(project)
         self._simulated_pool()

@@ -1,0 +1,87 @@
+"""Who is calling, and how often: API-token authentication for DRF, the login-throttle backend
+(django-axes) and the API throttles. Settings name these classes (config/settings/base.py)."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from axes.backends import AxesStandaloneBackend
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+from .models import ApiToken, token_digest
+
+logger = logging.getLogger(__name__)
+
+# last_used_at is written at most this often per token: one UPDATE a minute, not one a request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <secret>` or `Bearer <secret>`: looked up by the secret's SHA-256
+    digest; revoked and expired tokens are refused."""
+    keyword = "Token"
+    keywords = ("token", "bearer")
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in {k.encode() for k in self.keywords}:
+            return None
+        if len(auth) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header: give exactly one token.")
+        try:
+            secret = auth[1].decode("ascii")
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token header: the token holds invalid characters.") from None
+        return self.authenticate_credentials(secret)
+
+    def authenticate_credentials(self, key: str):
+        if not key or len(key) > 200:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+        if token is None or token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        now = timezone.now()
+        if token.expires_at is not None and token.expires_at <= now:
+            raise exceptions.AuthenticationFailed("Token has expired.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' backend, except that an authenticate() without a request (the test client's
+    login(), a shell) is not refused: there is no client address to throttle, so it is left to the
+    next backend."""
+
+    def authenticate(self, request=None, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class _FailOpen:
+    """DRF throttles count in the shared cache; when the cache cannot be reached (Redis restarting)
+    a request is let through rather than answered 500: throttling is a guard, not a dependency."""
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception:  # noqa: BLE001 (any cache failure)
+            logger.warning("throttle cache unavailable; request let through", exc_info=True)
+            return True
+
+
+class AnonThrottle(_FailOpen, AnonRateThrottle):
+    pass
+
+
+class UserThrottle(_FailOpen, UserRateThrottle):
+    pass
