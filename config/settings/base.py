@@ -127,7 +127,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "frontend.views_account.lockout_response"
+AXES_LOCKOUT_CALLABLE = "frontend.views.account.lockout_response"
 # The client address: REMOTE_ADDR unless the deployment names the header its proxy sets
 # (e.g. LOGIN_CLIENT_IP_HEADERS=HTTP_X_FORWARDED_FOR with LOGIN_PROXY_COUNT=1).
 AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("LOGIN_CLIENT_IP_HEADERS", "REMOTE_ADDR")
@@ -214,13 +214,15 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL or None)
 if CELERY_BROKER_URL == "filesystem://":
+    # Every folder the transport uses, the exchange tables (control_folder) included: Kombu's default
+    # for those is "control" in whatever directory the process started in. config/celery.py creates
+    # them when a worker starts or a task is first sent, not here: importing settings writes nothing.
     _broker_dir = VAR_DIR / "celery"
-    for _folder in ("queue", "processed"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = "default"

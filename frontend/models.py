@@ -1,1 +1,0 @@
-"""frontend holds views and templates only: no models."""
