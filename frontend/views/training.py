@@ -32,7 +32,7 @@ from training.services.rl_runs import monitor_thresholds, monitor_thresholds_set
 from training.services.retry import run_retry
 from training.services.runs import RunStateError, run_cancel, run_fresh
 
-from .access import project_for
+from .common import project_for
 
 FORM_FIELDS = ("base_model", "epochs", "max_steps", "learning_rate", "batch_size", "max_length",
                "center_rewards_coefficient", "checkpoint_every", "seed", "resume_from")

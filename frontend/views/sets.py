@@ -20,7 +20,7 @@ from annotation.services.jobs import JobStateError
 from rewards.services.sets import PolicyError, freeze_progress, freeze_request, freeze_retry, preference_set_diff
 from rewards.set_formats import FILE_EXTENSIONS, READER_ARGS, SET_FORMATS
 
-from .access import project_for
+from .common import project_for
 
 
 def _shares(raw: str) -> dict[str, float]:

@@ -1,0 +1,89 @@
+"""The lead's project page (overview, spec publishing, imports with their progress and retry) and
+the export page (leads and engineers)."""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from annotation import selectors
+from annotation.errors import ValidationFailed
+from annotation.permissions import can_export, can_import, can_lead
+from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
+from annotation.services.jobs import JobStateError
+from annotation.services.projects import spec_publish
+from rewards.formats import FORMATS, TAGS
+from rewards.selectors import AGGREGATIONS, export_exclusions
+
+from .common import project_for
+
+
+@login_required
+def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_lead)
+    return render(
+        request,
+        "frontend/lead.html",
+        {"project": project, "overview": selectors.project_overview(project=project)},
+    )
+
+
+@login_required
+@require_POST
+def lead_spec(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_lead)
+    text = request.POST.get("text", "")
+    if not text.strip():
+        return render(request, "frontend/_spec_result.html", {"error": "The spec cannot be empty.", "text": text}, status=422)
+    spec = spec_publish(project=project, text=text, created_by=request.user)
+    return render(request, "frontend/_spec_result.html", {"spec": spec, "text": text})
+
+
+@login_required
+@require_POST
+def lead_import(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_import)
+    upload = request.FILES.get("file")
+    if upload is None:
+        return render(request, "frontend/_import_job.html", {"error": "Choose a JSONL file first."}, status=422)
+    try:
+        job = import_job_create(project=project, upload=upload, created_by=request.user)
+    except ValidationFailed as exc:  # over IMPORT_MAX_FILE_BYTES: refused before it is stored
+        return render(request, "frontend/_import_job.html", {"error": exc.message}, status=422)
+    return render(request, "frontend/_import_job.html", {"job": job})
+
+
+@login_required
+def import_status(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = import_job_progress(job=selectors.import_job_get(job_id=job_id, user=request.user))
+    return render(request, "frontend/_import_job.html", {"job": job})
+
+
+@login_required
+@require_POST
+def import_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Import a failed job's stored upload again; the new job replaces the old one's box."""
+    job = selectors.import_job_get(job_id=job_id, user=request.user)
+    project_for(request, job.project.slug, can_import)
+    try:
+        job = import_job_retry(job=job, user=request.user)
+    except JobStateError as exc:
+        return render(request, "frontend/_import_job.html", {"error": str(exc)}, status=409)
+    return render(request, "frontend/_import_job.html", {"job": job})
+
+
+@login_required
+def export_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_export)
+    return render(
+        request,
+        "frontend/export.html",
+        {
+            "project": project,
+            "formats": FORMATS,
+            "tags": TAGS,
+            "aggregations": AGGREGATIONS,
+            "exclusions": export_exclusions(project=project),
+        },
+    )
