@@ -7,7 +7,6 @@ import tempfile
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,13 +14,14 @@ from rest_framework.views import APIView
 from annotation.permissions import can_export
 from annotation.selectors import project_get_for_member
 from annotation.services.jobs import JobStateError
-from calibration.models import StandingState
 
-from .curation import AGGREGATIONS as CURATION_AGGREGATIONS
 from .curation import SPLITS, CurationPolicy
 from .formats import FORMATS, TAGS, jsonl_line
 from .models import FreezeRequest, PreferenceSet
-from .selectors import AGGREGATIONS, export_exclusions, preference_rows
+from .selectors import (
+    AGGREGATIONS, export_exclusions, freeze_request_by_id, preference_rows, preference_set_by_id, preference_sets_of,
+)
+from .serializers import FreezeInput, FreezeOutput, PreferenceSetOutput
 from .services.sets import (
     PolicyError, freeze_progress, freeze_request, freeze_retry, preference_set_diff, set_jsonl, set_manifest,
     set_parquet,
@@ -80,50 +80,9 @@ class PreferenceExportApi(APIView):
 # ---------------------------------------------------------------- preference sets
 
 
-class PolicyInput(serializers.Serializer):
-    """A curation policy; every field optional (the defaults: active annotators, Dawid-Skene)."""
-
-    standings = serializers.ListField(child=serializers.ChoiceField(choices=StandingState.choices), required=False)
-    aggregation = serializers.ChoiceField(choices=CURATION_AGGREGATIONS, required=False)
-    min_judgments = serializers.IntegerField(min_value=1, required=False)
-    min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
-    tags = serializers.ListField(child=serializers.ChoiceField(choices=TAGS), required=False)
-    margins = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=10), required=False)
-    test_fraction = serializers.FloatField(min_value=0, max_value=0.99, required=False)
-    seed = serializers.IntegerField(required=False)
-    dedupe = serializers.BooleanField(required=False)
-    per_domain_cap = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    domain_targets = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1), required=False)
-    tag_targets = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1), required=False)
-    hard_share_min = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-    chosen_shorter_share = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-
-
-class FreezeInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    policy = PolicyInput(required=False, default=dict)
-
-
-class PreferenceSetOutput(serializers.ModelSerializer):
-    project = serializers.CharField(source="project.slug")
-    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
-
-    class Meta:
-        model = PreferenceSet
-        fields = ["id", "project", "version", "name", "content_hash", "policy", "counts", "coverage", "spec_versions",
-                  "created_by", "created_at"]
-
-
-class FreezeOutput(serializers.ModelSerializer):
-    class Meta:
-        model = FreezeRequest
-        fields = ["id", "status", "phase", "percent", "error", "preference_set", "created_at", "started_at",
-                  "heartbeat_at", "finished_at"]
-
-
 def _set_for(request, set_id: int) -> PreferenceSet:
     """A set its project's leads and engineers may read; 404 for non-members, 403 for annotators."""
-    preference_set = PreferenceSet.objects.select_related("project", "created_by").filter(pk=set_id).first()
+    preference_set = preference_set_by_id(pk=set_id)
     if preference_set is None:
         raise NotFound("No such preference set.")
     project = project_get_for_member(slug=preference_set.project.slug, user=request.user)
@@ -139,7 +98,7 @@ class PreferenceSetListApi(APIView):
         project = project_get_for_member(slug=slug, user=request.user)
         if not can_export(user=request.user, project=project):
             raise PermissionDenied("Only leads and engineers see preference sets.")
-        sets = PreferenceSet.objects.filter(project=project).select_related("project", "created_by").order_by("-version")
+        sets = preference_sets_of(project=project)
         return Response(PreferenceSetOutput(sets, many=True).data)
 
     @extend_schema(request=FreezeInput, responses={202: FreezeOutput})
@@ -162,7 +121,7 @@ class PreferenceSetListApi(APIView):
 
 
 def _freeze_for(request, request_id: int) -> FreezeRequest:
-    freeze = FreezeRequest.objects.select_related("project").filter(pk=request_id).first()
+    freeze = freeze_request_by_id(pk=request_id)
     if freeze is None:
         raise NotFound("No such freeze.")
     project = project_get_for_member(slug=freeze.project.slug, user=request.user)

@@ -172,7 +172,17 @@ def sft_rows(*, project: Project, fmt: str, include_excluded: bool = False) -> I
 
 
 def preference_sets_of(*, project: Project):
-    return PreferenceSet.objects.filter(project=project).select_related("created_by").order_by("-version")
+    return PreferenceSet.objects.filter(project=project).select_related("project", "created_by").order_by("-version")
+
+
+def preference_set_by_id(*, pk: int):
+    """Any project's set; the caller checks the reader's role in its project."""
+    return PreferenceSet.objects.select_related("project", "created_by").filter(pk=pk).first()
+
+
+def freeze_request_by_id(*, pk: int):
+    """Any project's freeze; the caller checks the reader's role in its project."""
+    return FreezeRequest.objects.select_related("project").filter(pk=pk).first()
 
 
 def preference_set_get(*, project: Project, version: int):
