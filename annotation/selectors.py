@@ -29,7 +29,6 @@ from .models import (
 from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
 from .ranking import letters
 from .services.quarantine import text_displayable
-from .sides import to_shown
 
 
 def project_get_for_member(*, slug: str, user) -> Project:
@@ -101,16 +100,6 @@ def judgments_visible_to(*, user, project: Project) -> QuerySet[Judgment]:
     if not can_see_all_judgments(user=user, project=project):
         qs = qs.filter(annotator=user)
     return qs
-
-
-def judgment_as_shown(judgment: Judgment) -> dict:
-    """A judgment in the terms its annotator saw (left/right), for editing their own."""
-    return {
-        "choice": to_shown(judgment.choice, shown_left=judgment.shown_left),
-        "dimensions": {
-            k: to_shown(v, shown_left=judgment.shown_left) for k, v in judgment.dimension_choices.items()
-        },
-    }
 
 
 def import_job_get(*, job_id: int, user) -> ImportJob:

@@ -87,10 +87,6 @@ def rolling_accuracy(outcomes: Sequence[bool], window: int) -> list[float]:
     return values
 
 
-def disagreement_rate(wrong: int, answered: int) -> float | None:
-    return wrong / answered if answered else None
-
-
 def sparkline_points(values: Sequence[float], *, width: int = 120, height: int = 24) -> str:
     """SVG polyline points for values in [0, 1] (1 at the top)."""
     if not values:

@@ -1,9 +1,10 @@
-"""Celery tasks: thin wrappers that call one service."""
+"""Celery tasks: thin wrappers that call one service. An analytics computation that raises is failed
+with its reason by its job lifecycle (annotation.services.jobs), the same path as every job kind."""
 from __future__ import annotations
 
 from celery import shared_task
 
-from .services.analytics import snapshot_fail, snapshot_run
+from .services.analytics import snapshot_run
 from .services.queue import hidden_answers_score_missing
 
 
@@ -14,9 +15,5 @@ def score_missing_hidden_answers() -> int:
 
 @shared_task(acks_late=True)
 def compute_analytics(snapshot_id: int) -> int | None:
-    try:
-        snapshot = snapshot_run(snapshot_id=snapshot_id)
-    except Exception as exc:  # snapshot_run has already recorded the reason; make sure of it
-        snapshot_fail(snapshot_id=snapshot_id, reason=f"{type(exc).__name__}: {exc}")
-        raise
+    snapshot = snapshot_run(snapshot_id=snapshot_id)
     return snapshot.duration_ms if snapshot else None

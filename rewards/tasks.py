@@ -1,16 +1,13 @@
-"""Celery tasks: thin wrappers that call one service."""
+"""Celery tasks: thin wrappers that call one service. A freeze that raises is failed with its reason by
+its job lifecycle (annotation.services.jobs: job_guarded in the task, the task_failure hook when the
+worker dies), the same path as every job kind."""
 from __future__ import annotations
 
 from celery import shared_task
 
-from .services.sets import freeze_fail, freeze_run
+from .services.sets import freeze_run
 
 
 @shared_task(acks_late=True)
 def freeze_set(request_id: int) -> int | None:
-    try:
-        request = freeze_run(request_id=request_id)
-    except Exception as exc:  # freeze_run has recorded the reason already; make sure of it
-        freeze_fail(request_id=request_id, reason=f"{type(exc).__name__}: {exc}")
-        raise
-    return request.preference_set_id
+    return freeze_run(request_id=request_id).preference_set_id

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Item, ItemKind, Judgment, Project, RankingJudgment
-from annotation.services.jobs import JobKind, job_enqueue, job_fail, job_fresh, job_guarded, job_kind_register
+from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register
 
 from .. import agreement, bias, health
 from ..ranking_agreement import ranking_agreement
@@ -545,7 +545,3 @@ def _snapshot_compute(snapshot_id: int) -> AnalyticsSnapshot:
     AnalyticsSnapshot.objects.filter(project=snapshot.project_id, status=SnapshotStatus.SUCCEEDED).exclude(
         pk__in=list(keep)).delete()
     return snapshot
-
-
-def snapshot_fail(*, snapshot_id: int, reason: str) -> None:
-    job_fail(SNAPSHOTS, snapshot_id, reason)

@@ -178,10 +178,6 @@ def hidden_answers_score_missing(*, limit: int = 1000) -> int:
 # ---------------------------------------------------------------- calibration rounds
 
 
-def round_open(*, project: Project, annotator) -> CalibrationRound | None:
-    return CalibrationRound.objects.filter(project=project, annotator=annotator, status=RoundStatus.OPEN).first()
-
-
 def question_next(*, project: Project, annotator) -> CalibrationQuestion | None:
     """The next unanswered question of the annotator's open round (None: no open round)."""
     standing, _policy = standing_with_policy(project=project, annotator=annotator)

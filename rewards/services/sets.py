@@ -16,7 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
-from annotation.services.jobs import JobKind, job_enqueue, job_fail, job_fresh, job_guarded, job_kind_register, job_retryable
+from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register, job_retryable
 from annotation.ranking import expand_pairs
 from calibration.models import Standing
 
@@ -316,10 +316,6 @@ def freeze_run(*, request_id: int) -> FreezeRequest:
 
     job_guarded(FREEZES, request_id, body, phase="starting", percent=1)
     return FreezeRequest.objects.select_related("project", "created_by").get(pk=request_id)
-
-
-def freeze_fail(*, request_id: int, reason: str) -> None:
-    job_fail(FREEZES, request_id, reason)
 
 
 def freeze_progress(*, request: FreezeRequest) -> FreezeRequest:
