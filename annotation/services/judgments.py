@@ -35,22 +35,35 @@ class JudgmentInput:
     time_spent_ms: int = 0
 
 
-def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str]:
-    """Field -> message for everything wrong with a submit; empty when it is acceptable."""
+def choice_errors(*, project: Project, choice: str, strength: str, dimensions, choices: tuple[str, ...],
+                  better: tuple[str, str], choice_message: str) -> dict[str, str]:
+    """The one check of a pairwise answer, for an annotator's judgment (in left/right terms) and an
+    expert's anchor answer (in a/b terms) alike: a known choice; a strength exactly when one side is
+    `better`; per-dimension choices only for the project's dimensions."""
     errors: dict[str, str] = {}
-    if data.choice not in SHOWN_CHOICES:
-        errors["choice"] = "Choose A, B, tie or both bad."
-    if data.choice in ("left", "right"):
-        if data.strength not in Strength.values:
-            errors["strength"] = "Say how much better: slightly, clearly or much better."
-    elif data.strength:
+    if choice not in choices:
+        errors["choice"] = choice_message
+    if choice in better:
+        if strength not in Strength.values:
+            errors["strength"] = "Say how much better: slight, clear or strong."
+    elif strength:
         errors["strength"] = "Strength applies only when one response is better."
+    if not isinstance(dimensions, dict):
+        errors["dimensions"] = "Dimensions must map a dimension key to a choice."
+        return errors
     allowed = set(project.dimension_keys)
-    for key, value in data.dimensions.items():
+    for key, value in dimensions.items():
         if key not in allowed:
             errors[f"dimensions.{key}"] = f"Unknown dimension '{key}'."
-        elif value not in SHOWN_CHOICES:
-            errors[f"dimensions.{key}"] = "Choose A, B, tie or both bad."
+        elif value not in choices:
+            errors[f"dimensions.{key}"] = choice_message
+    return errors
+
+
+def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str]:
+    """Field -> message for everything wrong with a submit; empty when it is acceptable."""
+    errors = choice_errors(project=project, choice=data.choice, strength=data.strength, dimensions=data.dimensions,
+                           choices=SHOWN_CHOICES, better=("left", "right"), choice_message="Choose A, B, tie or both bad.")
     errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
                                    explaining="your choice"))
     return errors

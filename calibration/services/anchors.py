@@ -12,8 +12,9 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.importing import (
     LineError, ParsedItem, file_too_large, numbered_lines, parse_item, parse_json_object,
 )
-from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt, Strength
+from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt
 from annotation.services.imports import items_create
+from annotation.services.judgments import choice_errors
 
 from ..explanations import ExplanationError, explanation_normalise
 from ..models import Anchor, AnchorResult, AnchorRevision, CalibrationPolicy
@@ -34,22 +35,9 @@ class ExpertAnswer:
 
 
 def expert_answer_validate(*, project: Project, answer: ExpertAnswer) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    if answer.choice not in Choice.values:
-        errors["choice"] = "Choose a, b, tie or both_bad."
-    if answer.choice in (Choice.A, Choice.B):
-        if answer.strength not in Strength.values:
-            errors["strength"] = "Say how much better: slight, clear or strong."
-    elif answer.strength:
-        errors["strength"] = "Strength applies only when one response is better."
-    if not isinstance(answer.dimensions, dict):
-        errors["dimensions"] = "Dimensions must map a dimension key to a, b, tie or both_bad."
-    else:
-        for key, value in answer.dimensions.items():
-            if key not in project.dimension_keys:
-                errors[f"dimensions.{key}"] = f"Unknown dimension '{key}'."
-            elif value not in Choice.values:
-                errors[f"dimensions.{key}"] = "Choose a, b, tie or both_bad."
+    errors = choice_errors(project=project, choice=answer.choice, strength=answer.strength,
+                           dimensions=answer.dimensions, choices=tuple(Choice.values), better=(Choice.A, Choice.B),
+                           choice_message="Choose a, b, tie or both_bad.")
     if not answer.explanation.strip():
         errors["explanation"] = "Explain the expert answer: annotators read it as feedback."
     elif len(answer.explanation) > MAX_EXPLANATION:
