@@ -10,54 +10,31 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rewards.management.commands.export_set import find_set
 from training.config import ALGORITHMS, ENGINES, RLRunConfig
+from training.management.config_args import add_config_arguments, config_values
 from training.management.follow import follow
 from training.models import RunStatus
 from training.selectors import run_alerts, run_suite
 from training.services.reward_runs import RunConfigError
 from training.services.rl_runs import rl_run_create
 
-OPTIONS = {  # option -> config field
-    "algorithm": "algorithm", "policy": "policy_path", "reference": "reference_path", "reward_model": "reward_model_id",
-    "verifiers": "verifiers", "weights": "reward_weights", "format_tags": "format_tags", "kl_coef": "kl_coef",
-    "steps": "steps", "generations": "generations", "prompts_per_step": "prompts_per_step", "lr": "learning_rate",
-    "max_new_tokens": "max_new_tokens", "seed": "seed", "checkpoint_every": "checkpoint_every",
-    "hardest_fraction": "hardest_fraction", "engine": "engine", "ray_address": "ray_address",
-}
-
-
 class Command(BaseCommand):
     help = "Launch a GRPO or PPO run from a prompt set with a hybrid reward (reward model + verifiers)."
 
     def add_arguments(self, parser):
         parser.add_argument("set", help="the prompt set: a preference set id, or PROJECT:VERSION")
-        parser.add_argument("--policy", required=True, help="a local Hugging Face causal LM directory")
-        parser.add_argument("--algorithm", choices=ALGORITHMS)
-        parser.add_argument("--reference", help="the KL reference model (default: the policy's starting point)")
-        parser.add_argument("--reward-model", type=int, help="a registry reward model id (omit: verifiers only)")
+        # Every RLRunConfig field, with its help text (training.config); the older short names stay.
+        add_config_arguments(parser, RLRunConfig, required=frozenset({"policy_path"}),
+                             choices={"algorithm": ALGORITHMS, "engine": ENGINES}, aliases={
+                                 "policy_path": ("--policy",), "reference_path": ("--reference",),
+                                 "reward_model_id": ("--reward-model",), "reward_weights": ("--weights",),
+                                 "learning_rate": ("--lr",)})
         parser.add_argument("--override-reason", default="", help="required to use a reward model that is not ready")
-        parser.add_argument("--verifiers", help="comma separated: math,code,format (default: all three)")
-        parser.add_argument("--weights", help="e.g. reward_model=1,math=2,format=0.2")
-        parser.add_argument("--format-tags", help="tags the format check requires, comma separated")
-        parser.add_argument("--kl-coef", type=float)
-        parser.add_argument("--steps", type=int)
-        parser.add_argument("--generations", type=int, help="completions per prompt")
-        parser.add_argument("--prompts-per-step", type=int)
-        parser.add_argument("--lr", type=float)
-        parser.add_argument("--max-new-tokens", type=int)
-        parser.add_argument("--seed", type=int)
-        parser.add_argument("--checkpoint-every", type=int)
-        parser.add_argument("--hardest-fraction", type=float, help="Pre-PPO: keep this hardest share per domain")
-        parser.add_argument("--curriculum", action="store_true", help="math and code prompts first")
-        parser.add_argument("--engine", choices=ENGINES)
-        parser.add_argument("--ray-address", help="the Ray dashboard address for --engine openrlhf|verl")
         parser.add_argument("--no-wait", action="store_true", help="queue the run and return")
 
     def handle(self, *args, **options):
         prompt_set = find_set(options["set"])
-        values = {"curriculum": options["curriculum"]}
-        values.update({field: options[name] for name, field in OPTIONS.items() if options.get(name) is not None})
         try:
-            config = RLRunConfig.from_dict(values)
+            config = RLRunConfig.from_dict(config_values(options, RLRunConfig))
             run = rl_run_create(project=prompt_set.project, prompt_set=prompt_set, config=config,
                                 override_reason=options["override_reason"])
         except RunConfigError as exc:

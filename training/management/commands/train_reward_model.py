@@ -10,43 +10,26 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rewards.management.commands.export_set import find_set
 from training.config import RewardRunConfig
+from training.management.config_args import add_config_arguments, config_values
 from training.management.follow import follow
 from training.models import RunStatus
 from training.services.reward_runs import RunConfigError, reward_run_create
-
-OPTIONS = {  # option -> config field
-    "epochs": "epochs", "max_steps": "max_steps", "lr": "learning_rate", "batch_size": "batch_size",
-    "max_length": "max_length", "center_rewards": "center_rewards_coefficient", "seed": "seed",
-    "checkpoint_every": "checkpoint_every", "resume_from": "resume_from",
-}
-
 
 class Command(BaseCommand):
     help = "Train a Bradley-Terry reward model on a frozen preference set, on the gpu worker queue."
 
     def add_arguments(self, parser):
         parser.add_argument("set", help="set id, or PROJECT:VERSION")
-        parser.add_argument("--base", required=True, help="a local Hugging Face model directory")
-        parser.add_argument("--epochs", type=float)
-        parser.add_argument("--max-steps", type=int)
-        parser.add_argument("--lr", type=float)
-        parser.add_argument("--batch-size", type=int)
-        parser.add_argument("--max-length", type=int)
-        parser.add_argument("--center-rewards", type=float, help="reward centring coefficient (0.01 is usual)")
-        parser.add_argument("--no-margin", action="store_true", help="ignore the pairs' strength margins")
-        parser.add_argument("--gradient-checkpointing", action="store_true")
-        parser.add_argument("--checkpoint-every", type=int)
-        parser.add_argument("--resume-from", help="a checkpoint directory of an earlier run")
-        parser.add_argument("--seed", type=int)
+        # Every RewardRunConfig field, with its help text (training.config); the older short names stay.
+        add_config_arguments(parser, RewardRunConfig, required=frozenset({"base_model"}), aliases={
+            "base_model": ("--base",), "learning_rate": ("--lr",), "center_rewards_coefficient": ("--center-rewards",),
+            "use_margin": ("--margin",)})
         parser.add_argument("--no-wait", action="store_true", help="queue the run and return")
 
     def handle(self, *args, **options):
         preference_set = find_set(options["set"])
-        values = {"base_model": options["base"], "use_margin": not options["no_margin"],
-                  "gradient_checkpointing": options["gradient_checkpointing"]}
-        values.update({field: options[name] for name, field in OPTIONS.items() if options.get(name) is not None})
         try:
-            config = RewardRunConfig.from_dict(values)
+            config = RewardRunConfig.from_dict(config_values(options, RewardRunConfig))
             run = reward_run_create(project=preference_set.project, preference_set=preference_set, config=config)
         except RunConfigError as exc:
             raise CommandError("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
