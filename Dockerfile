@@ -12,6 +12,8 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home \
        --shell /usr/sbin/nologin app
 COPY pyproject.toml README.md ./
+# The lock: every dependency pinned (pyproject.toml keeps ranges); refreshed by scripts/lock.sh.
+COPY requirements requirements
 COPY config config
 COPY annotation annotation
 COPY calibration calibration
@@ -21,7 +23,7 @@ COPY frontend frontend
 COPY manage.py ./
 # The GPU worker needs the `train` extra; the web image stays small without it.
 ARG EXTRAS=""
-RUN pip install --no-cache-dir -e ".${EXTRAS}"
+RUN pip install --no-cache-dir -c requirements/constraints.txt -e ".${EXTRAS}"
 # The code stays root-owned (read-only to the services); only the data directories are the app's:
 # media (the compose volume), var (training runs, beat schedule) and collected static files.
 RUN mkdir -p /data/media /app/var /app/staticfiles \

@@ -5,20 +5,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+LOCK := requirements/constraints.txt
 
 .PHONY: run test venv venv-test services-up services-down bench clean
 
-$(VENV)/.web: pyproject.toml
+# Every install takes its versions from the lock requirements/constraints.txt (pyproject.toml keeps
+# the ranges for users); refresh it with `bash scripts/lock.sh`. A new lock reinstalls both targets.
+$(VENV)/.web: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -q -c $(LOCK) -e .
 	touch $@
 
 # torch is pinned to the CPU build that lies on disk before the `train` extra is resolved: a bare
 # `torch` requirement would otherwise pull a multi-GB CUDA build.
-$(VENV)/.test: pyproject.toml $(VENV)/.web
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[train,dev]"
+$(VENV)/.test: pyproject.toml $(LOCK) $(VENV)/.web
+	$(PIP) install -q -c $(LOCK) "torch==2.13.0"
+	$(PIP) install -q -c $(LOCK) -e ".[train,dev]"
 	touch $@
 
 venv: $(VENV)/.web
