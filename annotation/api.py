@@ -7,10 +7,12 @@ from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, serializers
+from .after_response import AfterResponse
 from .models import BadCaseSource, RewriteStatus
 from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
 from .services.badcases import bad_case_report
@@ -19,10 +21,19 @@ from .services.jobs import JobStateError
 from .services.judgments import JudgmentInput, judgment_edit
 from .services.negatives import NegativeInput as NegativeData, negative_submit
 from .services.projects import skills_set, spec_publish
+from .services.quarantine import served_renderable
 from .services.rankings import RankingInput as RankingData, ranking_submit
 from .services.rewrites import RewriteInput as RewriteData, can_review_rewrite, rewrite_approve, rewrite_return, rewrite_revise, rewrite_submit
-from .services.routing import assignment_skip
+from .services.queue import queue_next, queue_skip, queue_submit
 from .services.tokens import can_hold_tokens, token_create, token_revoke, token_of, token_rotate, tokens_of
+
+
+def annotating_project(request, slug: str):
+    """The project, for one of its annotators (403 for other members, 404 for non-members)."""
+    project = selectors.project_get_for_member(slug=slug, user=request.user)
+    if not can_annotate(user=request.user, project=project):
+        raise PermissionDenied("Only annotators of this project receive items.")
+    return project
 
 
 def judgment_input(data: dict) -> JudgmentInput:
@@ -49,11 +60,62 @@ class ProjectDetailApi(APIView):
         return Response(serializers.ProjectOutput(project).data)
 
 
+# ---------------------------------------------------------------- the annotator's queue (next, submit, skip)
+
+
+class NextItemApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.AssignmentOutput,
+            204: OpenApiResponse(description="Nothing left to label."),
+            403: OpenApiResponse(description="Not active here yet: calibrate first (see calibration/)."),
+        },
+    )
+    def post(self, request, slug: str):
+        """Lease the next item to label (or the one you already hold)."""
+        project = annotating_project(request, slug)
+
+        def payload(assignment):
+            data = serializers.AssignmentOutput(selectors.assignment_payload(assignment=assignment)).data
+            JSONRenderer().render(data)  # raises here, not after the view, on text that cannot be sent
+            return data
+
+        # An item that cannot be sent is quarantined for the lead and the next one is served.
+        data = served_renderable(lambda: queue_next(project=project, annotator=request.user), payload)
+        if data is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(data)
+
+
+class SubmitApi(APIView):
+    @extend_schema(request=serializers.SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
+    def post(self, request, handle: str):
+        """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
+        # Someone else's assignment is 404 whatever the body holds (the service checks it too).
+        assignment_id = selectors.assignment_for_annotator(handle=handle, annotator=request.user).pk
+        data = serializers.SubmitInput(data=request.data)
+        if not data.is_valid():
+            raise ValidationError(data.errors)
+        later = AfterResponse()
+        outcome = queue_submit(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            data=judgment_input(data.validated_data),
+            client_token=data.validated_data["client_token"],
+            defer=later,
+        )
+        body = {"id": outcome.judgment.pk, "created": outcome.created}
+        if outcome.feedback is not None:
+            body["feedback"] = outcome.feedback
+        return later.attach(Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK))
+
+
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request, handle: str):
         assignment = _own_assignment(request, handle)
-        assignment_skip(assignment_id=assignment.pk, annotator=request.user)
+        queue_skip(assignment_id=assignment.pk, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,11 +1,13 @@
-"""annotation's API routes (projects, judgments, imports, the spec, ranking/rewrite/negative submits,
-skips, rewrites, bad cases, skills, designed data, API tokens), mounted under /api/ in the "api"
-namespace by config/urls.py."""
+"""annotation's API routes (projects, the annotator's queue: next, submit and skip, judgments, imports,
+the spec, ranking/rewrite/negative submits, rewrites, bad cases, skills, designed data, API tokens),
+mounted under /api/ in the "api" namespace by config/urls.py."""
 from django.urls import path
 
 from . import api
 
 urlpatterns = [
+    path("projects/<slug:slug>/next/", api.NextItemApi.as_view(), name="next-item"),
+    path("assignments/<str:handle>/submit/", api.SubmitApi.as_view(), name="submit"),
     path("projects/", api.ProjectListApi.as_view(), name="projects"),
     path("projects/<slug:slug>/", api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<slug:slug>/judgments/", api.JudgmentListApi.as_view(), name="judgments"),

@@ -1,37 +1,27 @@
-"""REST API for the annotator's queue (live items with hidden anchors, calibration rounds) and
+"""REST API for calibration rounds (the annotator's side; live work is annotation's queue) and
 for leads (anchors, calibration set, policy, standings). Thin: check the role, call a service."""
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from django.http import HttpResponse
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
-from annotation.api import judgment_input
+from annotation.api import annotating_project, judgment_input
 from annotation.parsers import UntrustedJSONParser
-from annotation.permissions import can_annotate, can_lead, can_see_all_judgments
-from annotation.serializers import AssignmentOutput, SubmitInput
-from annotation.services.quarantine import served_renderable
+from annotation.permissions import can_lead, can_see_all_judgments
+from annotation.serializers import SubmitInput
 
 from . import analytics_tables, selectors, serializers
-from .after_response import AfterResponse
 from .services.analytics import analytics_policy_update, analytics_state_fresh, snapshot_request
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
 from .services.policy import policy_get, policy_update
-from .services.queue import calibration_answer, question_next, queue_next, queue_submit
+from .services.queue import calibration_answer, question_next
 from .services.standing import recalibration_assign, standing_override
-
-
-def _annotating_project(request, slug: str):
-    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
-    if not can_annotate(user=request.user, project=project):
-        raise PermissionDenied("Only annotators of this project receive items.")
-    return project
 
 
 def _lead_project(request, slug: str):
@@ -54,59 +44,11 @@ def _expert(data: dict) -> ExpertAnswer:
 # ---------------------------------------------------------------- annotators
 
 
-class NextItemApi(APIView):
-    @extend_schema(
-        request=None,
-        responses={
-            200: AssignmentOutput,
-            204: OpenApiResponse(description="Nothing left to label."),
-            403: OpenApiResponse(description="Not active here yet: calibrate first (see calibration/)."),
-        },
-    )
-    def post(self, request, slug: str):
-        """Lease the next item to label (or the one you already hold)."""
-        project = _annotating_project(request, slug)
-
-        def payload(assignment):
-            data = AssignmentOutput(annotation_selectors.assignment_payload(assignment=assignment)).data
-            JSONRenderer().render(data)  # raises here, not after the view, on text that cannot be sent
-            return data
-
-        # An item that cannot be sent is quarantined for the lead and the next one is served.
-        data = served_renderable(lambda: queue_next(project=project, annotator=request.user), payload)
-        if data is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(data)
-
-
-class SubmitApi(APIView):
-    @extend_schema(request=SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
-    def post(self, request, handle: str):
-        """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
-        # Someone else's assignment is 404 whatever the body holds (the service checks it too).
-        assignment_id = annotation_selectors.assignment_for_annotator(handle=handle, annotator=request.user).pk
-        data = SubmitInput(data=request.data)
-        if not data.is_valid():
-            raise ValidationError(data.errors)
-        later = AfterResponse()
-        outcome = queue_submit(
-            assignment_id=assignment_id,
-            annotator=request.user,
-            data=judgment_input(data.validated_data),
-            client_token=data.validated_data["client_token"],
-            defer=later,
-        )
-        body = {"id": outcome.judgment.pk, "created": outcome.created}
-        if outcome.feedback is not None:
-            body["feedback"] = outcome.feedback
-        return later.attach(Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK))
-
-
 class MyCalibrationApi(APIView):
     @extend_schema(responses=serializers.CalibrationStatusOutput)
     def get(self, request, slug: str):
         """Your standing in the project, your open round's progress, and what you missed last time."""
-        project = _annotating_project(request, slug)
+        project = annotating_project(request, slug)
         return Response(selectors.annotator_calibration_status(project=project, annotator=request.user))
 
 
@@ -117,7 +59,7 @@ class CalibrationNextApi(APIView):
     )
     def post(self, request, slug: str):
         """The next question of your open calibration round."""
-        project = _annotating_project(request, slug)
+        project = annotating_project(request, slug)
         question = question_next(project=project, annotator=request.user)
         if question is None:
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,8 +5,13 @@ class CalibrationConfig(AppConfig):
     name = "calibration"
 
     def ready(self) -> None:
+        # annotation cannot import calibration: calibration plugs its standing gate into every
+        # write, and its gate, hidden anchors and their scoring into the annotator's queue.
         from annotation.permissions import work_gate_register
+        from annotation.services.queue import queue_hooks_register
 
+        from .services.queue import QUEUE_HOOKS
         from .services.standing import standing_work_check
 
         work_gate_register(standing_work_check)
+        queue_hooks_register(QUEUE_HOOKS)

@@ -11,14 +11,6 @@ from .services.analytics import ANALYTICS_FIELDS
 from .services.policy import POLICY_FIELDS
 
 
-class SubmitOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    created = serializers.BooleanField()
-    feedback = serializers.DictField(
-        required=False, help_text="Only on projects that show feedback on hidden anchors, and only for those."
-    )
-
-
 class QuestionOutput(serializers.Serializer):
     question = serializers.IntegerField()
     round = serializers.IntegerField()

@@ -1,11 +1,10 @@
-"""calibration's API routes (the annotator's queue (next, submit), calibration rounds and policy,
-anchors, analytics, standings), mounted under /api/ in the "api" namespace by config/urls.py."""
+"""calibration's API routes (calibration rounds and policy, anchors, analytics, standings), mounted
+under /api/ in the "api" namespace by config/urls.py."""
 from django.urls import path
 
 from . import api
 
 urlpatterns = [
-    path("projects/<slug:slug>/next/", api.NextItemApi.as_view(), name="next-item"),
     path("projects/<slug:slug>/calibration/", api.MyCalibrationApi.as_view(), name="my-calibration"),
     path("projects/<slug:slug>/calibration/next/", api.CalibrationNextApi.as_view(), name="calibration-next"),
     path("projects/<slug:slug>/calibration/policy/", api.PolicyApi.as_view(), name="calibration-policy"),
@@ -21,6 +20,5 @@ urlpatterns = [
     path("projects/<slug:slug>/standings/history/", api.StandingHistoryApi.as_view(), name="standing-history"),
     path("projects/<slug:slug>/standings/<str:username>/", api.StandingOverrideApi.as_view(), name="standing-override"),
     path("projects/<slug:slug>/standings/<str:username>/recalibrate/", api.RecalibrateApi.as_view(), name="recalibrate"),
-    path("assignments/<str:handle>/submit/", api.SubmitApi.as_view(), name="submit"),
     path("calibration/questions/<int:question_id>/answer/", api.CalibrationAnswerApi.as_view(), name="calibration-answer"),
 ]

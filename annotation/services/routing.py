@@ -1,4 +1,5 @@
-"""Routing: which item an annotator gets next, leases, skips, and expiry of abandoned leases.
+"""Routing: which item an annotator gets next, leases, and expiry of abandoned leases (the queue's
+entry points, next, submit and skip, are in services/queue.py).
 
 Concurrency design (PostgreSQL): the candidate item is picked with
 `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent annotators never wait on each other and never
@@ -17,7 +18,6 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
-from ..permissions import work_allowed_check
 from ..models import (
     AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, domain_in,
 )
@@ -74,22 +74,6 @@ def assignment_held(*, project: Project, annotator, now: datetime) -> Assignment
         .order_by("leased_at", "id")
         .first()
     )
-
-
-def assignment_next(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
-    """The item this annotator should label now, leased to them; None when nothing is left.
-
-    An annotator who already holds an unexpired lease gets the same item back (a reload or a
-    second tab must not burn another slot). Never an item they judged or skipped, never an item
-    that already has k judgments or leases. Only the live queue: callers that mix in items held
-    out of it (calibration's hidden anchors) use `assignment_lease(held_out=True)`.
-    """
-    now = now or timezone.now()
-    queue_sweep(project=project, now=now)
-    held = assignment_held(project=project, annotator=annotator, now=now)
-    if held is not None:
-        return held
-    return assignment_lease(project=project, annotator=annotator, now=now)
 
 
 def assignment_lease(
@@ -234,25 +218,6 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
             assignment.handle = handle
         assignment.item = item
         return assignment
-
-
-@transaction.atomic
-def assignment_skip(*, assignment_id: int, annotator, now: datetime | None = None) -> Assignment:
-    """The annotator passes on an item: they never get it again, and its slot goes back."""
-    now = now or timezone.now()
-    assignment = Assignment.objects.select_for_update().select_related("project").get(pk=assignment_id, annotator=annotator)
-    work_allowed_check(user=annotator, project=assignment.project)
-    if assignment.status == AssignmentStatus.SUBMITTED:
-        raise Conflict("This item is already judged; it cannot be skipped.")
-    if assignment.status == AssignmentStatus.SKIPPED:
-        return assignment
-    was_holding_slot = assignment.status == AssignmentStatus.LEASED
-    assignment.status = AssignmentStatus.SKIPPED
-    assignment.finished_at = now
-    assignment.save(update_fields=["status", "finished_at"])
-    if was_holding_slot:
-        Item.objects.filter(pk=assignment.item_id).update(assigned_count=F("assigned_count") - 1)
-    return assignment
 
 
 def annotator_progress(*, project: Project, annotator) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""What an annotator works on: the calibration round while they are not yet active, and the live
-queue with hidden anchors mixed in once they are.
+"""What an annotator works on: the calibration round while they are not yet active, and what
+calibration adds to the live queue (annotation/services/queue.py) once they are: the standing gate
+and hidden anchors mixed in, registered as QUEUE_HOOKS by calibration's AppConfig.
 
 Hidden anchors go through the same lease, payload and submit path as live items. The only
 difference in the work done per request is which rows the candidate query reads; every submit
@@ -8,7 +9,6 @@ looks up "is this item an anchor?" whether it is or not.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Assignment, ItemKind, Judgment, Project
-from annotation.services.judgments import JudgmentInput, canonical_fields, judgment_submit, judgment_validate
-from annotation.services.routing import assignment_held, assignment_lease, live_item_available, queue_sweep
+from annotation.services.judgments import JudgmentInput, canonical_fields, judgment_validate
+from annotation.services.queue import Deferred, QueueHooks
+from annotation.services.routing import assignment_lease, live_item_available
 from annotation.sides import to_shown
 
 from ..errors import CalibrationRequired
@@ -50,39 +51,29 @@ def _not_met_in_calibration(*, project: Project, annotator) -> Q:
     return ~Q(pk__in=seen_in_rounds)
 
 
-def queue_next(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
-    """The next item for an active annotator: a held lease, else a hidden anchor with the
-    project's probability, else a live item. Anyone else gets CalibrationRequired."""
+def _admit(*, project: Project, annotator):
+    """Live work is for active annotators only; anyone else gets CalibrationRequired."""
     standing, policy = standing_with_policy(project=project, annotator=annotator)
     if standing.state != StandingState.ACTIVE:
         raise CalibrationRequired(standing.state)
-    now = now or timezone.now()
-    queue_sweep(project=project, now=now)
-    held = assignment_held(project=project, annotator=annotator, now=now)
-    if held is not None:
-        return held
-    # An independent draw per request: no schedule to learn ("every 10th is gold").
-    not_met = _not_met_in_calibration(project=project, annotator=annotator)
+    return policy
+
+
+def _pick_hidden(*, project: Project, annotator, now: datetime, extra: Q, state) -> Assignment | None:
+    """A hidden anchor with the project's probability (an independent draw per request: no schedule
+    to learn, "every 10th is gold"), else None and the live lease follows."""
+    policy = state
     # Gold only hides among live work: once no live comparison is left for this annotator
     # (finished, skipped, all leased by others, paused), an anchor would be recognisable by
     # coming at all, so anchors stop too and the annotator is told that nothing is left. Both
     # kinds of request run this probe, so they keep the same query shape.
     # Anchors are comparisons: among only rankings or rewrites one would stand out as well.
     live_comparison_left = live_item_available(
-        project=project, annotator=annotator, extra=Q(kind=ItemKind.COMPARISON) & not_met
+        project=project, annotator=annotator, extra=Q(kind=ItemKind.COMPARISON) & extra
     )
     if live_comparison_left and policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
-        hidden = assignment_lease(project=project, annotator=annotator, now=now, held_out=True, extra=not_met)
-        if hidden is not None:
-            return hidden
-    return assignment_lease(project=project, annotator=annotator, now=now, extra=not_met)
-
-
-@dataclass
-class SubmitOutcome:
-    judgment: Judgment
-    created: bool
-    feedback: dict | None = None  # only for hidden anchors of projects that show feedback
+        return assignment_lease(project=project, annotator=annotator, now=now, held_out=True, extra=extra)
+    return None
 
 
 def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool, yours: dict | None = None) -> dict:
@@ -104,19 +95,8 @@ def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool, yours: di
     }
 
 
-Deferred = Callable[[Callable[[], object]], None]
-
-
-def queue_submit(
-    *,
-    assignment_id: int,
-    annotator,
-    data: JudgmentInput,
-    client_token,
-    now: datetime | None = None,
-    defer: Deferred | None = None,
-) -> SubmitOutcome:
-    """Submit through the live path; an answer on a hidden anchor is also scored.
+def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, defer: Deferred | None) -> dict | None:
+    """An answer on a hidden anchor is scored too (inside the submit's transaction).
 
     Scoring (a result row, the window, the CUSUM, maybe a change of standing) costs several
     queries, which made an anchor's submit measurably slower than a live one (bench/
@@ -124,29 +104,28 @@ def queue_submit(
     which runs the scoring after the response has gone out; the lookup below is the same one
     query for both kinds. Called without `defer` (services, tests, scripts) it scores at once.
     If the process dies before deferred scoring runs, `hidden_answers_score_missing` (beat,
-    every minute) scores it later: nothing is lost.
+    every minute) scores it later: nothing is lost. Returns the expert's feedback when the
+    project shows it.
     """
-    with transaction.atomic():
-        judgment, created = judgment_submit(
-            assignment_id=assignment_id, annotator=annotator, data=data, client_token=client_token, now=now
-        )
-        anchor = (
-            Anchor.objects.filter(item_id=judgment.item_id).select_related("project__calibration_policy").first()
-        )
-        if not created or anchor is None:
-            return SubmitOutcome(judgment=judgment, created=created)
-        policy = getattr(anchor.project, "calibration_policy", None)
-        shows_feedback = policy is not None and policy.show_hidden_feedback
-        if defer is not None and not shows_feedback:
-            judgment_id = judgment.pk
-            transaction.on_commit(lambda: defer(lambda: hidden_answer_score(judgment_id=judgment_id)))
-            return SubmitOutcome(judgment=judgment, created=True)
-        result = hidden_answer_score(judgment_id=judgment.pk, now=now)
-    feedback = None
-    if shows_feedback:
-        feedback = expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct,
-                                   yours={"choice": judgment.choice, "strength": judgment.strength})
-    return SubmitOutcome(judgment=judgment, created=True, feedback=feedback)
+    anchor = Anchor.objects.filter(item_id=judgment.item_id).select_related("project__calibration_policy").first()
+    if not created or anchor is None:
+        return None
+    policy = getattr(anchor.project, "calibration_policy", None)
+    shows_feedback = policy is not None and policy.show_hidden_feedback
+    if defer is not None and not shows_feedback:
+        judgment_id = judgment.pk
+        transaction.on_commit(lambda: defer(lambda: hidden_answer_score(judgment_id=judgment_id)))
+        return None
+    result = hidden_answer_score(judgment_id=judgment.pk, now=now)
+    if not shows_feedback:
+        return None
+    return expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct,
+                           yours={"choice": judgment.choice, "strength": judgment.strength})
+
+
+# What calibration adds to the annotator's queue (annotation/services/queue.py): the standing gate,
+# items met in a calibration round kept out, hidden anchors mixed in, and their scoring.
+QUEUE_HOOKS = QueueHooks(admit=_admit, narrow=_not_met_in_calibration, pick=_pick_hidden, after_submit=_after_submit)
 
 
 def hidden_answer_score(*, judgment_id: int, now: datetime | None = None) -> AnchorResult | None:

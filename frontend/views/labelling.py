@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
+from annotation.after_response import AfterResponse
 from annotation.diffing import side_by_side
 from annotation.errors import Conflict, NotAllowed, ValidationFailed
 from annotation.models import FlawType, ItemKind, Rewrite, Strength
@@ -22,11 +23,11 @@ from annotation.services.negatives import NegativeInput, negative_submit
 from annotation.services.quarantine import served_renderable
 from annotation.services.rankings import RankingInput, ranking_submit
 from annotation.services.rewrites import RewriteInput, rewrite_revise, rewrite_submit
-from annotation.services.routing import annotator_progress, assignment_skip
+from annotation.services.queue import queue_next, queue_skip, queue_submit
+from annotation.services.routing import annotator_progress
 from calibration import selectors as calibration_selectors
-from calibration.after_response import AfterResponse
 from calibration.errors import CalibrationRequired
-from calibration.services.queue import calibration_answer, question_next, queue_next, queue_submit
+from calibration.services.queue import calibration_answer, question_next
 
 from ..markdown import render_markdown
 from .common import project_for, time_spent_ms
@@ -244,7 +245,7 @@ def label_skip(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = project_for(request, slug, can_annotate)
     assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     try:
-        assignment_skip(assignment_id=assignment.pk, annotator=request.user)
+        queue_skip(assignment_id=assignment.pk, annotator=request.user)
     except NotAllowed:
         return render_next(request, project, status=403)
     return render_next(request, project)

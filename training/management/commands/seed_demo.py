@@ -15,20 +15,19 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import ItemKind, Project, Prompt, Role
 from annotation.ranking import letters
 from annotation.services.negatives import NegativeInput, negative_submit
-from annotation.services.projects import skills_set
 from annotation.services.rankings import RankingInput, ranking_submit
-from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
-from annotation.services.routing import assignment_skip
 from annotation.services.imports import import_file
 from annotation.services.judgments import JudgmentInput
-from annotation.services.projects import membership_add, project_create
+from annotation.services.projects import membership_add, project_create, skills_set
+from annotation.services.queue import queue_next, queue_skip
+from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
 from annotation.sides import to_shown
 from calibration.models import AnalyticsSnapshot
 from calibration.services.analytics import snapshot_run
 from calibration.services.anchors import anchors_import
 from calibration.services.simulation import simulation_store
 from calibration.simulation import simulate
-from calibration.services.queue import calibration_answer, question_next, queue_next
+from calibration.services.queue import calibration_answer, question_next
 from calibration.services.standing import standing_with_policy
 from rewards.curation import CurationPolicy
 from rewards.models import PreferenceSet
@@ -167,7 +166,7 @@ class Command(BaseCommand):
                                       rationale="Demo ranking in the order shown."),
                 )
             else:
-                assignment_skip(assignment_id=assignment.pk, annotator=expert)
+                queue_skip(assignment_id=assignment.pk, annotator=expert)
         self.stdout.write("Imported demo bad cases, adversarial tasks and rankings.")
 
     def _preference_set(self) -> None:

@@ -1,0 +1,119 @@
+"""The annotator's queue: the one entry point for next, submit and skip of live work, which the page
+(frontend/views/labelling.py) and the API (annotation/api.py) both call.
+
+The loop is here: sweep expired leases, give back a lease the annotator still holds, else lease a
+new item. A higher app plugs into it through `queue_hooks_register` without this module importing
+it (calibration registers its standing gate, hidden anchors and their scoring in its AppConfig):
+
+- `admit(project, annotator)` raises NotAllowed (or a subclass) when live work is closed to the
+  annotator, and returns a state handed to `pick`;
+- `narrow(project, annotator)` is a filter of items this annotator must not be served;
+- `pick(project, annotator, now, extra, state)` may lease an item of its own (a hidden anchor)
+  before the live lease is tried;
+- `after_submit(judgment, created, now, defer)` runs inside the submit's transaction and may
+  return feedback for the annotator.
+
+Rankings, rewrites and adversarial negatives are submitted through their own services
+(annotation/services/rankings.py, rewrites.py, negatives.py), for the page and the API alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..errors import Conflict
+from ..models import Assignment, AssignmentStatus, Item, Judgment, Project
+from ..permissions import work_allowed_check
+from .judgments import JudgmentInput, judgment_submit
+from .routing import assignment_held, assignment_lease, queue_sweep
+
+# Work run after the response has gone out (annotation.after_response.AfterResponse), or None: at once.
+Deferred = Callable[[Callable[[], object]], None]
+
+
+@dataclass(frozen=True)
+class QueueHooks:
+    admit: Callable[..., object] = lambda **_: None
+    narrow: Callable[..., Q] = lambda **_: Q()
+    pick: Callable[..., Assignment | None] = lambda **_: None
+    after_submit: Callable[..., dict | None] = lambda **_: None
+
+
+_hooks = QueueHooks()
+
+
+def queue_hooks_register(hooks: QueueHooks) -> None:
+    """Install a higher app's hooks (one set: calibration's)."""
+    global _hooks
+    _hooks = hooks
+
+
+@dataclass
+class SubmitOutcome:
+    judgment: Judgment
+    created: bool
+    feedback: dict | None = None  # e.g. a hidden anchor's expert answer, when the project shows it
+
+
+def queue_next(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
+    """The item this annotator should label now, leased to them; None when nothing is left.
+
+    A lease the annotator already holds comes back (a reload or a second tab must not burn another
+    slot). Never an item they judged or skipped, never an item that already has its k judgments or
+    leases (annotation/services/routing.py)."""
+    hooks = _hooks
+    state = hooks.admit(project=project, annotator=annotator)
+    now = now or timezone.now()
+    queue_sweep(project=project, now=now)
+    held = assignment_held(project=project, annotator=annotator, now=now)
+    if held is not None:
+        return held
+    extra = hooks.narrow(project=project, annotator=annotator)
+    picked = hooks.pick(project=project, annotator=annotator, now=now, extra=extra, state=state)
+    if picked is not None:
+        return picked
+    return assignment_lease(project=project, annotator=annotator, now=now, extra=extra)
+
+
+def queue_submit(
+    *,
+    assignment_id: int,
+    annotator,
+    data: JudgmentInput,
+    client_token,
+    now: datetime | None = None,
+    defer: Deferred | None = None,
+) -> SubmitOutcome:
+    """Submit a comparison judgment (idempotent by `client_token`), then the hooks' after-submit
+    work in the same transaction. Web callers pass `defer` so that work which need not be in the
+    answer runs after the response has gone out."""
+    with transaction.atomic():
+        judgment, created = judgment_submit(
+            assignment_id=assignment_id, annotator=annotator, data=data, client_token=client_token, now=now
+        )
+        feedback = _hooks.after_submit(judgment=judgment, created=created, now=now, defer=defer)
+    return SubmitOutcome(judgment=judgment, created=created, feedback=feedback)
+
+
+@transaction.atomic
+def queue_skip(*, assignment_id: int, annotator, now: datetime | None = None) -> Assignment:
+    """The annotator passes on an item: they never get it again, and its slot goes back."""
+    now = now or timezone.now()
+    assignment = Assignment.objects.select_for_update().select_related("project").get(pk=assignment_id, annotator=annotator)
+    work_allowed_check(user=annotator, project=assignment.project)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise Conflict("This item is already judged; it cannot be skipped.")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment
+    was_holding_slot = assignment.status == AssignmentStatus.LEASED
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    if was_holding_slot:
+        Item.objects.filter(pk=assignment.item_id).update(assigned_count=F("assigned_count") - 1)
+    return assignment
