@@ -1,10 +1,18 @@
-"""factory_boy factories shared by the suite."""
+"""The suite's builders in one place: factory_boy factories, members, anchors, import lines, the
+"label everything" loop, API clients, judgment inputs and a real Celery worker. Fixtures live in the
+conftest files; the permission matrix in tests/permissions.py."""
 from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import factory
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from annotation.models import Item, Membership, Project, Prompt, Response, Role
+from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import spec_publish
 
 
@@ -112,3 +120,69 @@ def bad_case_line(prompt: str, bad: str, *, domain: str = "general") -> dict:
 
 def adversarial_line(prompt: str, good: str, *, domain: str = "general") -> dict:
     return {"prompt": prompt, "responses": [good], "kind": "adversarial", "domain": domain}
+
+
+def label_all(project: Project, annotators, *, prefer="a", strength: str = "clear",
+              rationale: str = "a is the better one", dimensions=None) -> int:
+    """The suite's one "label everything" loop: each annotator takes every comparison the queue
+    serves them (annotation.services.queue, as the page and the API do) and judges it. `prefer` is
+    a canonical answer ("a", "b", "tie", "both_bad") or a function of the assignment returning one;
+    it is turned into the side the annotator saw. `dimensions(shown, other)` gives per-dimension
+    choices in shown terms. Returns the number of judgments made."""
+    from annotation.services.judgments import judgment_submit
+    from annotation.services.queue import queue_next
+    from annotation.sides import to_shown
+
+    made = 0
+    for annotator in annotators:
+        while (assignment := queue_next(project=project, annotator=annotator)) is not None:
+            answer = prefer(assignment) if callable(prefer) else prefer
+            shown = to_shown(answer, shown_left=assignment.shown_left)
+            other = {"left": "right", "right": "left"}.get(shown, shown)
+            judgment_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
+                            data=JudgmentInput(choice=shown, strength=strength if answer in ("a", "b") else "",
+                                               rationale=rationale,
+                                               dimensions=dimensions(shown, other) if dimensions else {}))
+            made += 1
+    return made
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def good_input(choice: str = "left", strength: str = "clear", **kw) -> JudgmentInput:
+    return JudgmentInput(
+        choice=choice,
+        strength=strength if choice in ("left", "right") else "",
+        rationale=kw.pop("rationale", "Left is accurate and concise."),
+        **kw,
+    )
+
+
+def submit_payload(choice: str = "left", strength: str = "clear", **kw) -> dict:
+    return {
+        "choice": choice,
+        "strength": strength if choice in ("left", "right") else "",
+        "rationale": "A reason that is long enough.",
+        "time_spent_ms": 4200,
+        "client_token": str(uuid.uuid4()),
+        **kw,
+    }
+
+
+@contextmanager
+def celery_worker(settings) -> Iterator[None]:
+    """A real Celery worker in this process on the real Redis broker, consuming this xdist
+    process's own queue (config/settings/test.py), emptied of anything an earlier run left."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    app.control.purge()
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+        yield

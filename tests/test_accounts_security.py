@@ -22,8 +22,7 @@ from annotation.models import ApiToken, token_digest
 from annotation.services.tokens import token_issue
 from annotation.security import AnonThrottle, UserThrottle
 from annotation.models import Role
-from tests.conftest import api_as
-from tests.factories import UserFactory, member
+from tests.factories import UserFactory, api_as, member
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent

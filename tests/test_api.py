@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Judgment
-from tests.conftest import api_as, submit_payload
+from tests.factories import api_as, submit_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,11 @@ from django.test import Client
 
 from annotation.models import Role
 from annotation.services.judgments import judgment_submit
-from annotation.services.routing import assignment_next
-from tests.conftest import api_as, good_input
-from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, api_as, good_input, make_anchor
+from tests.permissions import (
+    ANALYST_PAGE, LEAD_PAGE, LEADS_ONLY, READERS, api_mismatches, page_mismatches, people_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -19,21 +21,18 @@ pytestmark = pytest.mark.django_db
 def world():
     project = ProjectFactory()
     ItemFactory.create_batch(4, project=project)
-    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
-    people["other_annotator"] = member(project, Role.ANNOTATOR)
-    people["outsider"] = member(ProjectFactory(), Role.LEAD)  # lead elsewhere, not here
+    people = people_of(project, other_annotator=Role.ANNOTATOR)  # the outsider: a lead elsewhere
     for who in ("annotator", "other_annotator"):
         user = people[who]
-        assignment = assignment_next(project=project, annotator=user)
+        assignment = queue_next(project=project, annotator=user)
         judgment_submit(assignment_id=assignment.pk, annotator=user, data=good_input(), client_token=uuid.uuid4())
-    people["open"] = assignment_next(project=project, annotator=people["other_annotator"])
+    people["open"] = queue_next(project=project, annotator=people["other_annotator"])
     people["anchor"] = make_anchor(project)  # hidden gold, not a calibration set: nobody is gated
     return project, people
 
 
-LEADS_ONLY = {"anonymous": 401, "outsider": 404, "annotator": 403, "engineer": 403}
 # Agreement and bias numbers show everyone's labels: never to annotators.
-ANALYSTS = {"anonymous": 401, "outsider": 404, "annotator": 403}
+ANALYSTS = READERS
 
 API_CASES = [
     # (method, url template, refused roles -> expected status)
@@ -80,12 +79,7 @@ def test_api_refuses(world, method, template, refused):
     theirs = people["other_annotator"].judgments.get()
     url = template.format(slug=project.slug, open=people["open"].handle, theirs=theirs.pk,
                           anchor=people["anchor"].pk, annotator=people["annotator"].username)
-    for who, status in refused.items():
-        from rest_framework.test import APIClient
-
-        client = APIClient() if who == "anonymous" else api_as(people[who])
-        response = getattr(client, method)(url, {}, format="json")
-        assert response.status_code == status, f"{who} {method} {url}: {response.status_code}"
+    assert api_mismatches(people, method, url, refused) == []
 
 
 def test_annotator_sees_only_their_own_judgments(world):
@@ -111,9 +105,6 @@ def test_next_item_payload_reveals_no_labels_models_or_canonical_sides(world):
     assert "m1" not in str(body) and "m2" not in str(body)
 
 
-LEAD_PAGE = {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}
-ANALYST_PAGE = {"anonymous": 302, "annotator": 403, "outsider": 404}
-
 PAGE_CASES = [
     ("/", {"anonymous": 302}),
     ("/p/{slug}/label/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
@@ -133,15 +124,9 @@ PAGE_CASES = [
 @pytest.mark.parametrize("template, refused", PAGE_CASES)
 def test_pages_refuse(world, template, refused):
     project, people = world
-    for who, status in refused.items():
-        client = Client()
-        if who != "anonymous":
-            client.force_login(people[who])
-        response = client.get(template.format(slug=project.slug, anchor=people["anchor"].pk,
-                                              item=people["open"].item_id, annotator=people["annotator"].username))
-        assert response.status_code == status, f"{who} {template}"
-        if status == 302:
-            assert "/accounts/login/" in response["Location"]
+    url = template.format(slug=project.slug, anchor=people["anchor"].pk, item=people["open"].item_id,
+                          annotator=people["annotator"].username)
+    assert page_mismatches(people, "get", url, refused) == []
 
 
 LEAD_POSTS = [
@@ -217,3 +202,15 @@ def test_only_leads_publish_the_spec(world):
     client = Client()
     client.force_login(people["annotator"])
     assert client.post(f"/p/{project.slug}/lead/spec/", {"text": "# x"}).status_code == 403
+
+
+def test_the_matrix_reports_every_wrong_status(world):
+    """The helpers every permission test uses must fail when a status differs (a check that
+    cannot fail is no check)."""
+    project, people = world
+    export = f"/api/projects/{project.slug}/export/"
+    assert api_mismatches(people, "get", export, {"annotator": 200, "anonymous": 401}) == [
+        f"annotator GET {export}: 403, expected 200"]
+    lead_page = f"/p/{project.slug}/lead/"
+    assert page_mismatches(people, "get", lead_page, {"annotator": 200}) == [
+        f"annotator GET {lead_page}: 403, expected 200"]

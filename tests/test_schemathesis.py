@@ -48,7 +48,7 @@ from annotation.services.judgments import judgment_submit  # noqa: E402
 from annotation.services.negatives import NegativeInput, negative_submit  # noqa: E402
 from annotation.services.rankings import RankingInput, ranking_submit  # noqa: E402
 from annotation.services.rewrites import RewriteInput, rewrite_submit  # noqa: E402
-from annotation.services.routing import assignment_next, assignment_skip  # noqa: E402
+from annotation.services.queue import queue_next, queue_skip  # noqa: E402
 from calibration.services.queue import question_next  # noqa: E402
 from calibration.services.standing import standing_with_policy  # noqa: E402
 from rewards.curation import CurationPolicy  # noqa: E402
@@ -56,7 +56,7 @@ from rewards.models import RewardModel  # noqa: E402
 from rewards.services.sets import freeze_request, preference_set_freeze  # noqa: E402
 from training.models import Run, RunAlert, RunKind, RunStatus  # noqa: E402
 
-from tests.conftest import good_input  # noqa: E402
+from tests.factories import good_input  # noqa: E402
 from tests.factories import (  # noqa: E402
     ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, make_anchor, member, ranking_line,
 )
@@ -179,7 +179,7 @@ def build_world(tmp_path) -> dict:
         standing_with_policy(project=project, annotator=user)
 
     rewrite = None
-    while (assignment := assignment_next(project=project, annotator=peer)) is not None:
+    while (assignment := queue_next(project=project, annotator=peer)) is not None:
         token = uuid.uuid4()
         kind = assignment.item.kind
         if kind == ItemKind.COMPARISON:
@@ -197,9 +197,9 @@ def build_world(tmp_path) -> dict:
                 rationale="Assertive and wrong."))
 
     judgment, handle = None, None
-    while handle is None and (assignment := assignment_next(project=project, annotator=annotator)) is not None:
+    while handle is None and (assignment := queue_next(project=project, annotator=annotator)) is not None:
         if assignment.item.kind != ItemKind.COMPARISON:
-            assignment_skip(assignment_id=assignment.pk, annotator=annotator)
+            queue_skip(assignment_id=assignment.pk, annotator=annotator)
         elif judgment is None:
             judgment, _ = judgment_submit(assignment_id=assignment.pk, annotator=annotator,
                                           client_token=uuid.uuid4(), data=good_input("right"))

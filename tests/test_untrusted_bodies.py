@@ -16,9 +16,8 @@ from rest_framework.views import APIView
 from annotation.models import Membership, Role
 from annotation.parsers import UntrustedJSONParser
 from calibration.models import CalibrationPolicy
-from calibration.services.queue import queue_next, queue_submit
-from tests.conftest import api_as, good_input
-from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
+from annotation.services.queue import queue_next, queue_submit
+from tests.factories import ItemFactory, ProjectFactory, api_as, good_input, make_anchor, member
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,8 @@ from django.db import connection, connections
 
 from annotation.models import Assignment, AssignmentStatus, Item, Judgment
 from annotation.services.judgments import judgment_submit
-from annotation.services.routing import assignment_next
-from tests.conftest import good_input
-from tests.factories import ItemFactory, ProjectFactory, member
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, good_input, member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("concurrency")]
 
@@ -50,7 +49,7 @@ def test_many_annotators_at_once_never_overfill_duplicate_or_lose_a_submit():
     def work(i: int) -> None:
         me = annotators[i]
         while True:
-            assignment = assignment_next(project=project, annotator=me)
+            assignment = queue_next(project=project, annotator=me)
             if assignment is None:
                 return
             judgment, created = judgment_submit(
@@ -78,7 +77,7 @@ def test_concurrent_replays_of_one_submit_create_one_judgment():
     project = ProjectFactory()
     ItemFactory(project=project)
     me = member(project)
-    assignment = assignment_next(project=project, annotator=me)
+    assignment = queue_next(project=project, annotator=me)
     token = uuid.uuid4()
     results: list[tuple[int, bool]] = []
 

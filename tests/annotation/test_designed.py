@@ -23,8 +23,7 @@ from annotation.services.rankings import RankingInput, ranking_submit
 from annotation.services.rewrites import (
     RewriteInput, rewrite_approve, rewrite_return, rewrite_revise, rewrite_submit,
 )
-from annotation.services.routing import assignment_next
-from calibration.services.queue import queue_next
+from annotation.services.queue import queue_next
 from rewards.selectors import preference_rows
 from tests.factories import (
     ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, member, ranking_line,
@@ -40,7 +39,7 @@ def rewrite_input(text: str, **kw) -> RewriteInput:
 
 
 def judge_both_bad(project, user):
-    assignment = assignment_next(project=project, annotator=user)
+    assignment = queue_next(project=project, annotator=user)
     judgment, _ = judgment_submit(
         assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
         data=JudgmentInput(choice="both_bad", rationale="Neither answers the question."),
@@ -55,12 +54,12 @@ def rewrite_tasks(project):
 def take_all(project, user) -> list:
     """Every item the queue serves this annotator, leased one after another (not submitted)."""
     from annotation.models import AssignmentStatus
-    from annotation.services.routing import assignment_skip
+    from annotation.services.queue import queue_skip
 
     taken = []
     while (a := queue_next(project=project, annotator=user)) is not None:
         taken.append(a.item)
-        assignment_skip(assignment_id=a.pk, annotator=user)
+        queue_skip(assignment_id=a.pk, annotator=user)
         assert a.status == AssignmentStatus.LEASED
     return taken
 
@@ -90,7 +89,7 @@ def test_bad_cases_from_all_three_sources_reach_the_rewrite_queue_once():
     bad_case_report(project=project, response=production, source="lead", reported_by=lead)
     # An edit to both-bad reports its responses too (once).
     judgment = judgment_submit(
-        assignment_id=assignment_next(project=project, annotator=third).pk, annotator=third, client_token=uuid.uuid4(),
+        assignment_id=queue_next(project=project, annotator=third).pk, annotator=third, client_token=uuid.uuid4(),
         data=JudgmentInput(choice="left", strength="clear", rationale="Left is fine here."),
     )[0]
     judgment_edit(judgment_id=judgment.pk, editor=third, data=JudgmentInput(choice="both_bad", rationale="On reflection both are wrong."))
@@ -120,7 +119,7 @@ def test_a_lead_cannot_mark_a_response_of_another_project_or_an_adversarial_nega
         bad_case_report(project=project, response=foreign.response_a, source="lead")
     import_lines(project, [adversarial_line("Capital of France?", "Paris.")])
     author = member(project)
-    assignment = assignment_next(project=project, annotator=author)
+    assignment = queue_next(project=project, annotator=author)
     negative, _ = negative_submit(
         assignment_id=assignment.pk, author=author, client_token=uuid.uuid4(),
         data=NegativeInput(text="Lyon, definitely.", flaw_type="confident_but_wrong", rationale="Wrong city, stated with certainty."),
@@ -340,7 +339,7 @@ def test_ranking_submit_is_idempotent_by_token_and_refuses_comparison_items():
                                     data=RankingInput(order="C>B>A", rationale="Ordered by correctness first."))
     assert again.pk == first.pk and not created and RankingJudgment.objects.count() == 1
     comparison = ItemFactory(project=project)
-    assignment = assignment_next(project=project, annotator=user)  # they ranked the only ranking item
+    assignment = queue_next(project=project, annotator=user)  # they ranked the only ranking item
     assert assignment.item_id == comparison.pk
     with pytest.raises(Conflict, match="not a ranking task"):
         ranking_submit(assignment_id=assignment.pk, annotator=assignment.annotator, client_token=uuid.uuid4(),
@@ -420,7 +419,7 @@ def test_nobody_reviews_their_own_rewrite_not_even_a_lead():
 
 
 def test_both_bad_on_a_hidden_anchor_makes_no_rewrite_task_and_edits_report_once():
-    from calibration.services.queue import queue_submit
+    from annotation.services.queue import queue_submit
     from tests.factories import make_anchor
 
     project = ProjectFactory()

@@ -14,8 +14,7 @@ from django.test import Client
 
 from annotation.models import ImportJob, Item, Prompt, Response, Role
 from calibration.models import Anchor
-from tests.conftest import api_as, celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, celery_worker, member
 
 GOOD = {"prompt": "What is 2+2?", "responses": ["4", "5"]}
 EXPERT = {"choice": "a", "strength": "clear", "explanation": "Response A adds correctly.", "calibration_set": True}

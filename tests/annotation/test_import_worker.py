@@ -8,8 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation.models import ImportJob, Item, Role
-from tests.conftest import api_as, celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, celery_worker, member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
 

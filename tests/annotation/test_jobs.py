@@ -22,8 +22,7 @@ from calibration.services.analytics import SNAPSHOTS
 from rewards.curation import CurationPolicy
 from rewards.models import FreezeRequest
 from rewards.services.sets import FREEZES, freeze_request
-from tests.conftest import api_as, celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, celery_worker, member
 
 LINES = b'{"prompt": "Q1", "responses": ["a", "b"]}\n{"prompt": "Q2", "responses": ["c", "d"]}\n'
 

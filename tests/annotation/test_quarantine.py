@@ -7,9 +7,8 @@ import pytest
 from django.test import Client
 
 from annotation.models import Assignment, Item, ItemStatus, Response, Role
-from calibration.services.queue import queue_next
-from tests.conftest import api_as
-from tests.factories import ItemFactory, ProjectFactory, import_lines, member, ranking_line
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, api_as, import_lines, member, ranking_line
 
 pytestmark = pytest.mark.django_db
 

@@ -5,12 +5,8 @@ import uuid
 
 from annotation.services.judgments import JudgmentInput
 from annotation.sides import to_shown
-from calibration.services.queue import (
-    calibration_answer,
-    question_next,
-    queue_next,
-    queue_submit,
-)
+from calibration.services.queue import calibration_answer, question_next
+from annotation.services.queue import queue_next, queue_submit
 
 
 def answer_for(expert_choice: str, shown_left: str, *, right: bool) -> JudgmentInput:

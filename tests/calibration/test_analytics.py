@@ -23,8 +23,7 @@ from calibration.services.analytics import (
 )
 from calibration.services.simulation import simulation_store
 from calibration.services.standing import standing_override
-from tests.conftest import api_as, celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, celery_worker, member
 
 POOL = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
 

@@ -8,8 +8,7 @@ from django.core.management import call_command
 from annotation.models import Item, Role
 from calibration.models import Anchor, Standing
 from calibration.stats import wilson_interval
-from tests.conftest import api_as, submit_payload
-from tests.factories import ItemFactory, ProjectFactory, member
+from tests.factories import ItemFactory, ProjectFactory, api_as, member, submit_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -181,7 +181,7 @@ def test_hidden_gold_feedback_names_the_sides_the_annotator_saw(monkeypatch):
     from annotation.models import Assignment
     from calibration.models import CalibrationPolicy
     from calibration.services import queue as queue_module
-    from calibration.services.queue import queue_next, queue_submit
+    from annotation.services.queue import queue_next, queue_submit
     from tests.factories import ItemFactory
 
     project = ProjectFactory()

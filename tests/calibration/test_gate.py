@@ -8,10 +8,10 @@ from calibration.errors import CalibrationRequired
 from calibration.models import RoundStatus, StandingChange, StandingState
 from calibration.selectors import annotator_calibration_status
 from calibration.services.policy import policy_update
-from calibration.services.queue import question_next, queue_next
+from calibration.services.queue import question_next
+from annotation.services.queue import queue_next
 from calibration.services.standing import recalibration_assign
-from tests.conftest import api_as, submit_payload
-from tests.factories import ItemFactory, ProjectFactory, member
+from tests.factories import ItemFactory, ProjectFactory, api_as, member, submit_payload
 
 from .helpers import answer_for, run_round
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from email.utils import parsedate_to_datetime
 
 import numpy as np
@@ -31,9 +30,8 @@ from annotation.services.routing import assignment_lease
 from calibration.models import CalibrationPolicy
 from calibration.services import queue as queue_module
 from calibration.services.anchors import ExpertAnswer, anchor_create
-from calibration.services.queue import queue_next
-from tests.conftest import api_as, submit_payload
-from tests.factories import ItemFactory, ProjectFactory, member
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, api_as, member, submit_payload
 
 pytestmark = pytest.mark.django_db
 

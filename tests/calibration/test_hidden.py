@@ -15,9 +15,8 @@ from annotation.services.judgments import JudgmentInput
 from calibration.models import AnchorResult, ResultContext
 from calibration.services import queue as queue_module
 from calibration.services.policy import policy_update
-from calibration.services.queue import queue_next, queue_submit
-from tests.conftest import api_as, submit_payload
-from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
+from annotation.services.queue import queue_next, queue_submit
+from tests.factories import ItemFactory, ProjectFactory, api_as, make_anchor, member, submit_payload
 
 from .helpers import label_live, run_round
 

@@ -17,7 +17,7 @@ from calibration.services.anchors import (
     calibration_set_choose,
 )
 from calibration.services.policy import policy_update
-from calibration.services.queue import queue_next
+from annotation.services.queue import queue_next
 from calibration.services.standing import standing_override
 from calibration.stats import CusumParams, cusum_trace
 from tests.factories import ItemFactory, ProjectFactory, make_anchor, member

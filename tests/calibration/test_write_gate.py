@@ -15,9 +15,9 @@ from annotation.models import (
 )
 from annotation.services.routing import assignment_lease
 from calibration.models import StandingState
-from calibration.services.queue import queue_next, queue_submit
+from annotation.services.queue import queue_next, queue_submit
 from calibration.services.standing import standing_override
-from tests.conftest import api_as, good_input, submit_payload
+from tests.factories import api_as, good_input, submit_payload
 from tests.factories import (
     ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, member, ranking_line,
 )

@@ -312,14 +312,9 @@ def jsonl(rows: list[dict]) -> bytes:
 
 def labelled_project(items: int = 6):
     """A project with `items` comparisons, each judged once (enough to freeze and to analyse)."""
-    from annotation.services.judgments import JudgmentInput, judgment_submit
-    from annotation.services.routing import assignment_next
-    from tests.factories import ItemFactory, ProjectFactory, member
+    from tests.factories import ItemFactory, ProjectFactory, label_all, member
 
     project = ProjectFactory(overlap=1)
     ItemFactory.create_batch(items, project=project)
-    annotator = member(project)
-    while (a := assignment_next(project=project, annotator=annotator)) is not None:
-        judgment_submit(assignment_id=a.pk, annotator=annotator, client_token=uuid.uuid4(), data=JudgmentInput(
-            choice="left", strength="clear", rationale="the left one is better"))
+    label_all(project, [member(project)])
     return project

@@ -19,8 +19,7 @@ from django.test import Client
 from annotation.models import ImportJob, Item, Role
 from calibration.models import AnalyticsSnapshot
 from rewards.models import FreezeRequest, PreferenceSet
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, member
 
 from .services import TableLock, base_env, database_url, jsonl, labelled_project, wait_until, worker_process
 

@@ -11,8 +11,7 @@ from annotation.models import Role
 from calibration import simulation as sm
 from calibration.models import AnalyticsSnapshot
 from calibration.services.simulation import simulation_store
-from tests.conftest import celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, celery_worker, member
 from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

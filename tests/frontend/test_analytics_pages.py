@@ -100,7 +100,7 @@ def test_every_table_downloads_as_csv(dashboard):
     assert formula["prompt"].startswith("'=HYPERLINK")
     assert client.get(f"/p/{project.slug}/analytics/tables/nope.csv").status_code == 404
     # The API serves the same tables to engineers' tokens.
-    from tests.conftest import api_as
+    from tests.factories import api_as
 
     engineer_api = api_as(member(project, Role.ENGINEER))
     via_api = engineer_api.get(f"/api/projects/{project.slug}/analytics/tables/annotators.csv")

@@ -14,7 +14,7 @@ from annotation.models import ItemKind, Role
 from annotation.services.negatives import NegativeInput, negative_submit
 from annotation.services.rankings import RankingInput, ranking_submit
 from calibration.services.analytics import analytics_compute
-from calibration.services.queue import queue_next
+from annotation.services.queue import queue_next
 from tests.factories import (
     ProjectFactory, adversarial_line, bad_case_line, import_lines, member, ranking_line,
 )

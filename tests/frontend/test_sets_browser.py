@@ -9,8 +9,7 @@ from annotation.models import Role
 from calibration import simulation as sm
 from calibration.services.simulation import simulation_store
 from rewards.models import PreferenceSet
-from tests.conftest import celery_worker
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, celery_worker, member
 from tests.frontend.test_analytics_browser import PAINTED
 from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 

@@ -2,17 +2,13 @@
 downloads, what changed since the previous version); annotators and outsiders are refused."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.test import Client
 
 from annotation.models import Role
-from annotation.services.judgments import JudgmentInput, judgment_submit
-from annotation.services.routing import assignment_next
 from rewards.models import FreezeRequest, PreferenceSet
 from rewards.services.sets import freeze_run
-from tests.factories import ItemFactory, ProjectFactory, member
+from tests.factories import ItemFactory, ProjectFactory, label_all, member
 
 pytestmark = pytest.mark.django_db
 
@@ -21,11 +17,7 @@ pytestmark = pytest.mark.django_db
 def labelled():
     project = ProjectFactory(overlap=2)
     ItemFactory.create_batch(8, project=project)
-    for _ in range(2):
-        user = member(project)
-        while (a := assignment_next(project=project, annotator=user)) is not None:
-            judgment_submit(assignment_id=a.pk, annotator=user, client_token=uuid.uuid4(), data=JudgmentInput(
-                choice="left" if a.shown_left == "a" else "right", strength="clear", rationale="a is the better one"))
+    label_all(project, [member(project) for _ in range(2)])
     return project
 
 

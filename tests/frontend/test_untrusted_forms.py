@@ -22,10 +22,11 @@ from annotation.services.rewrites import RewriteInput, rewrite_return, rewrite_s
 from annotation.untrusted import MAX_TIME_SPENT_MS, visible_length
 from calibration.analytics_tables import table_csv
 from calibration.models import StandingChange
-from calibration.services.queue import question_next, queue_next
+from calibration.services.queue import question_next
+from annotation.services.queue import queue_next
 from calibration.services.standing import standing_override
 from frontend.access import time_spent_ms
-from tests.conftest import api_as, submit_payload
+from tests.factories import api_as, submit_payload
 from tests.factories import (
     ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, make_anchor, member, ranking_line,
 )

@@ -13,9 +13,8 @@ from annotation.models import Role
 from annotation.services.negatives import NegativeInput, negative_submit
 from annotation.services.rankings import RankingInput, ranking_submit
 from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
-from calibration.services.queue import queue_next
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, adversarial_line, bad_case_line, import_lines, member, ranking_line
+from annotation.services.queue import queue_next
+from tests.factories import ProjectFactory, adversarial_line, api_as, bad_case_line, import_lines, member, ranking_line
 
 pytestmark = pytest.mark.django_db
 

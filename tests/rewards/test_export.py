@@ -11,16 +11,15 @@ from django.http import StreamingHttpResponse
 
 from annotation.models import Prompt
 from annotation.services.judgments import JudgmentInput, judgment_submit
-from annotation.services.routing import assignment_next
-from tests.conftest import api_as
-from tests.factories import ItemFactory, ProjectFactory, member
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, api_as, member
 
 pytestmark = pytest.mark.django_db
 
 
 def judge(project, user, canonical: str, strength: str = "clear"):
     """Judge the next item so that the canonical choice is `canonical` (a, b, tie, both_bad)."""
-    assignment = assignment_next(project=project, annotator=user)
+    assignment = queue_next(project=project, annotator=user)
     shown = {"a": "left" if assignment.shown_left == "a" else "right",
              "b": "right" if assignment.shown_left == "a" else "left"}.get(canonical, canonical)
     judgment, _ = judgment_submit(

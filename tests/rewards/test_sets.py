@@ -11,7 +11,7 @@ import pytest
 
 from annotation.models import Choice, Item, Judgment
 from annotation.services.judgments import JudgmentInput, judgment_submit
-from annotation.services.routing import assignment_next
+from annotation.services.queue import queue_next
 from calibration import simulation as sm
 from calibration.models import Standing, StandingState
 from calibration.services.simulation import simulation_store
@@ -19,7 +19,7 @@ from rewards.curation import CurationPolicy
 from rewards.formats import jsonl_line
 from rewards.models import FrozenSetError, SetPair
 from rewards.services.sets import PolicyError, preference_set_diff, preference_set_freeze, set_rows
-from tests.factories import ProjectFactory
+from tests.factories import ProjectFactory, label_all
 
 pytestmark = pytest.mark.django_db
 
@@ -146,7 +146,7 @@ def test_version_diff_lists_added_removed_and_changed_pairs():
     people = [member(project) for _ in range(3)]
 
     def judge(user, canonical):
-        assignment = assignment_next(project=project, annotator=user)
+        assignment = queue_next(project=project, annotator=user)
         shown = {"a": "left" if assignment.shown_left == "a" else "right",
                  "b": "right" if assignment.shown_left == "a" else "left"}[canonical]
         judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
@@ -290,15 +290,10 @@ def test_bradley_terry_aggregates_a_prompts_responses_across_items():
     for a, b in ((x, y), (y, z), (x, z)):
         Item.objects.create(project=project, prompt=prompt, response_a=a, response_b=b, target_judgments=3)
     people = [member(project) for _ in range(3)]
-    for i, user in enumerate(people):
-        while (assignment := assignment_next(project=project, annotator=user)) is not None:
-            # Everyone prefers a (the earlier response), except one dissent on (y, z).
-            item = assignment.item
-            dissent = i == 0 and item.response_a_id == y.pk
-            want_a = not dissent
-            shown = "left" if (assignment.shown_left == "a") == want_a else "right"
-            judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
-                            data=JudgmentInput(choice=shown, strength="clear", rationale="clearly the better one"))
+    # Everyone prefers a (the earlier response), except one dissent on (y, z).
+    label_all(project, people[:1], prefer=lambda a: "b" if a.item.response_a_id == y.pk else "a",
+              rationale="clearly the better one")
+    label_all(project, people[1:], rationale="clearly the better one")
     s = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="bradley_terry", test_fraction=0))
     pairs = {(p.chosen, p.rejected): p for p in SetPair.objects.filter(preference_set=s)}
     assert set(pairs) == {("x answer", "y answer"), ("y answer", "z answer"), ("x answer", "z answer")}

@@ -12,9 +12,8 @@ from rest_framework.test import APIClient
 
 from annotation.models import Role
 from annotation.services.judgments import JudgmentInput, judgment_submit
-from annotation.services.routing import assignment_next
-from tests.conftest import api_as
-from tests.factories import ItemFactory, ProjectFactory, member
+from annotation.services.queue import queue_next
+from tests.factories import ItemFactory, ProjectFactory, api_as, label_all, member
 
 pytestmark = pytest.mark.django_db
 
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.django_db
 def world():
     project = ProjectFactory(overlap=3)
     ItemFactory.create_batch(12, project=project)
-    for _ in range(3):
-        user = member(project)
-        while (assignment := assignment_next(project=project, annotator=user)) is not None:
-            # Everyone prefers response a (whichever side it was shown on): a clear consensus.
-            shown = "left" if assignment.shown_left == "a" else "right"
-            judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
-                            data=JudgmentInput(choice=shown, strength="strong", rationale="a is better"))
+    # Everyone prefers response a (whichever side it was shown on): a clear consensus.
+    label_all(project, [member(project) for _ in range(3)], strength="strong", rationale="a is better")
     people = {r: member(project, r) for r in (Role.LEAD, Role.ENGINEER, Role.ANNOTATOR)}
     people["outsider"] = member(ProjectFactory(), Role.LEAD)
     return project, people
@@ -126,7 +120,7 @@ def designed_world():
     from annotation.services.negatives import NegativeInput, negative_submit
     from annotation.services.rankings import RankingInput, ranking_submit
     from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
-    from calibration.services.queue import queue_next
+    from annotation.services.queue import queue_next
     from tests.factories import adversarial_line, bad_case_line, import_lines, ranking_line
 
     project = ProjectFactory(overlap=2)
@@ -245,12 +239,12 @@ def test_tag_targets_set_the_mix_counting_a_ranking_as_one_unit(designed_world):
 def test_an_api_freeze_runs_on_a_real_worker_and_its_progress_is_readable(settings):
     import time
 
-    from tests.conftest import celery_worker
+    from tests.factories import celery_worker
 
     project = ProjectFactory(overlap=2)
     ItemFactory.create_batch(4, project=project)
     user = member(project)
-    while (assignment := assignment_next(project=project, annotator=user)) is not None:
+    while (assignment := queue_next(project=project, annotator=user)) is not None:
         judgment_submit(assignment_id=assignment.pk, annotator=user, client_token=uuid.uuid4(),
                         data=JudgmentInput(choice="left", strength="clear", rationale="left is better"))
     lead, annotator = api_as(member(project, Role.LEAD)), api_as(member(project, Role.ANNOTATOR))

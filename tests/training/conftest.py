@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import random
-import uuid
 
 import pytest
 
-from annotation.services.judgments import JudgmentInput, judgment_submit
-from annotation.services.routing import assignment_next
 from rewards.curation import CurationPolicy
 from rewards.services.sets import preference_set_freeze
-from tests.factories import import_lines, member
+from tests.factories import import_lines, label_all, member
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
@@ -42,15 +39,9 @@ def judged_set(project, lines: list[dict], *, good, test_fraction: float, seed: 
     """Import `lines`, have one annotator prefer the response for which good(text) is true on
     every item (marking helpfulness for it and safety for the other), and freeze the set."""
     import_lines(project, lines)
-    annotator = member(project)
-    while (assignment := assignment_next(project=project, annotator=annotator)) is not None:
-        texts = {"a": assignment.item.response_a.text, "b": assignment.item.response_b.text}
-        good_side = "a" if good(texts["a"]) else "b"
-        shown = "left" if assignment.shown_left == good_side else "right"
-        other = "right" if shown == "left" else "left"
-        judgment_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
-                        data=JudgmentInput(choice=shown, strength="clear", rationale="It answers yes, as it should.",
-                                           dimensions={"helpfulness": shown, "safety": other}))
+    label_all(project, [member(project)], prefer=lambda a: "a" if good(a.item.response_a.text) else "b",
+              rationale="It answers yes, as it should.",
+              dimensions=lambda shown, other: {"helpfulness": shown, "safety": other})
     return preference_set_freeze(project=project, policy=CurationPolicy(
         standings=("calibrating", "active"), aggregation="none", test_fraction=test_fraction, seed=seed))
 

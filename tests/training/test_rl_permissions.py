@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from annotation.models import Item, Role
 from rewards.models import PreferenceSet
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as
+from tests.permissions import ENGINEERS, READERS, api_mismatches, people_of
 from training.models import FeedbackBatch, Run, RunAlert, RunStatus
 
 pytestmark = pytest.mark.django_db
@@ -18,8 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world():
     project = ProjectFactory()
-    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
-    people["outsider"] = member(ProjectFactory(), Role.ENGINEER)
+    people = people_of(project, outsider_role=Role.ENGINEER)
     prompt_set = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="0" * 64,
                                               counts={"by_split": {"train": 3, "test": 1}})
     run = Run.objects.create(project=project, kind="grpo", preference_set=prompt_set, config={"policy_path": "p"},
@@ -27,9 +25,6 @@ def world():
     alert = RunAlert.objects.create(run=run, step=3, kind="kl_spike", message="spike", prompt_ids=[])
     return project, people, run, alert
 
-
-READERS = {"anonymous": 401, "outsider": 404, "annotator": 403}
-ENGINEERS = {**READERS, "lead": 403}
 
 API_CASES = [
     ("post", "/api/projects/{slug}/rl-runs/", ENGINEERS),
@@ -47,10 +42,7 @@ def test_api_refuses(world, method, template, refused):
     project, people, run, alert = world
     url = template.format(slug=project.slug, run=run.pk)
     body = {"alert": alert.pk, "kl_ceiling": 1.0, "prompt_set": run.preference_set_id, "config": {}}
-    for who, status in refused.items():
-        client = APIClient() if who == "anonymous" else api_as(people[who])
-        response = getattr(client, method)(url, body, format="json")
-        assert response.status_code == status, f"{who} {method} {url}: {response.status_code}"
+    assert api_mismatches(people, method, url, refused, body) == []
     project.refresh_from_db()
     assert Run.objects.count() == 1 and not FeedbackBatch.objects.exists() and project.monitor_thresholds == {}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from annotation.models import Item, Prompt, Role
-from annotation.services.routing import assignment_next
+from annotation.services.queue import queue_next
 from rewards.models import RewardModel
 from tests.factories import ProjectFactory, member
 from training.config import RLRunConfig
@@ -161,7 +161,7 @@ def test_an_alert_becomes_comparisons_in_the_annotators_queue(prompt_set, tiny_p
         assert "rl-feedback" in item.prompt.tags and item.prompt.source == "rl_feedback"
     # Routed like any other item: a new annotator's queue serves them.
     annotator = member(prompt_set.project, Role.ANNOTATOR)
-    assignment = assignment_next(project=prompt_set.project, annotator=annotator)
+    assignment = queue_next(project=prompt_set.project, annotator=annotator)
     assert assignment is not None and assignment.item_id in batch.items
 
 

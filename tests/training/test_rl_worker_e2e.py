@@ -7,8 +7,7 @@ import pytest
 
 from annotation.models import Role
 from rewards.models import RewardModel
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, member
 from training.models import RunKind, RunSample, RunStatus, SampleRole, SuiteResult
 
 from .conftest import rl_prompt_set

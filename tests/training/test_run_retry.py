@@ -7,8 +7,7 @@ import pytest
 from django.test import Client
 
 from annotation.models import Role
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, member
 from training.config import RewardRunConfig
 from training.models import Run, RunStatus
 from training.services.reward_runs import reward_run_create

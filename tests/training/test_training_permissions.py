@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from annotation.models import Role
 from rewards.models import PreferenceSet, RewardModel
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory
+from tests.permissions import ENGINEERS, READERS, api_mismatches, page_mismatches, people_of
 from training.models import Run, RunStatus
 
 pytestmark = pytest.mark.django_db
@@ -18,8 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world():
     project = ProjectFactory()
-    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
-    people["outsider"] = member(ProjectFactory(), Role.ENGINEER)  # an engineer elsewhere, not here
+    people = people_of(project, outsider_role=Role.ENGINEER)  # an engineer elsewhere, not here
     preference_set = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="0" * 64,
                                                   counts={"by_split": {"train": 3, "test": 1}})
     model = RewardModel.objects.create(project=project, preference_set=preference_set, name="m", base_model="b",
@@ -29,9 +27,6 @@ def world():
                              status=RunStatus.QUEUED, reward_model=model)
     return project, people, run, model
 
-
-READERS = {"anonymous": 401, "outsider": 404, "annotator": 403}
-ENGINEERS = {"anonymous": 401, "outsider": 404, "annotator": 403, "lead": 403}
 
 API_CASES = [
     ("get", "/api/projects/{slug}/runs/", READERS),
@@ -52,10 +47,7 @@ API_CASES = [
 def test_api_refuses(world, method, template, refused):
     project, people, run, model = world
     url = template.format(slug=project.slug, run=run.pk, model=model.pk)
-    for who, status in refused.items():
-        client = APIClient() if who == "anonymous" else api_as(people[who])
-        response = getattr(client, method)(url, {}, format="json")
-        assert response.status_code == status, f"{who} {method} {url}: {response.status_code}"
+    assert api_mismatches(people, method, url, refused) == []
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and not run.cancel_requested  # nobody refused changed anything
 
@@ -67,21 +59,15 @@ PAGES = ["/p/{slug}/runs/", "/p/{slug}/runs/{run}/", "/p/{slug}/reward-models/",
 def test_pages_refuse_annotators_outsiders_and_anonymous(world, template):
     project, people, run, model = world
     url = template.format(slug=project.slug, run=run.pk, model=model.pk)
-    for who, status in {"anonymous": 302, "annotator": 403, "outsider": 404, "lead": 200, "engineer": 200}.items():
-        client = Client()
-        if who != "anonymous":
-            client.force_login(people[who])
-        assert client.get(url).status_code == status, f"{who} {url}"
+    assert page_mismatches(people, "get", url, {**READERS, "anonymous": 302, "lead": 200, "engineer": 200}) == []
 
 
 @pytest.mark.parametrize("template", ["/p/{slug}/runs/", "/p/{slug}/runs/{run}/cancel/", "/p/{slug}/reward-models/{model}/"])
 def test_engineer_only_posts_refuse_leads_and_annotators(world, template):
     project, people, run, model = world
     url = template.format(slug=project.slug, run=run.pk, model=model.pk)
-    for who, status in {"annotator": 403, "lead": 403, "outsider": 404}.items():
-        client = Client()
-        client.force_login(people[who])
-        assert client.post(url, {"override_reason": "x", "preference_set": run.preference_set_id}).status_code == status, who
+    data = {"override_reason": "x", "preference_set": run.preference_set_id}
+    assert page_mismatches(people, "post", url, {"annotator": 403, "lead": 403, "outsider": 404}, data) == []
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and not model.overrides.exists() and Run.objects.count() == 1
 

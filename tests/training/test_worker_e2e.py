@@ -20,8 +20,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from annotation.models import Role
-from tests.conftest import api_as
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, member
 from training.models import Run, RunStatus
 
 from .conftest import learnable_set
