@@ -4,7 +4,7 @@
     bash scripts/services.sh up && source var/services.env
     .venv/bin/python bench/analytics.py [--items 10000 --annotators 200 --per-item 100]
 
-Fills PostgreSQL with a simulated pool (calibration.simulation: honest experts, noisy and biased
+Fills PostgreSQL with a simulated pool (calibration.generators.simulation: honest experts, noisy and biased
 annotators; 1,000,000 judgments by default) in a project named after the sizes, reused on later
 runs. Then prints:
 - the whole dashboard from scratch (load + every statistic + storing the snapshot), per phase;
@@ -40,10 +40,10 @@ from tqdm import tqdm  # noqa: E402
 from annotation.models import Project, Role  # noqa: E402
 from annotation.services.projects import membership_add, project_create  # noqa: E402
 from calibration import agreement  # noqa: E402
-from calibration import simulation as sm  # noqa: E402
+from calibration.generators import simulation as sm  # noqa: E402
 from calibration.models import AnalyticsSnapshot  # noqa: E402
 from calibration.services.analytics import dataset_load, snapshot_request, snapshot_run  # noqa: E402
-from calibration.services.simulation import simulation_store  # noqa: E402
+from calibration.generators.simulation_store import simulation_store  # noqa: E402
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:

@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 from rewards.evaluation import evaluate  # noqa: E402
 from training.backends import reward_trl  # noqa: E402
 from training.config import RewardRunConfig  # noqa: E402
-from training.synthetic import fact_pairs, split_by_fact  # noqa: E402
-from training.tiny import minilm_dir  # noqa: E402
+from training.generators.synthetic import fact_pairs, split_by_fact  # noqa: E402
+from training.backbones import minilm_dir  # noqa: E402
 
 
 def judge(name: str, test: list[dict], chosen, rejected) -> dict:

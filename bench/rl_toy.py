@@ -28,7 +28,7 @@ def run(algorithm: str, seed: int, steps: int, lr: float, root: Path) -> dict:
     from training.backends import grpo_trl, ppo
     from training.backends.rl_common import HybridReward, SilentHooks
     from training.config import RLRunConfig
-    from training.tiny import build_tiny_policy
+    from training.generators.tiny import build_tiny_policy
 
     policy = build_tiny_policy(root / f"policy-{seed}", seed=seed)
     config = RLRunConfig(algorithm=algorithm, policy_path=str(policy), verifiers=["math"], steps=steps, seed=seed,

@@ -1,5 +1,6 @@
 """The house plan (README "Layout", ARCHITECTURE.md): imports flow one way between the apps, no
-two modules import each other, and importing settings writes nothing.
+two modules import each other, production code leaves the test/demo generators alone, and
+importing settings writes nothing.
 
 Apps, highest first: frontend -> training -> rewards -> calibration -> annotation. An app may
 import the apps after it, never one before it. Within the whole tree no import cycle exists, with
@@ -91,6 +92,17 @@ def upward_imports(edges) -> list[str]:
     return problems
 
 
+# Test and demo data generators (simulated pools, synthetic pairs, tiny models) live in each app's
+# `generators` package; production code does not import them, the demo seed excepted.
+GENERATOR_USERS = {"training.management.commands.seed_demo"}
+
+
+def generator_imports(edges) -> list[str]:
+    return [f"{source}:{line} imports {target}" for source, target, line, _ in edges
+            if ".generators" in f".{target}." and ".generators" not in f".{source}."
+            and source not in GENERATOR_USERS]
+
+
 def _lazy_task_import(source: str, target: str, top: bool) -> bool:
     """The one documented exception: app.services.x importing app.tasks inside a function."""
     app = source.split(".")[0]
@@ -155,6 +167,11 @@ def test_no_import_cycles_between_modules(edges):
     assert cycles(edges) == []
 
 
+def test_production_code_does_not_import_the_generators(edges):
+    assert generator_imports(edges) == []
+    assert any(".generators" in target for source, target, _, _ in edges if source in GENERATOR_USERS)
+
+
 def _tree(tmp_path: Path, files: dict[str, str]) -> list:
     for name, text in files.items():
         path = tmp_path / name
@@ -180,9 +197,13 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
         "calibration/tasks.py": "from .services import runs\n",
         "calibration/services/__init__.py": "",
         "calibration/services/runs.py": "def go():\n    from calibration import tasks\n",  # the exception
+        "calibration/generators/__init__.py": "",
+        "calibration/generators/pool.py": "",
+        "calibration/selectors.py": "from .generators import pool\n",  # production importing a generator
     })
     assert upward_imports(edges) == ["annotation.models:1 imports calibration.models (annotation may not import calibration)"]
     assert cycles(edges) == [["calibration.a", "calibration.b"]]
+    assert generator_imports(edges) == ["calibration.selectors:1 imports calibration.generators.pool"]
 
 
 def test_importing_settings_creates_no_folders_and_the_broker_keeps_its_files_under_var(tmp_path):

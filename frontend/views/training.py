@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from annotation.permissions import can_export, can_lead, can_train
 from rewards.selectors import overrides_of, preference_sets_of, reward_model_get, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
+from training.backbones import minilm_dir
 from training.config import RewardRunConfig, RLRunConfig
 from training.models import RL_KINDS
 from training.monitors import MonitorThresholds
@@ -40,10 +41,8 @@ FORM_FIELDS = ("base_model", "epochs", "max_steps", "learning_rate", "batch_size
 
 def _default_backbone() -> str:
     try:
-        from training.tiny import minilm_dir
-
         return str(minilm_dir())
-    except Exception:  # noqa: BLE001 - the train extra is not installed on the web host: no hint
+    except Exception:  # noqa: BLE001 - the backbone package is not installed on the web host: no hint
         return ""
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from annotation.models import Role
 from calibration import agreement as ag
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 from calibration.models import AnalyticsSnapshot, SnapshotStatus, StandingState
 from calibration.services.analytics import (
     analytics_compute,
@@ -21,7 +21,7 @@ from calibration.services.analytics import (
     snapshot_request,
     snapshot_run,
 )
-from calibration.services.simulation import simulation_store
+from calibration.generators.simulation_store import simulation_store
 from calibration.services.standing import standing_override
 from tests.factories import ProjectFactory, api_as, celery_worker, member
 

@@ -8,7 +8,7 @@ import statsmodels.api as statsmodels_api
 from scipy import stats
 
 from calibration import bias, health
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 
 POOL = ["expert"] * 6 + ["noisy"] * 3 + ["length", "position", "assertive", "formatting", "fast"]
 

@@ -8,9 +8,9 @@ import os
 import pytest
 
 from annotation.models import Role
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 from calibration.models import AnalyticsSnapshot
-from calibration.services.simulation import simulation_store
+from calibration.generators.simulation_store import simulation_store
 from tests.factories import ProjectFactory, celery_worker, member
 from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 

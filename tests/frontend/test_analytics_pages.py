@@ -11,10 +11,10 @@ from django.test import Client
 
 from annotation.models import Prompt, Role
 from calibration import agreement as ag
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 from calibration.models import AnalyticsSnapshot, SnapshotStatus
 from calibration.services.analytics import snapshot_request, snapshot_run
-from calibration.services.simulation import simulation_store
+from calibration.generators.simulation_store import simulation_store
 from tests.factories import ProjectFactory, member
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from annotation.models import Role
-from calibration import simulation as sm
-from calibration.services.simulation import simulation_store
+from calibration.generators import simulation as sm
+from calibration.generators.simulation_store import simulation_store
 from rewards.models import PreferenceSet
 from tests.factories import ProjectFactory, celery_worker, member
 from tests.frontend.test_analytics_browser import PAINTED

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from crowdkit.aggregation import DawidSkene, MajorityVote
 
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 from rewards.aggregation import dawid_skene, majority
 
 LABELS = np.array(["a", "b", "tie", "both_bad"])

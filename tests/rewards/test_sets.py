@@ -12,9 +12,9 @@ import pytest
 from annotation.models import Choice, Item, Judgment
 from annotation.services.judgments import JudgmentInput, judgment_submit
 from annotation.services.queue import queue_next
-from calibration import simulation as sm
+from calibration.generators import simulation as sm
 from calibration.models import Standing, StandingState
-from calibration.services.simulation import simulation_store
+from calibration.generators.simulation_store import simulation_store
 from rewards.curation import CurationPolicy
 from rewards.formats import jsonl_line
 from rewards.models import FrozenSetError, SetPair

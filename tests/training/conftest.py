@@ -15,7 +15,7 @@ pytest.importorskip("trl")
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory):
-    from training.tiny import build_tiny_backbone
+    from training.generators.tiny import build_tiny_backbone
 
     return str(build_tiny_backbone(tmp_path_factory.mktemp("tiny") / "bert"))
 
@@ -63,6 +63,6 @@ def rl_prompt_set(project, *, items: int = 12, test_fraction: float = 0.34, seed
 
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory):
-    from training.tiny import build_tiny_policy
+    from training.generators.tiny import build_tiny_policy
 
     return str(build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy"))

@@ -17,7 +17,7 @@ TOY = {"prompt": [{"role": "user", "content": "what is 2 + 2 ?"}], "ground_truth
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_math_verifier_reward_rises_on_the_toy_task(tmp_path, seed):
-    from training.tiny import build_tiny_policy
+    from training.generators.tiny import build_tiny_policy
 
     policy = build_tiny_policy(tmp_path / "policy", seed=seed)
     config = RLRunConfig(policy_path=str(policy), verifiers=["math"], steps=20, seed=seed, generations=8,
@@ -71,7 +71,7 @@ def test_a_stop_request_ends_the_run_at_the_next_step(tmp_path, tiny_policy):
 
 
 def test_a_reference_other_than_the_start_is_the_kl_anchor(tmp_path, tiny_policy):
-    from training.tiny import build_tiny_policy
+    from training.generators.tiny import build_tiny_policy
 
     reference = build_tiny_policy(tmp_path / "reference", seed=7)  # same vocabulary, other weights
     config = RLRunConfig(policy_path=tiny_policy, reference_path=str(reference), verifiers=["math"], steps=2,

@@ -201,7 +201,7 @@ class RecordingHooks(SilentHooks):
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
-    from training.tiny import build_tiny_policy
+    from training.generators.tiny import build_tiny_policy
 
     return str(build_tiny_policy(tmp_path_factory.mktemp("ppo") / "policy"))
 

@@ -25,8 +25,8 @@ from annotation.sides import to_shown
 from calibration.models import AnalyticsSnapshot
 from calibration.services.analytics import snapshot_run
 from calibration.services.anchors import anchors_import
-from calibration.services.simulation import simulation_store
-from calibration.simulation import simulate
+from calibration.generators.simulation_store import simulation_store
+from calibration.generators.simulation import simulate
 from calibration.services.queue import calibration_answer, question_next
 from calibration.services.standing import standing_with_policy
 from rewards.curation import CurationPolicy

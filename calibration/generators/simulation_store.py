@@ -1,4 +1,4 @@
-"""Store a simulated annotator pool (calibration.simulation) as real rows: users, items, anchors,
+"""Store a simulated annotator pool (calibration.generators.simulation) as real rows: users, items, anchors,
 assignments and judgments. For the analytics tests, bench/analytics.py and the demo project, so the
 dashboard has a pool whose biases are known. Never used on real projects' data paths."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from annotation.models import (
     Assignment, AssignmentStatus, assignment_handle_new, Item, ItemStatus, Judgment, Membership, Project, Prompt, Response, Role,
 )
 
-from .. import simulation as sim_mod
+from . import simulation as sim_mod
 from ..models import Anchor, Standing, StandingState
 
 _CHOICE = ("a", "b", "tie", "both_bad")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bias import A, B, BOTH_BAD, TIE, text_features
+from ..bias import A, B, BOTH_BAD, TIE, text_features
 
 KINDS = ("expert", "noisy", "length", "position", "assertive", "formatting", "fast")
 # The flag each kind should raise (honest kinds raise none).

