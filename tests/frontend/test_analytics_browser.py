@@ -3,33 +3,21 @@ computation, a real Celery worker (real Redis) computes it, the page reloads its
 is drawn on its canvas."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from annotation.models import Role
 from calibration.generators import simulation as sm
 from calibration.models import AnalyticsSnapshot
 from calibration.generators.simulation_store import simulation_store
+from tests.browser import PAINTED, login_with_keyboard
 from tests.factories import ProjectFactory, celery_worker, member
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
 
 CHARTS = ("chart-alpha-time", "chart-kappa", "chart-length", "chart-length-hist", "chart-coverage", "chart-difficulty")
 
-PAINTED = """(id) => {
-  const c = document.getElementById(id);
-  if (!c || c.width === 0 || c.height === 0) return 0;
-  const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let painted = 0;
-  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
-  return painted;
-}"""
 
-
-def test_lead_opens_the_dashboard_and_finds_every_chart_drawn(page, live_server, settings):  # noqa: F811
+def test_lead_opens_the_dashboard_and_finds_every_chart_drawn(page, live_server, settings):
     project = ProjectFactory()
     sim = sm.simulate(kinds=["expert"] * 5 + ["length", "position"], n_items=150, per_item=5, seed=8, days=21)
     simulation_store(project=project, sim=sim, prefix=f"br{project.pk}")

@@ -1,50 +1,15 @@
 """Real headless Chromium (Debian's) driven by Playwright against the live server."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from annotation.models import Judgment, Response
+from tests.browser import login_with_keyboard
 from tests.factories import ItemFactory, member
 
-# Playwright's sync API runs an event loop in this thread; the test's own ORM calls are safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("browser")]
-
-CHROMIUM = os.environ.get("PREFSTUDIO_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-quic", "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; `make test` installs Debian's chromium")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.dialogs = dialogs
-        yield page
-        browser.close()
-
-
-def login_with_keyboard(page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    # The username field has autofocus; under load Chromium may apply it a moment after "load",
-    # and keys typed before that go nowhere.
-    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
-    page.keyboard.type(username)
-    page.keyboard.press("Tab")
-    page.keyboard.type(password)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_annotator_labels_three_items_with_only_the_keyboard(page, live_server, project):

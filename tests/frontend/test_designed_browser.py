@@ -2,21 +2,18 @@
 watches the diff, a lead approves it, and an annotator ranks four responses with the keyboard only."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from annotation.models import DerivedPair, RankingJudgment, Rewrite, Role
+from tests.browser import login_with_keyboard
 from tests.factories import ProjectFactory, bad_case_line, import_lines, member, ranking_line
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 BAD = "The capital of Australia is <b>Sydney</b>."
 
 
-def test_expert_rewrites_a_bad_case_sees_the_diff_and_a_lead_approves(page, live_server):  # noqa: F811
+def test_expert_rewrites_a_bad_case_sees_the_diff_and_a_lead_approves(page, live_server):
     project = ProjectFactory(skill_domains=["geography"])
     import_lines(project, [bad_case_line("What is the capital of Australia?", BAD, domain="geography")])
     expert = member(project, username="rw-expert")
@@ -73,7 +70,7 @@ def test_expert_rewrites_a_bad_case_sees_the_diff_and_a_lead_approves(page, live
     assert pair.chosen.text == rewrite.text
 
 
-def test_annotator_ranks_four_responses_with_only_the_keyboard(page, live_server):  # noqa: F811
+def test_annotator_ranks_four_responses_with_only_the_keyboard(page, live_server):
     project = ProjectFactory()
     import_lines(project, [ranking_line("Which answer is best?", 4)])
     annotator = member(project, username="rank-kb")
@@ -114,7 +111,7 @@ def test_annotator_ranks_four_responses_with_only_the_keyboard(page, live_server
     assert judgment.time_spent_ms > 0
 
 
-def test_annotator_ranks_by_dragging_with_the_mouse(page, live_server):  # noqa: F811
+def test_annotator_ranks_by_dragging_with_the_mouse(page, live_server):
     project = ProjectFactory()
     import_lines(project, [ranking_line("Drag to order", 3)])
     annotator = member(project, username="rank-mouse")

@@ -11,7 +11,7 @@ from annotation.models import Role
 from calibration.models import CalibrationQuestion
 from calibration.services.anchors import anchors_import
 from tests.factories import ProjectFactory, member
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401 (fixture)
+from tests.browser import login_with_keyboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("browser")]
 
@@ -19,7 +19,7 @@ WRONG = "The capital of Canada is Toronto, home of the CN Tower."
 RIGHT = "Ottawa is the capital of Canada."
 
 
-def test_an_anchor_shown_swapped_reads_consistently(page, live_server):  # noqa: F811
+def test_an_anchor_shown_swapped_reads_consistently(page, live_server):
     project = ProjectFactory()
     result = anchors_import(project=project, lines=[json.dumps({
         "prompt": "What is the capital of Canada?", "responses": [WRONG, RIGHT], "domain": "general",

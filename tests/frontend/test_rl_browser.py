@@ -9,8 +9,7 @@ from django.utils import timezone
 from annotation.models import Item, Prompt, Role
 from rewards.models import PreferenceSet
 from tests.factories import ProjectFactory, member
-from tests.frontend.test_analytics_browser import PAINTED
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
+from tests.browser import PAINTED, login_with_keyboard
 from training.models import FeedbackBatch, Run, RunAlert, RunKind, RunSample, RunStatus, SampleRole, SuiteResult
 from training.services.runs import run_progress
 

@@ -1,23 +1,19 @@
 """A lead freezes a preference set in real headless Chromium and finds its coverage charts drawn."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from annotation.models import Role
 from calibration.generators import simulation as sm
 from calibration.generators.simulation_store import simulation_store
 from rewards.models import PreferenceSet
+from tests.browser import PAINTED, login_with_keyboard
 from tests.factories import ProjectFactory, celery_worker, member
-from tests.frontend.test_analytics_browser import PAINTED
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server, settings):  # noqa: F811
+def test_lead_freezes_a_set_and_sees_its_coverage_charts(page, live_server, settings):
     project = ProjectFactory()
     sim = sm.simulate(kinds=["expert"] * 4 + ["noisy"], n_items=120, per_item=3, seed=4)
     simulation_store(project=project, sim=sim, prefix=f"sb{project.pk}")

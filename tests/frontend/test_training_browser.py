@@ -10,8 +10,7 @@ from django.utils import timezone
 from annotation.models import Role
 from rewards.models import PreferenceSet, RewardModel
 from tests.factories import ProjectFactory, member
-from tests.frontend.test_analytics_browser import PAINTED
-from tests.frontend.test_browser import login_with_keyboard, page  # noqa: F401  (the Chromium fixture)
+from tests.browser import PAINTED, login_with_keyboard
 from training.models import Run, RunMetric, RunStatus
 from training.services.runs import run_log, run_progress
 
