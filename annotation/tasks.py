@@ -5,7 +5,7 @@ from celery import shared_task
 from celery.signals import task_failure
 
 from .services.imports import import_job_run
-from .services.jobs import job_kind_for_task, job_task_failed, jobs_reap
+from .services.jobs import jobs_reap, task_failed
 from .services.routing import leases_expire
 
 
@@ -26,10 +26,10 @@ def reap_stale_jobs() -> dict:
 
 
 @task_failure.connect
-def fail_job_when_its_task_fails(sender=None, exception=None, args=None, **kwargs):
-    """Also fires in the worker's parent process when the child that ran the task was killed
-    (WorkerLostError, e.g. out of memory): the job is failed there, with the reason. A job whose
-    code raised was failed with that reason already; the first reason is kept."""
-    kind = job_kind_for_task(getattr(sender, "name", "")) if sender is not None else None
-    if kind is not None and args:
-        job_task_failed(kind, int(args[0]), exception)
+def fail_work_when_its_task_fails(sender=None, exception=None, args=None, **kwargs):
+    """For every task kind (jobs and runs alike, services/jobs.py task_failed). Also fires in the
+    worker's parent process when the child that ran the task was killed (WorkerLostError, e.g. out
+    of memory): the work is failed there, with the reason. Work whose code raised was failed with
+    that reason already; the first reason is kept."""
+    if sender is not None and args:
+        task_failed(getattr(sender, "name", ""), int(args[0]), exception)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import task_failure, worker_ready
+from celery.signals import worker_ready
+
+from annotation.services.jobs import task_failed_register
 
 from .services.reward_runs import reward_run_execute
 from .services.rl_runs import rl_run_execute
@@ -26,13 +28,15 @@ def reap_stale_runs() -> list[int]:
     return runs_reap_stale()
 
 
-@task_failure.connect
-def fail_run_when_its_task_fails(sender=None, exception=None, args=None, **kwargs):
-    """Also fires in the worker's parent process when the child that ran the task was killed
-    (WorkerLostError, e.g. out of memory): the run is failed there, with the reason."""
-    if sender is None or sender.name not in (train_reward_model.name, train_policy.name) or not args:
-        return
-    run_fail(run_id=int(args[0]), reason=f"The worker process died mid-run ({type(exception).__name__}: {exception}).")
+def _fail_run(run_id: int, exception: BaseException | None) -> None:
+    """A run's task failed: usually run_guarded has failed the run with its reason already (the
+    first reason is kept); when the pool process running it was killed, this is the only word."""
+    run_fail(run_id=run_id, reason=f"The worker process died mid-run ({type(exception).__name__}: {exception}).")
+
+
+# The one task_failure hook (annotation/tasks.py) fails runs through this, like every job kind.
+for _task in (train_reward_model, train_policy):
+    task_failed_register(_task.name, _fail_run)
 
 
 @worker_ready.connect

@@ -75,6 +75,27 @@ def job_kind_for_task(task_name: str) -> JobKind | None:
     return next((kind for kind in _KINDS.values() if kind.task == task_name), None)
 
 
+# What fails the work behind a Celery task whose task failed, by task name: every job kind's task,
+# and those a higher app registers (training's runs). One task_failure hook (annotation/tasks.py)
+# calls them, with the id the task was given and the exception.
+TaskFailed = Callable[[int, BaseException | None], object]
+_task_failed: dict[str, TaskFailed] = {}
+
+
+def task_failed_register(task_name: str, fail: TaskFailed) -> None:
+    _task_failed[task_name] = fail
+
+
+def task_failed(task_name: str, object_id: int, exception: BaseException | None) -> None:
+    """The one place a failed task's work is failed with its reason (also when the pool process
+    running it was killed, from the worker's parent process)."""
+    kind = job_kind_for_task(task_name)
+    if kind is not None:
+        job_task_failed(kind, object_id, exception)
+    elif task_name in _task_failed:
+        _task_failed[task_name](object_id, exception)
+
+
 def stale_after() -> timedelta:
     return timedelta(seconds=float(getattr(settings, "JOBS_STALE_AFTER_SECONDS", 120)))
 
