@@ -42,7 +42,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from .sandbox import SandboxResult, run_python_parts
+from .sandbox import SandboxResult, read_available, run_python_parts
 
 # Shared by both sides: the wire (length-prefixed JSON) and the data codec.
 _CODEC = r'''
@@ -483,16 +483,7 @@ def grade(solution: str, tests: str, *, timeout_s: float = 5.0, memory_mb: int =
 
 def _read_result(fd: int) -> dict | None:
     try:
-        os.set_blocking(fd, False)
-        data = b""
-        while len(data) < 65536:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = read_available(fd, limit=65536)
     finally:
         os.close(fd)
     lines = data.splitlines()

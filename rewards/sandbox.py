@@ -219,7 +219,7 @@ def run_python_parts(
             duration = time.monotonic() - started
             # Last resort, for a supervisor that died before it could clean up.
             _kill_group(proc.pid)
-            report = _read_all(report_read)
+            report = read_available(report_read)
         finally:
             os.close(report_read)
         stdout_text, stderr_text = _read_output(out), _read_output(err)
@@ -311,11 +311,12 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _read_all(fd: int) -> bytes:
-    # Non-blocking: a child that escaped the kill could still hold the write end open.
+def read_available(fd: int, *, limit: int | None = None) -> bytes:
+    """What a pipe holds now, up to `limit` bytes, without waiting. Non-blocking: a child that
+    escaped the kill could still hold the write end open."""
     os.set_blocking(fd, False)
-    chunks = []
-    while True:
+    chunks, size = [], 0
+    while limit is None or size < limit:
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
@@ -323,6 +324,7 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             break
         chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 

@@ -186,3 +186,18 @@ def celery_worker(settings) -> Iterator[None]:
     app.control.purge()
     with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
         yield
+
+
+def import_job_wait(job_id: int, seconds: float = 30):
+    """Wait for a real worker to finish an import job; the job, succeeded or failed."""
+    import time
+
+    from annotation.models import ImportJob
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = ImportJob.objects.get(pk=job_id)
+        if job.status in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"import {job_id} still {job.status}")

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
+from ..importing import MAX_TEXT
 from ..models import Choice, ItemKind, Judgment, JudgmentRevision, Project, Strength
 from ..permissions import work_allowed_check
 from ..sides import SHOWN_CHOICES, to_canonical
@@ -67,6 +68,22 @@ def judgment_validate(*, project: Project, data: JudgmentInput) -> dict[str, str
     errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
                                    explaining="your choice"))
     return errors
+
+
+def written_text_errors(text: str, *, source: str, missing: str, too_long: str, same: str) -> dict[str, str]:
+    """The check of a text an annotator writes against a `source` response (a rewrite of a bad
+    answer, a flawed variant of a good one): storable, not empty, within MAX_TEXT, not the source."""
+    problem = text_problem(text)
+    stripped = text.strip()
+    if problem:
+        return {"text": f"The text {problem}: remove it."}
+    if not stripped:
+        return {"text": missing}
+    if len(stripped) > MAX_TEXT:
+        return {"text": too_long}
+    if stripped == source.strip():
+        return {"text": same}
+    return {}
 
 
 def rationale_errors(*, project: Project, rationale: str, time_spent_ms: int, explaining: str) -> dict[str, str]:

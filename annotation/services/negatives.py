@@ -11,9 +11,8 @@ from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT
-from ..untrusted import text_problem
 from ..models import AdversarialNegative, DerivedPair, FlawType, ItemKind, PairTag, Project, Response, Strength
-from .judgments import rationale_errors
+from .judgments import rationale_errors, written_text_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
 
@@ -26,17 +25,10 @@ class NegativeInput:
 
 
 def negative_validate(*, project: Project, good: str, data: NegativeInput) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    text = data.text.strip()
-    problem = text_problem(data.text)
-    if problem:
-        errors["text"] = f"The text {problem}: remove it."
-    elif not text:
-        errors["text"] = "Write the flawed variant."
-    elif len(text) > MAX_TEXT:
-        errors["text"] = f"Keep the variant under {MAX_TEXT} characters."
-    elif text == good.strip():
-        errors["text"] = "The variant is identical to the good response: put the flaw in."
+    errors = written_text_errors(
+        data.text, source=good, missing="Write the flawed variant.",
+        too_long=f"Keep the variant under {MAX_TEXT} characters.",
+        same="The variant is identical to the good response: put the flaw in.")
     if data.flaw_type not in FlawType.values:
         errors["flaw_type"] = "Say which flaw you put in."
     errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,

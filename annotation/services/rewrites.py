@@ -19,7 +19,7 @@ from ..models import (
     DerivedPair, ItemKind, PairTag, Project, Response, Rewrite, RewriteStatus, Role, Strength,
 )
 from ..permissions import has_role, work_allowed_check
-from .judgments import rationale_errors
+from .judgments import rationale_errors, written_text_errors
 from .work import assignment_claim, assignment_finish, slot_check
 
 MAX_COMMENT_CHARS = 5_000
@@ -35,17 +35,10 @@ class RewriteInput:
 
 
 def rewrite_validate(*, project: Project, original: str, data: RewriteInput) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    text = data.text.strip()
-    problem = text_problem(data.text)
-    if problem:
-        errors["text"] = f"The text {problem}: remove it."
-    elif not text:
-        errors["text"] = "Write the better answer."
-    elif len(text) > MAX_TEXT:
-        errors["text"] = f"Keep the answer under {MAX_TEXT} characters."
-    elif text == original.strip():
-        errors["text"] = "The rewrite is identical to the bad response: change what was wrong."
+    errors = written_text_errors(
+        data.text, source=original, missing="Write the better answer.",
+        too_long=f"Keep the answer under {MAX_TEXT} characters.",
+        same="The rewrite is identical to the bad response: change what was wrong.")
     allowed = project.rewrite_flaw_keys
     unknown = [f for f in data.flaws if f not in allowed]
     if unknown:

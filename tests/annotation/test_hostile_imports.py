@@ -4,7 +4,6 @@ is imported. Real PostgreSQL, real Redis broker."""
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 
 import pytest
@@ -14,7 +13,7 @@ from django.test import Client
 
 from annotation.models import ImportJob, Item, Prompt, Response, Role
 from calibration.models import Anchor
-from tests.factories import ProjectFactory, api_as, celery_worker, member
+from tests.factories import ProjectFactory, api_as, celery_worker, import_job_wait, member
 
 GOOD = {"prompt": "What is 2+2?", "responses": ["4", "5"]}
 EXPERT = {"choice": "a", "strength": "clear", "explanation": "Response A adds correctly.", "calibration_set": True}
@@ -129,16 +128,6 @@ def test_cli_refuses_a_file_over_the_size_limit_naming_it(tmp_path, settings, ca
 # ---------------------------------------------------------------- REST, on a real worker
 
 
-def _wait_for(job_id: int, seconds: float = 30) -> ImportJob:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = ImportJob.objects.get(pk=job_id)
-        if job.status in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"import {job_id} still {job.status}")
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
 def test_rest_import_on_the_worker_reports_every_hostile_line_and_imports_nothing(settings, tmp_path):
@@ -152,7 +141,7 @@ def test_rest_import_on_the_worker_reports_every_hostile_line_and_imports_nothin
             {"file": SimpleUploadedFile("items.jsonl", body, content_type="application/jsonl")}, format="multipart",
         )
         assert response.status_code == 202, response.content
-        job = _wait_for(response.json()["id"])
+        job = import_job_wait(response.json()["id"])
     assert job.status == "failed"
     assert job.message == f"Nothing was imported: {len(HOSTILE)} of {len(HOSTILE) + 2} lines are invalid."
     assert_every_case_reported(job.errors, expected)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotation.models import ImportJob, Item, Role
-from tests.factories import ProjectFactory, api_as, celery_worker, member
+from annotation.models import Item, Role
+from tests.factories import ProjectFactory, api_as, celery_worker, import_job_wait, member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("celery")]
 
@@ -18,16 +17,6 @@ def worker(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     with celery_worker(settings):
         yield
-
-
-def wait_for(job_id: int, seconds: float = 30) -> ImportJob:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = ImportJob.objects.get(pk=job_id)
-        if job.status in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"import {job_id} still {job.status}")
 
 
 def upload(lines: list) -> SimpleUploadedFile:
@@ -41,7 +30,7 @@ def test_rest_import_is_queued_run_by_the_worker_and_reports_progress(worker):
     rows = [{"prompt": f"Q{i}", "responses": [f"a{i}", f"b{i}"]} for i in range(25)]
     response = api_as(lead).post(f"/api/projects/{project.slug}/imports/", {"file": upload(rows)}, format="multipart")
     assert response.status_code == 202, response.content
-    job = wait_for(response.json()["id"])
+    job = import_job_wait(response.json()["id"])
     assert job.status == "succeeded" and job.items_created == 25
     assert Item.objects.filter(project=project).count() == 25
     detail = api_as(lead).get(f"/api/imports/{job.pk}/").json()
@@ -53,7 +42,7 @@ def test_rest_import_of_a_bad_file_fails_whole_with_line_numbers(worker):
     lead = member(project, Role.LEAD)
     rows = [{"prompt": "Q", "responses": ["a", "b"]}, "oops", {"prompt": "Q", "responses": ["a"]}]
     response = api_as(lead).post(f"/api/projects/{project.slug}/imports/", {"file": upload(rows)}, format="multipart")
-    job = wait_for(response.json()["id"])
+    job = import_job_wait(response.json()["id"])
     assert job.status == "failed"
     assert [e["line"] for e in job.errors] == [2, 3]
     assert "Nothing was imported" in job.message
