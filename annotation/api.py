@@ -28,12 +28,19 @@ from .services.queue import queue_next, queue_skip, queue_submit
 from .services.tokens import can_hold_tokens, token_create, token_revoke, token_of, token_rotate, tokens_of
 
 
+def project_where(request, slug: str, allowed, refusal: str):
+    """The project, for a member `allowed` there (a permissions.can_* check): 404 for non-members,
+    whose answer does not confirm that it exists; 403 with `refusal` for members who may not. The
+    one role-check preamble of every app's API."""
+    project = selectors.project_get_for_member(slug=slug, user=request.user)
+    if not allowed(user=request.user, project=project):
+        raise PermissionDenied(refusal)
+    return project
+
+
 def annotating_project(request, slug: str):
     """The project, for one of its annotators (403 for other members, 404 for non-members)."""
-    project = selectors.project_get_for_member(slug=slug, user=request.user)
-    if not can_annotate(user=request.user, project=project):
-        raise PermissionDenied("Only annotators of this project receive items.")
-    return project
+    return project_where(request, slug, can_annotate, "Only annotators of this project receive items.")
 
 
 def judgment_input(data: dict) -> JudgmentInput:
@@ -152,9 +159,7 @@ class ImportCreateApi(APIView):
     @extend_schema(request=serializers.ImportInput, responses={202: serializers.ImportJobOutput})
     def post(self, request, slug: str):
         """Upload a JSONL file; it is validated and imported in the background (all or nothing)."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_import(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers import items.")
+        project = project_where(request, slug, can_import, "Only leads and engineers import items.")
         data = serializers.ImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = import_job_create(project=project, upload=data.validated_data["file"], created_by=request.user)
@@ -187,9 +192,7 @@ class SpecPublishApi(APIView):
     @extend_schema(request=serializers.SpecInput, responses={201: serializers.SpecOutput})
     def post(self, request, slug: str):
         """Publish a new version of the behaviour spec (leads). Later judgments record it."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_lead(user=request.user, project=project):
-            raise PermissionDenied("Only leads publish the behaviour spec.")
+        project = project_where(request, slug, can_lead, "Only leads publish the behaviour spec.")
         data = serializers.SpecInput(data=request.data)
         data.is_valid(raise_exception=True)
         spec = spec_publish(project=project, text=data.validated_data["text"], created_by=request.user)
@@ -320,18 +323,14 @@ class BadCaseApi(APIView):
     @extend_schema(responses=serializers.BadCaseOutput(many=True))
     def get(self, request, slug: str):
         """Bad cases and where they came from (leads and engineers)."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_see_all_judgments(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers see bad cases.")
+        project = project_where(request, slug, can_see_all_judgments, "Only leads and engineers see bad cases.")
         return Response(serializers.BadCaseOutput(selectors.bad_cases_of(project=project), many=True).data)
 
     @extend_schema(request=serializers.BadCaseInput, responses={201: serializers.BadCaseOutput, 200: serializers.BadCaseOutput})
     def post(self, request, slug: str):
         """Mark a response as a bad case (leads). It gets one rewrite task; marking it again
         only records the report."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_lead(user=request.user, project=project):
-            raise PermissionDenied("Only leads mark bad cases.")
+        project = project_where(request, slug, can_lead, "Only leads mark bad cases.")
         data = serializers.BadCaseInput(data=request.data)
         data.is_valid(raise_exception=True)
         response = selectors.response_in_project(response_id=data.validated_data["response"], project=project)
@@ -347,9 +346,7 @@ class SkillsApi(APIView):
     def put(self, request, slug: str, username: str):
         """Set an annotator's domain skills (leads). Rewrite tasks of a skill domain go only to
         annotators holding that skill."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_lead(user=request.user, project=project):
-            raise PermissionDenied("Only leads set skills.")
+        project = project_where(request, slug, can_lead, "Only leads set skills.")
         data = serializers.SkillsInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = selectors.member_by_username(project=project, username=username)
@@ -361,9 +358,7 @@ class DesignedDataApi(APIView):
     def get(self, request, slug: str):
         """Counts of bad cases, rewrites by status, adversarial negatives by flaw type (with how
         many are longer than their good response), derived pairs and rankings."""
-        project = selectors.project_get_for_member(slug=slug, user=request.user)
-        if not can_see_all_judgments(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers see the dataset view.")
+        project = project_where(request, slug, can_see_all_judgments, "Only leads and engineers see the dataset view.")
         return Response(selectors.designed_data_overview(project=project))
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from django.http import HttpResponse
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors as annotation_selectors
-from annotation.api import annotating_project, judgment_input
+from annotation.api import annotating_project, judgment_input, project_where
 from annotation.parsers import UntrustedJSONParser
 from annotation.permissions import can_lead, can_see_all_judgments
 from annotation.serializers import SubmitInput
@@ -25,10 +24,7 @@ from .services.standing import recalibration_assign, standing_override
 
 
 def _lead_project(request, slug: str):
-    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
-    if not can_lead(user=request.user, project=project):
-        raise PermissionDenied("Only leads manage calibration.")
-    return project
+    return project_where(request, slug, can_lead, "Only leads manage calibration.")
 
 
 def _expert(data: dict) -> ExpertAnswer:
@@ -230,10 +226,7 @@ class StandingHistoryApi(APIView):
 
 
 def _analytics_project(request, slug: str):
-    project = annotation_selectors.project_get_for_member(slug=slug, user=request.user)
-    if not can_see_all_judgments(user=request.user, project=project):
-        raise PermissionDenied("Only leads and engineers see the project's analytics.")
-    return project
+    return project_where(request, slug, can_see_all_judgments, "Only leads and engineers see the project's analytics.")
 
 
 def snapshot_summary(snapshot) -> dict | None:

@@ -7,12 +7,12 @@ import tempfile
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.permissions import can_export
-from annotation.selectors import project_get_for_member
+from annotation.api import project_where
 from annotation.services.jobs import JobStateError
 
 from .curation import SPLITS, CurationPolicy
@@ -52,9 +52,7 @@ class PreferenceExportApi(APIView):
 
         Judgments of excluded annotators are left out unless `include_excluded=true`; the headers
         `X-Excluded-Annotators` and `X-Excluded-Judgments` say how many were left out."""
-        project = project_get_for_member(slug=slug, user=request.user)
-        if not can_export(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers export data.")
+        project = project_where(request, slug, can_export, "Only leads and engineers export data.")
         fmt = request.query_params.get("format", "trl")
         aggregate = request.query_params.get("aggregate", "none")
         if fmt not in FORMATS:
@@ -85,9 +83,7 @@ def _set_for(request, set_id: int) -> PreferenceSet:
     preference_set = preference_set_by_id(pk=set_id)
     if preference_set is None:
         raise NotFound("No such preference set.")
-    project = project_get_for_member(slug=preference_set.project.slug, user=request.user)
-    if not can_export(user=request.user, project=project):
-        raise PermissionDenied("Only leads and engineers see preference sets.")
+    project_where(request, preference_set.project.slug, can_export, "Only leads and engineers see preference sets.")
     return preference_set
 
 
@@ -95,9 +91,7 @@ class PreferenceSetListApi(APIView):
     @extend_schema(responses=PreferenceSetOutput(many=True))
     def get(self, request, slug: str):
         """The project's frozen preference sets, newest first (leads and engineers)."""
-        project = project_get_for_member(slug=slug, user=request.user)
-        if not can_export(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers see preference sets.")
+        project = project_where(request, slug, can_export, "Only leads and engineers see preference sets.")
         sets = preference_sets_of(project=project)
         return Response(PreferenceSetOutput(sets, many=True).data)
 
@@ -106,9 +100,7 @@ class PreferenceSetListApi(APIView):
         """Freeze the project's data under a curation policy as the next version, on the worker
         (the same path as the page). Answers 202 with the freeze to poll at /api/freezes/<id>/;
         the policy is checked at once (400)."""
-        project = project_get_for_member(slug=slug, user=request.user)
-        if not can_export(user=request.user, project=project):
-            raise PermissionDenied("Only leads and engineers freeze preference sets.")
+        project = project_where(request, slug, can_export, "Only leads and engineers freeze preference sets.")
         data = FreezeInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -124,9 +116,7 @@ def _freeze_for(request, request_id: int) -> FreezeRequest:
     freeze = freeze_request_by_id(pk=request_id)
     if freeze is None:
         raise NotFound("No such freeze.")
-    project = project_get_for_member(slug=freeze.project.slug, user=request.user)
-    if not can_export(user=request.user, project=project):
-        raise PermissionDenied("Only leads and engineers see freezes.")
+    project_where(request, freeze.project.slug, can_export, "Only leads and engineers see freezes.")
     return freeze
 
 
