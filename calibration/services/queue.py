@@ -35,7 +35,7 @@ from ..models import (
     RoundStatus,
     StandingState,
 )
-from .standing import hidden_result_record, round_finish, standing_with_policy
+from .standing import anchor_result_create, hidden_result_record, round_finish, standing_with_policy
 
 _rng = random.SystemRandom()
 
@@ -214,19 +214,12 @@ def calibration_answer(
         if errors:
             raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
         fields = canonical_fields(data, shown_left=question.shown_left)
-        correct = fields["choice"] == anchor.expert_choice
-        result = AnchorResult.objects.create(
-            project=round_.project,
-            anchor=anchor,
-            annotator=annotator,
-            context=ResultContext.CALIBRATION,
-            question=question,
-            time_spent_ms=data.time_spent_ms,
-            shown_left=question.shown_left,
-            correct=correct,
-            clear_cut=anchor.clear_cut,
-            **fields,
+        result = anchor_result_create(
+            anchor=anchor, project_id=round_.project_id, annotator_id=annotator.pk,
+            context=ResultContext.CALIBRATION, question=question, time_spent_ms=data.time_spent_ms,
+            shown_left=question.shown_left, **fields,
         )
+        correct = result.correct
         question.answered_at = now
         question.save(update_fields=["answered_at"])
         round_ = CalibrationRound.objects.select_for_update().get(pk=round_.pk)

@@ -261,25 +261,29 @@ def round_finish(*, round_: CalibrationRound, policy: CalibrationPolicy, now: da
     return standing
 
 
+def anchor_result_create(*, anchor: Anchor, project_id: int, annotator_id: int, context: str, shown_left: str,
+                         time_spent_ms: int, question=None, judgment=None, **answer) -> AnchorResult:
+    """One scored answer on an anchor, from a calibration round or hidden in the live queue:
+    `answer` is its canonical choice, strength, dimension choices (and rationale); it is correct
+    when its choice is the expert's."""
+    return AnchorResult.objects.create(
+        project_id=project_id, anchor=anchor, annotator_id=annotator_id, context=context, question=question,
+        judgment=judgment, time_spent_ms=time_spent_ms, shown_left=shown_left,
+        correct=answer["choice"] == anchor.expert_choice, clear_cut=anchor.clear_cut, **answer,
+    )
+
+
 def hidden_result_record(
     *, judgment, anchor: Anchor, policy: CalibrationPolicy, now: datetime | None = None
 ) -> AnchorResult:
     """Score a live-queue answer on a hidden anchor and let it move an active annotator:
     by the rolling window of clear-cut results since they became active, and by the CUSUM."""
     now = now or timezone.now()
-    result = AnchorResult.objects.create(
-        project_id=judgment.project_id,
-        anchor=anchor,
-        annotator_id=judgment.annotator_id,
-        context=ResultContext.HIDDEN,
-        judgment=judgment,
-        choice=judgment.choice,
-        strength=judgment.strength,
+    result = anchor_result_create(
+        anchor=anchor, project_id=judgment.project_id, annotator_id=judgment.annotator_id,
+        context=ResultContext.HIDDEN, judgment=judgment, time_spent_ms=judgment.time_spent_ms,
+        shown_left=judgment.shown_left, choice=judgment.choice, strength=judgment.strength,
         dimension_choices=judgment.dimension_choices,
-        time_spent_ms=judgment.time_spent_ms,
-        shown_left=judgment.shown_left,
-        correct=judgment.choice == anchor.expert_choice,
-        clear_cut=anchor.clear_cut,
     )
     if not anchor.clear_cut:
         return result
