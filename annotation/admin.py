@@ -39,6 +39,8 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records kept for audits: they change only through the services (every app's admin uses it)."""
+
     def has_add_permission(self, request):
         return False
 
@@ -63,7 +65,6 @@ class JudgmentRevisionAdmin(ReadOnlyAdmin):
 @admin.register(ImportJob)
 class ImportJobAdmin(ReadOnlyAdmin):
     list_display = ["id", "project", "original_name", "status", "items_created", "error_count", "created_at"]
-
 
 
 @admin.register(ApiToken)

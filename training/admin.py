@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from calibration.admin import ReadOnlyAdmin
+from annotation.admin import ReadOnlyAdmin
 
 from .models import Run, RunAlert
 
