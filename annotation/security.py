@@ -25,6 +25,7 @@ class ApiTokenAuthentication(TokenAuthentication):
     keyword = "Token"
     keywords = ("token", "bearer")
 
+    # DRF's own authenticate() accepts one keyword; this one takes both, then DRF's checks apply.
     def authenticate(self, request):
         auth = get_authorization_header(request).split()
         if not auth or auth[0].lower() not in {k.encode() for k in self.keywords}:

@@ -7,7 +7,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.models import Project, Role
-from tests.factories import ProjectFactory, member
+from tests.factories import ProjectFactory, api_as, member
 
 # API: who is refused, and how. Leads and engineers read; annotators never; outsiders learn nothing.
 READERS = {"anonymous": 401, "outsider": 404, "annotator": 403}
@@ -28,10 +28,7 @@ def people_of(project: Project, *, outsider_role: str = Role.LEAD, **more: str) 
 
 
 def _api_client(people: dict, who: str) -> APIClient:
-    client = APIClient()
-    if who != "anonymous":
-        client.force_authenticate(people[who])
-    return client
+    return APIClient() if who == "anonymous" else api_as(people[who])
 
 
 def _page_client(people: dict, who: str) -> Client:
