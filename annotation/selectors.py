@@ -27,6 +27,16 @@ from .models import (
     domain_in,
 )
 from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
+
+
+def one_or_404(queryset: QuerySet, message: str):
+    """The first row of `queryset`, or a 404 that says what was not found. Not Django's
+    get_object_or_404: that one uses .get() (a filter that can match several rows would answer
+    500) and a generic message naming the model."""
+    row = queryset.first()
+    if row is None:
+        raise Http404(message)
+    return row
 from .ranking import letters
 from .services.quarantine import text_displayable
 
@@ -135,18 +145,12 @@ def project_overview(*, project: Project) -> dict:
 
 def assignment_for_annotator(*, handle: str, annotator) -> Assignment:
     """An annotator's own assignment, by its opaque handle; anyone else's is 404."""
-    assignment = Assignment.objects.filter(handle=handle, annotator=annotator).first()
-    if assignment is None:
-        raise Http404("No such assignment.")
-    return assignment
+    return one_or_404(Assignment.objects.filter(handle=handle, annotator=annotator), "No such assignment.")
 
 
 def judgment_for_annotator(*, judgment_id: int, annotator) -> Judgment:
     """An annotator's own judgment; anyone else's (even a lead's view of it) is 404 for editing."""
-    judgment = Judgment.objects.filter(pk=judgment_id, annotator=annotator).first()
-    if judgment is None:
-        raise Http404("No such judgment.")
-    return judgment
+    return one_or_404(Judgment.objects.filter(pk=judgment_id, annotator=annotator), "No such judgment.")
 
 
 # ---------------------------------------------------------------- rewrites, negatives, rankings
@@ -163,14 +167,11 @@ def rewrite_returned_next(*, project: Project, author) -> Rewrite | None:
 
 
 def rewrite_for_author(*, rewrite_id: int, author) -> Rewrite:
-    rewrite = (
+    return one_or_404(
         Rewrite.objects.filter(pk=rewrite_id, author=author)
-        .select_related("item__prompt", "item__response_a", "item__project")
-        .first()
+        .select_related("item__prompt", "item__response_a", "item__project"),
+        "No such rewrite.",
     )
-    if rewrite is None:
-        raise Http404("No such rewrite.")
-    return rewrite
 
 
 def skills_of(*, project: Project, user) -> list[str]:
@@ -217,10 +218,8 @@ def can_review_any_rewrite(*, user, project: Project) -> bool:
 
 def rewrite_get_for_reviewer(*, rewrite_id: int, user, project: Project) -> Rewrite:
     """A rewrite this user may review (any status); 404 for everyone else, authors included."""
-    rewrite = rewrites_reviewable_by(user=user, project=project, status="").filter(pk=rewrite_id).first()
-    if rewrite is None:
-        raise Http404("No such rewrite.")
-    return rewrite
+    reviewable = rewrites_reviewable_by(user=user, project=project, status="")
+    return one_or_404(reviewable.filter(pk=rewrite_id), "No such rewrite.")
 
 
 def designed_data_overview(*, project: Project) -> dict:
@@ -281,17 +280,13 @@ def bad_cases_of(*, project: Project) -> QuerySet[BadCase]:
 
 
 def response_in_project(*, response_id: int, project: Project) -> Response:
-    response = Response.objects.filter(pk=response_id, prompt__project=project).first()
-    if response is None:
-        raise Http404("No such response in this project.")
-    return response
+    return one_or_404(Response.objects.filter(pk=response_id, prompt__project=project),
+                      "No such response in this project.")
 
 
 def member_by_username(*, project: Project, username: str):
-    membership = Membership.objects.filter(project=project, user__username=username).select_related("user").first()
-    if membership is None:
-        raise Http404("No such member.")
-    return membership.user
+    members = Membership.objects.filter(project=project, user__username=username).select_related("user")
+    return one_or_404(members, "No such member.").user
 
 
 def items_for_lead(*, project: Project, kind: str = "", query: str = "", limit: int = 50) -> list[dict]:

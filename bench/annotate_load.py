@@ -493,19 +493,29 @@ async def _post(session, url: str, headers: dict, body: bytes | None):
         return resp.status, payload
 
 
-async def one_cycle(session, base: str, slug: str, token: str, rng: random.Random, stats: Stats) -> str:
-    """next -> submit for one annotator. Returns 'ok', 'exhausted' or 'error'."""
+async def _timed_post(session, url: str, headers: dict, body: bytes | None, stats: Stats, what: str):
+    """POST and record its latency under `what`: (status, payload, end time), or None when the
+    request itself failed (recorded under the exception's name)."""
     import aiohttp
 
-    headers = {"Authorization": f"Token {token}"}
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     try:
-        status, payload = await _post(session, f"{base}/api/projects/{slug}/next/", headers, None)
+        status, payload = await _post(session, url, headers, body)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        stats.record("next", t0, time.perf_counter(), type(exc).__name__)
+        stats.record(what, start, time.perf_counter(), type(exc).__name__)
+        return None
+    end = time.perf_counter()
+    stats.record(what, start, end, str(status))
+    return status, payload, end
+
+
+async def one_cycle(session, base: str, slug: str, token: str, rng: random.Random, stats: Stats) -> str:
+    """next -> submit for one annotator. Returns 'ok', 'exhausted' or 'error'."""
+    headers = {"Authorization": f"Token {token}"}
+    answer = await _timed_post(session, f"{base}/api/projects/{slug}/next/", headers, None, stats, "next")
+    if answer is None:
         return "error"
-    t1 = time.perf_counter()
-    stats.record("next", t0, t1, str(status))
+    status, payload, t1 = answer
     if status == 204:
         if stats.in_window(t1):
             stats.exhausted += 1
@@ -515,14 +525,11 @@ async def one_cycle(session, base: str, slug: str, token: str, rng: random.Rando
     assignment = json.loads(payload)["assignment"]
     body = json.dumps(_submit_body(rng)).encode()
     sheaders = {**headers, "Content-Type": "application/json"}
-    t2 = time.perf_counter()
-    try:
-        status, _ = await _post(session, f"{base}/api/assignments/{assignment}/submit/", sheaders, body)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        stats.record("submit", t2, time.perf_counter(), type(exc).__name__)
+    answer = await _timed_post(session, f"{base}/api/assignments/{assignment}/submit/", sheaders, body, stats,
+                               "submit")
+    if answer is None:
         return "error"
-    t3 = time.perf_counter()
-    stats.record("submit", t2, t3, str(status))
+    status, _, t3 = answer
     if status in (200, 201):
         if stats.in_window(t3):
             stats.labels += 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404
 
 from annotation.models import Item, Membership, Project, Role
 from annotation.sides import to_shown
+from annotation.selectors import one_or_404
 
 from .models import (
     AnalyticsPolicy,
@@ -136,14 +136,11 @@ def anchor_agreement(*, project: Project) -> list[dict]:
 
 
 def anchor_get(*, project: Project, anchor_id: int) -> Anchor:
-    anchor = (
+    return one_or_404(
         Anchor.objects.filter(project=project, pk=anchor_id)
-        .select_related("item__prompt", "item__response_a", "item__response_b")
-        .first()
+        .select_related("item__prompt", "item__response_a", "item__response_b"),
+        "No such anchor.",
     )
-    if anchor is None:
-        raise Http404("No such anchor.")
-    return anchor
 
 
 def anchor_history(*, anchor: Anchor) -> list[AnchorRevision]:
@@ -164,14 +161,11 @@ def anchor_explanation_readings(*, explanation: str) -> dict:
 
 
 def item_for_anchor_form(*, project: Project, item_id: int) -> Item:
-    item = (
+    return one_or_404(
         Item.objects.filter(project=project, pk=item_id)
-        .select_related("prompt", "response_a", "response_b")
-        .first()
+        .select_related("prompt", "response_a", "response_b"),
+        "No such item in this project.",
     )
-    if item is None:
-        raise Http404("No such item in this project.")
-    return item
 
 
 def standing_history(*, project: Project, annotator_id: int | None = None) -> QuerySet[StandingChange]:
@@ -258,25 +252,18 @@ def question_payload(*, question: CalibrationQuestion) -> dict:
 
 
 def annotator_in_project(*, project: Project, username: str):
-    membership = (
-        Membership.objects.filter(project=project, role=Role.ANNOTATOR, user__username=username)
-        .select_related("user")
-        .first()
-    )
-    if membership is None:
-        raise Http404("No such annotator in this project.")
-    return membership.user
+    return one_or_404(
+        Membership.objects.filter(project=project, role=Role.ANNOTATOR, user__username=username).select_related("user"),
+        "No such annotator in this project.",
+    ).user
 
 
 def question_for_annotator(*, question_id: int, annotator) -> CalibrationQuestion:
-    question = (
+    return one_or_404(
         CalibrationQuestion.objects.filter(pk=question_id, round__annotator=annotator)
-        .select_related("round", "anchor__item__prompt", "anchor__item__response_a", "anchor__item__response_b")
-        .first()
+        .select_related("round", "anchor__item__prompt", "anchor__item__response_a", "anchor__item__response_b"),
+        "No such calibration question.",
     )
-    if question is None:
-        raise Http404("No such calibration question.")
-    return question
 
 
 # --- analytics -------------------------------------------------------------------------------
@@ -306,7 +293,4 @@ def analytics_state(*, project: Project) -> dict:
 
 
 def analytics_snapshot_progress(*, project: Project, snapshot_id: int) -> AnalyticsSnapshot:
-    snapshot = AnalyticsSnapshot.objects.filter(project=project, pk=snapshot_id).defer("payload").first()
-    if snapshot is None:
-        raise Http404("No such computation.")
-    return snapshot
+    return one_or_404(AnalyticsSnapshot.objects.filter(project=project, pk=snapshot_id).defer("payload"), "No such computation.")

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from annotation.models import Item, Membership, Project, Prompt, Response, Role
+from annotation.ranking import letters
 from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import spec_publish
 
@@ -124,25 +125,43 @@ def adversarial_line(prompt: str, good: str, *, domain: str = "general") -> dict
 
 def label_all(project: Project, annotators, *, prefer="a", strength: str = "clear",
               rationale: str = "a is the better one", dimensions=None) -> int:
-    """The suite's one "label everything" loop: each annotator takes every comparison the queue
-    serves them (annotation.services.queue, as the page and the API do) and judges it. `prefer` is
-    a canonical answer ("a", "b", "tie", "both_bad") or a function of the assignment returning one;
-    it is turned into the side the annotator saw. `dimensions(shown, other)` gives per-dimension
-    choices in shown terms. Returns the number of judgments made."""
+    """The suite's one "label everything" loop: each annotator takes every item the queue serves
+    them (annotation.services.queue, as the page and the API do) and answers it. Comparisons:
+    `prefer` is a canonical answer ("a", "b", "tie", "both_bad") or a function of the assignment
+    returning one; it is turned into the side the annotator saw, and `dimensions(shown, other)`
+    gives per-dimension choices in shown terms. Rankings are ranked as shown, bad cases rewritten
+    and adversarial items given a confidently wrong negative. Returns the number of answers made."""
+    from annotation.models import ItemKind
     from annotation.services.judgments import judgment_submit
+    from annotation.services.negatives import NegativeInput, negative_submit
     from annotation.services.queue import queue_next
+    from annotation.services.rankings import RankingInput, ranking_submit
+    from annotation.services.rewrites import RewriteInput, rewrite_submit
     from annotation.sides import to_shown
 
     made = 0
     for annotator in annotators:
         while (assignment := queue_next(project=project, annotator=annotator)) is not None:
-            answer = prefer(assignment) if callable(prefer) else prefer
-            shown = to_shown(answer, shown_left=assignment.shown_left)
-            other = {"left": "right", "right": "left"}.get(shown, shown)
-            judgment_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
-                            data=JudgmentInput(choice=shown, strength=strength if answer in ("a", "b") else "",
-                                               rationale=rationale,
-                                               dimensions=dimensions(shown, other) if dimensions else {}))
+            mine = {"assignment_id": assignment.pk, "client_token": uuid.uuid4()}
+            kind = assignment.item.kind
+            if kind == ItemKind.RANKING:
+                order = ">".join(letters(assignment.item.ranked.count()))
+                ranking_submit(annotator=annotator, data=RankingInput(order=order, rationale=rationale), **mine)
+            elif kind == ItemKind.REWRITE:
+                rewrite_submit(author=annotator, **mine, data=RewriteInput(
+                    text=f"A corrected answer, written for item {assignment.item_id}.", rationale=rationale,
+                    flaws=["hallucination"]))
+            elif kind == ItemKind.ADVERSARIAL:
+                negative_submit(author=annotator, **mine, data=NegativeInput(
+                    text=f"Confidently wrong, for item {assignment.item_id}.", flaw_type="confident_but_wrong",
+                    rationale=rationale))
+            else:
+                answer = prefer(assignment) if callable(prefer) else prefer
+                shown = to_shown(answer, shown_left=assignment.shown_left)
+                other = {"left": "right", "right": "left"}.get(shown, shown)
+                judgment_submit(annotator=annotator, **mine, data=JudgmentInput(
+                    choice=shown, strength=strength if answer in ("a", "b") else "", rationale=rationale,
+                    dimensions=dimensions(shown, other) if dimensions else {}))
             made += 1
     return made
 

@@ -42,12 +42,9 @@ from schemathesis.generation.coverage import GenerationSession  # noqa: E402
 from schemathesis.generation.meta import CoverageScenario  # noqa: E402
 
 from annotation.services.tokens import token_issue  # noqa: E402
-from annotation.models import FlawType, ItemKind, Role  # noqa: E402
+from annotation.models import ItemKind, Rewrite, Role  # noqa: E402
 from annotation.services.imports import import_job_create  # noqa: E402
 from annotation.services.judgments import judgment_submit  # noqa: E402
-from annotation.services.negatives import NegativeInput, negative_submit  # noqa: E402
-from annotation.services.rankings import RankingInput, ranking_submit  # noqa: E402
-from annotation.services.rewrites import RewriteInput, rewrite_submit  # noqa: E402
 from annotation.services.queue import queue_next, queue_skip  # noqa: E402
 from calibration.services.queue import question_next  # noqa: E402
 from calibration.services.standing import standing_with_policy  # noqa: E402
@@ -58,8 +55,10 @@ from training.models import Run, RunAlert, RunKind, RunStatus  # noqa: E402
 
 from tests.factories import good_input  # noqa: E402
 from tests.factories import (  # noqa: E402
-    ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, make_anchor, member, ranking_line,
+    ItemFactory, ProjectFactory, adversarial_line, bad_case_line, import_lines, label_all, make_anchor, member,
+    ranking_line,
 )
+from tests.permissions import people_of  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -173,28 +172,12 @@ def build_world(tmp_path) -> dict:
         bad_case_line("Explain photosynthesis?", "Plants eat dirt."),
         adversarial_line("What is 2 + 2?", "2 + 2 = 4."),
     ])
-    people = {role: member(project, role) for role in (Role.ANNOTATOR, Role.LEAD, Role.ENGINEER)}
-    annotator, peer = people[Role.ANNOTATOR], member(project, Role.ANNOTATOR)
+    people = people_of(project, peer=Role.ANNOTATOR)
+    annotator, peer = people[Role.ANNOTATOR], people["peer"]
     for user in (annotator, peer):  # active: they joined before there was a calibration set
         standing_with_policy(project=project, annotator=user)
-
-    rewrite = None
-    while (assignment := queue_next(project=project, annotator=peer)) is not None:
-        token = uuid.uuid4()
-        kind = assignment.item.kind
-        if kind == ItemKind.COMPARISON:
-            judgment_submit(assignment_id=assignment.pk, annotator=peer, client_token=token, data=good_input("left"))
-        elif kind == ItemKind.RANKING:
-            ranking_submit(assignment_id=assignment.pk, annotator=peer, client_token=token,
-                           data=RankingInput(order="A>B=C", rationale="A answers it; B and C do not."))
-        elif kind == ItemKind.REWRITE:
-            rewrite, _ = rewrite_submit(assignment_id=assignment.pk, author=peer, client_token=token, data=RewriteInput(
-                text="Plants turn light, water and carbon dioxide into sugar and oxygen.",
-                rationale="The original is false.", flaws=["hallucination"]))
-        else:
-            negative_submit(assignment_id=assignment.pk, author=peer, client_token=token, data=NegativeInput(
-                text="2 + 2 = 5, as everyone knows.", flaw_type=FlawType.CONFIDENT_BUT_WRONG,
-                rationale="Assertive and wrong."))
+    label_all(project, [peer], prefer="a", rationale="The first one answers it; the other does not.")
+    rewrite = Rewrite.objects.get(author=peer)
 
     judgment, handle = None, None
     while handle is None and (assignment := queue_next(project=project, annotator=annotator)) is not None:

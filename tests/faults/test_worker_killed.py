@@ -129,20 +129,25 @@ def test_pool_process_killed_mid_import_fails_it_at_once_and_the_same_worker_ret
           f"by the worker's parent), retry on the same worker imported {len(rows)} of {len(rows)}")
 
 
-def test_worker_killed_mid_freeze_fails_it_with_its_reason_and_the_page_retry_freezes(env, tmp_path, settings,
-                                                                                     table_lock):
+def _labelled_with_lead():
     project = labelled_project()
     lead_user = member(project, Role.LEAD)
-    lead = api_as(lead_user)
+    return project, lead_user, api_as(lead_user)
+
+
+def _queued(client, url: str, body=None) -> int:
+    """POST that queues a job (202); the job's id."""
+    answer = client.post(url, body, format="json")
+    assert answer.status_code == 202, answer.content
+    return answer.json()["id"]
+
+
+def test_worker_killed_mid_freeze_fails_it_with_its_reason_and_the_page_retry_freezes(env, tmp_path, settings,
+                                                                                     table_lock):
+    project, lead_user, lead = _labelled_with_lead()
     log = tmp_path / "worker.log"
-
-    def queue() -> int:
-        answer = lead.post(f"/api/projects/{project.slug}/sets/", {"name": "v1", "policy": {"aggregation": "majority"}},
-                           format="json")
-        assert answer.status_code == 202, answer.content
-        return answer.json()["id"]
-
-    freeze_id = kill_mid_job(env=env, log=log, model=FreezeRequest, job_id_of=queue,
+    freeze_id = kill_mid_job(env=env, log=log, model=FreezeRequest, job_id_of=lambda: _queued(
+        lead, f"/api/projects/{project.slug}/sets/", {"name": "v1", "policy": {"aggregation": "majority"}}),
                              lock=table_lock("rewards_setpair", "SHARE"))
     settings.JOBS_STALE_AFTER_SECONDS = STALE
     failed = wait_until(lambda: (f := lead.get(f"/api/freezes/{freeze_id}/").json())["status"] != "running" and f,
@@ -172,18 +177,11 @@ def test_worker_killed_mid_freeze_fails_it_with_its_reason_and_the_page_retry_fr
 
 def test_worker_killed_mid_analytics_fails_it_with_its_reason_and_the_retry_computes(env, tmp_path, settings,
                                                                                      table_lock):
-    project = labelled_project()
-    lead_user = member(project, Role.LEAD)
-    lead = api_as(lead_user)
+    project, lead_user, lead = _labelled_with_lead()
     log = tmp_path / "worker.log"
-
-    def queue() -> int:
-        answer = lead.post(f"/api/projects/{project.slug}/analytics/refresh/")
-        assert answer.status_code == 202, answer.content
-        return answer.json()["id"]
-
     # The computation reads the project's analytics settings early on: it waits there.
-    snapshot_id = kill_mid_job(env=env, log=log, model=AnalyticsSnapshot, job_id_of=queue,
+    snapshot_id = kill_mid_job(env=env, log=log, model=AnalyticsSnapshot, job_id_of=lambda: _queued(
+        lead, f"/api/projects/{project.slug}/analytics/refresh/"),
                                lock=table_lock("calibration_analyticspolicy", "ACCESS EXCLUSIVE"))
     settings.JOBS_STALE_AFTER_SECONDS = STALE
     state = wait_until(lambda: (s := lead.get(f"/api/projects/{project.slug}/analytics/").json())["pending"] is None

@@ -49,3 +49,20 @@ def add_config_arguments(parser, config_cls, *, aliases: dict[str, tuple[str, ..
 def config_values(options: dict, config_cls) -> dict:
     """The fields given on the command line, for `config_cls.from_dict`."""
     return {f.name: options[f.name] for f in fields(config_cls) if options.get(f.name) is not None}
+
+
+def start_from_options(options: dict, config_cls, start):
+    """Build `config_cls` from the command's options and call `start(config)` (which creates the
+    run); a config the service refuses becomes a CommandError naming every bad field. Returns
+    (config, run)."""
+    from django.core.management.base import CommandError
+
+    from training.services.reward_runs import RunConfigError
+
+    try:
+        config = config_cls.from_dict(config_values(options, config_cls))
+        return config, start(config)
+    except RunConfigError as exc:
+        raise CommandError("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

@@ -10,11 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rewards.management.commands.export_set import find_set
 from training.config import ALGORITHMS, ENGINES, RLRunConfig
-from training.management.config_args import add_config_arguments, config_values
+from training.management.config_args import add_config_arguments, start_from_options
 from training.management.follow import follow
 from training.models import RunStatus
 from training.selectors import run_alerts, run_suite
-from training.services.reward_runs import RunConfigError
 from training.services.rl_runs import rl_run_create
 
 class Command(BaseCommand):
@@ -33,14 +32,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         prompt_set = find_set(options["set"])
-        try:
-            config = RLRunConfig.from_dict(config_values(options, RLRunConfig))
-            run = rl_run_create(project=prompt_set.project, prompt_set=prompt_set, config=config,
-                                override_reason=options["override_reason"])
-        except RunConfigError as exc:
-            raise CommandError("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        config, run = start_from_options(options, RLRunConfig, lambda config: rl_run_create(
+            project=prompt_set.project, prompt_set=prompt_set, config=config,
+            override_reason=options["override_reason"]))
         self.stdout.write(f"Run {run.pk} ({config.algorithm.upper()}) queued on {prompt_set}.")
         if options["no_wait"]:
             return

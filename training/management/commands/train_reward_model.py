@@ -10,10 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rewards.management.commands.export_set import find_set
 from training.config import RewardRunConfig
-from training.management.config_args import add_config_arguments, config_values
+from training.management.config_args import add_config_arguments, start_from_options
 from training.management.follow import follow
 from training.models import RunStatus
-from training.services.reward_runs import RunConfigError, reward_run_create
+from training.services.reward_runs import reward_run_create
 
 class Command(BaseCommand):
     help = "Train a Bradley-Terry reward model on a frozen preference set, on the gpu worker queue."
@@ -28,13 +28,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         preference_set = find_set(options["set"])
-        try:
-            config = RewardRunConfig.from_dict(config_values(options, RewardRunConfig))
-            run = reward_run_create(project=preference_set.project, preference_set=preference_set, config=config)
-        except RunConfigError as exc:
-            raise CommandError("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        _, run = start_from_options(options, RewardRunConfig, lambda config: reward_run_create(
+            project=preference_set.project, preference_set=preference_set, config=config))
         self.stdout.write(f"Run {run.pk} queued on {preference_set}.")
         if options["no_wait"]:
             return
