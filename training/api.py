@@ -54,6 +54,22 @@ def _run_for(request, run_id: int, *, write: bool = False) -> Run:
     return run_fresh(run=run)
 
 
+def _queued_run(project, data: dict, set_field: str, config_cls, start) -> Response:
+    """The one start path of both run kinds: the set named by `set_field` must be this project's,
+    `start(set, config)` creates the run; a config the service refuses is a 400 on `config` with
+    every bad field. Answers 202 with the queued run."""
+    chosen = preference_set_of(project=project, pk=data[set_field])
+    if chosen is None:
+        raise ValidationError({set_field: "No such preference set in this project."})
+    try:
+        run = start(chosen, config_cls.from_dict(data["config"]))
+    except RunConfigError as exc:
+        raise ValidationError({"config": exc.errors}) from None
+    except ValueError as exc:
+        raise ValidationError({"config": str(exc)}) from None
+    return Response(RunOutput(run).data, status=202)
+
+
 class RunListApi(APIView):
     @extend_schema(responses=RunOutput(many=True))
     def get(self, request, slug: str):
@@ -68,17 +84,8 @@ class RunListApi(APIView):
         project = _project(request, slug, write=True)
         data = RunInput(data=request.data)
         data.is_valid(raise_exception=True)
-        preference_set = preference_set_of(project=project, pk=data.validated_data["preference_set"])
-        if preference_set is None:
-            raise ValidationError({"preference_set": "No such preference set in this project."})
-        try:
-            config = RewardRunConfig.from_dict(data.validated_data["config"])
-            run = reward_run_create(project=project, preference_set=preference_set, config=config, user=request.user)
-        except RunConfigError as exc:
-            raise ValidationError({"config": exc.errors}) from None
-        except ValueError as exc:
-            raise ValidationError({"config": str(exc)}) from None
-        return Response(RunOutput(run).data, status=202)
+        return _queued_run(project, data.validated_data, "preference_set", RewardRunConfig, lambda chosen, config:
+                           reward_run_create(project=project, preference_set=chosen, config=config, user=request.user))
 
 
 class RunDetailApi(APIView):
@@ -210,18 +217,9 @@ class RLRunListApi(APIView):
         project = _project(request, slug, write=True)
         data = RLRunInput(data=request.data)
         data.is_valid(raise_exception=True)
-        prompt_set = preference_set_of(project=project, pk=data.validated_data["prompt_set"])
-        if prompt_set is None:
-            raise ValidationError({"prompt_set": "No such preference set in this project."})
-        try:
-            config = RLRunConfig.from_dict(data.validated_data["config"])
-            run = rl_run_create(project=project, prompt_set=prompt_set, config=config, user=request.user,
-                                override_reason=data.validated_data["override_reason"])
-        except RunConfigError as exc:
-            raise ValidationError({"config": exc.errors}) from None
-        except ValueError as exc:
-            raise ValidationError({"config": str(exc)}) from None
-        return Response(RunOutput(run).data, status=202)
+        return _queued_run(project, data.validated_data, "prompt_set", RLRunConfig, lambda chosen, config:
+                           rl_run_create(project=project, prompt_set=chosen, config=config, user=request.user,
+                                         override_reason=data.validated_data["override_reason"]))
 
 
 class RunAlertsApi(APIView):
