@@ -99,14 +99,15 @@ class SubmitApi(APIView):
     @extend_schema(request=serializers.SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
     def post(self, request, handle: str):
         """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
-        # Someone else's assignment is 404 whatever the body holds (the service checks it too).
-        assignment_id = selectors.assignment_for_annotator(handle=handle, annotator=request.user).pk
         data = serializers.SubmitInput(data=request.data)
         if not data.is_valid():
+            # Someone else's assignment is 404 whatever the body holds; a valid body finds that
+            # out in the submit's own locking query (no lookup of its own).
+            selectors.assignment_for_annotator(handle=handle, annotator=request.user)
             raise ValidationError(data.errors)
         later = AfterResponse()
         outcome = queue_submit(
-            assignment_id=assignment_id,
+            handle=handle,
             annotator=request.user,
             data=judgment_input(data.validated_data),
             client_token=data.validated_data["client_token"],

@@ -68,20 +68,35 @@ def can_train(*, user, project: Project) -> bool:
 # A check returns None to allow, or raises NotAllowed (or a subclass) with the reason.
 WorkGate = Callable[..., None]
 _work_gates: list[WorkGate] = []
+# What the gates (and the queue's after-submit hook) need to know about a claimed assignment, read
+# by the claim's own locking query instead of a query each (annotation/services/work.py): name ->
+# factory(user) of an expression over the assignment row (OuterRef("project_id"), OuterRef("item_id")).
+_claim_reads: dict[str, Callable] = {}
 
 
-def work_gate_register(gate: WorkGate) -> None:
+def work_gate_register(gate: WorkGate, *, reads: dict[str, Callable] | None = None) -> None:
     if gate not in _work_gates:
         _work_gates.append(gate)
+    _claim_reads.update(reads or {})
 
 
-def work_allowed_check(*, user, project: Project) -> None:
+def claim_reads(user) -> dict:
+    """The registered reads as expressions for this user, to annotate a claim query with."""
+    return {name: factory(user) for name, factory in _claim_reads.items()}
+
+
+def work_allowed_check(*, user, project: Project, member: bool | None = None, known: dict | None = None) -> None:
     """Raise NotAllowed unless `user` may write labelling work in `project` now: an annotator
     member (removed members may not), in a standing that allows live work. Checked by every
     write (submit, edit, skip, ranking, rewrite, revision, negative) inside its transaction, so
-    a lease or a judgment held from before a change of standing or membership cannot be used."""
+    a lease or a judgment held from before a change of standing or membership cannot be used.
+
+    `member` and `known` are these same facts when the caller read them in its own locking query
+    (work.assignment_claim); without them each check queries for itself."""
     # Not the per-request role cache: a membership removed a moment ago must count.
-    if not Membership.objects.filter(project=project, user=user, role=Role.ANNOTATOR).exists():
+    if member is None:
+        member = Membership.objects.filter(project=project, user=user, role=Role.ANNOTATOR).exists()
+    if not member:
         raise NotAllowed("You are not an annotator of this project (any more).")
     for gate in _work_gates:
-        gate(user=user, project=project)
+        gate(user=user, project=project, known=known or {})

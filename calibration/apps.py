@@ -11,7 +11,7 @@ class CalibrationConfig(AppConfig):
         from annotation.services.queue import queue_hooks_register
 
         from .services.queue import QUEUE_HOOKS
-        from .services.standing import standing_work_check
+        from .services.standing import CLAIM_READS, standing_work_check
 
-        work_gate_register(standing_work_check)
+        work_gate_register(standing_work_check, reads=CLAIM_READS)
         queue_hooks_register(QUEUE_HOOKS)

@@ -120,52 +120,61 @@ def canonical_fields(data: JudgmentInput, *, shown_left: str) -> dict:
     }
 
 
-def judgment_submit(
+def judgment_submit(**kwargs) -> tuple[Judgment, bool]:
+    """Record the annotator's judgment on their assignment (by id, or by its handle), in its own
+    transaction. Returns (judgment, created). Keyword arguments as judgment_record."""
+    with transaction.atomic():
+        return judgment_record(**kwargs)
+
+
+def judgment_record(
     *,
-    assignment_id: int,
+    assignment_id: int | None = None,
+    handle: str | None = None,
     annotator,
     data: JudgmentInput,
     client_token: uuid.UUID,
     now: datetime | None = None,
 ) -> tuple[Judgment, bool]:
-    """Record the annotator's judgment on their assignment. Returns (judgment, created)."""
+    """judgment_submit's work, for a caller that already holds the transaction (queue_submit: no
+    savepoint of its own, two statements fewer per submit)."""
     now = now or timezone.now()
-    with transaction.atomic():
-        claim = assignment_claim(
-            assignment_id=assignment_id,
-            annotator=annotator,
-            kind=ItemKind.COMPARISON,
-            replay=lambda: Judgment.objects.filter(annotator=annotator, client_token=client_token).first(),
-        )
-        if claim.replay is not None:
-            return claim.replay, False
-        assignment = claim.assignment
-        project = assignment.project
-        errors = judgment_validate(project=project, data=data)
-        if errors:
-            raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
-        slot_check(claim)
+    claim = assignment_claim(
+        assignment_id=assignment_id,
+        handle=handle,
+        annotator=annotator,
+        kind=ItemKind.COMPARISON,
+        replay=lambda: Judgment.objects.filter(annotator=annotator, client_token=client_token).first(),
+    )
+    if claim.replay is not None:
+        return claim.replay, False
+    assignment = claim.assignment
+    project = assignment.project
+    errors = judgment_validate(project=project, data=data)
+    if errors:
+        raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+    slot_check(claim)
 
-        judgment = Judgment(
-            assignment=assignment,
-            project=project,
-            item_id=assignment.item_id,
-            annotator=annotator,
-            **canonical_fields(data, shown_left=assignment.shown_left),
-            time_spent_ms=data.time_spent_ms,
-            shown_left=assignment.shown_left,
-            spec_version=project.current_spec,
-            client_token=client_token,
-        )
-        try:
-            judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
-        except IntegrityError:
-            raise Conflict("This submit token was already used for another item.") from None
-        assignment_finish(claim=claim, now=now)
-        # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart.
-        if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
-            bad_cases_from_judgment(judgment=judgment, item=assignment.item)
-        return judgment, True
+    judgment = Judgment(
+        assignment=assignment,
+        project=project,
+        item_id=assignment.item_id,
+        annotator=annotator,
+        **canonical_fields(data, shown_left=assignment.shown_left),
+        time_spent_ms=data.time_spent_ms,
+        shown_left=assignment.shown_left,
+        spec_version=project.current_spec,
+        client_token=client_token,
+    )
+    try:
+        judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
+    except IntegrityError:
+        raise Conflict("This submit token was already used for another item.") from None
+    assignment_finish(claim=claim, now=now)
+    # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart.
+    if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
+        bad_cases_from_judgment(judgment=judgment, item=assignment.item)
+    return judgment, True
 
 
 @transaction.atomic

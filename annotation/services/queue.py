@@ -10,8 +10,9 @@ it (calibration registers its standing gate, hidden anchors and their scoring in
 - `narrow(project, annotator)` is a filter of items this annotator must not be served;
 - `pick(project, annotator, now, extra, state)` may lease an item of its own (a hidden anchor)
   before the live lease is tried;
-- `after_submit(judgment, created, now, defer)` runs inside the submit's transaction and may
-  return feedback for the annotator.
+- `after_submit(judgment, created, now, defer, known)` runs inside the submit's transaction and
+  may return feedback for the annotator; `known` holds what the claim's locking query read for
+  the registered claim reads (annotation.permissions.work_gate_register), or None.
 
 Rankings, rewrites and adversarial negatives are submitted through their own services
 (annotation/services/rankings.py, rewrites.py, negatives.py), for the page and the API alike.
@@ -29,7 +30,7 @@ from django.utils import timezone
 from ..errors import Conflict
 from ..models import Assignment, AssignmentStatus, Item, Judgment, Project
 from ..permissions import work_allowed_check
-from .judgments import JudgmentInput, judgment_submit
+from .judgments import JudgmentInput, judgment_record
 from .routing import assignment_held, assignment_lease, queue_sweep
 
 # Work run after the response has gone out (annotation.after_response.AfterResponse), or None: at once.
@@ -82,21 +83,26 @@ def queue_next(*, project: Project, annotator, now: datetime | None = None) -> A
 
 def queue_submit(
     *,
-    assignment_id: int,
+    assignment_id: int | None = None,
+    handle: str | None = None,
     annotator,
     data: JudgmentInput,
     client_token,
     now: datetime | None = None,
     defer: Deferred | None = None,
 ) -> SubmitOutcome:
-    """Submit a comparison judgment (idempotent by `client_token`), then the hooks' after-submit
-    work in the same transaction. Web callers pass `defer` so that work which need not be in the
-    answer runs after the response has gone out."""
+    """Submit a comparison judgment on the annotator's assignment, named by id or by the handle
+    their client holds (idempotent by `client_token`), then the hooks' after-submit work in the
+    same transaction. Web callers pass `defer` so that work which need not be in the answer runs
+    after the response has gone out."""
     with transaction.atomic():
-        judgment, created = judgment_submit(
-            assignment_id=assignment_id, annotator=annotator, data=data, client_token=client_token, now=now
+        judgment, created = judgment_record(
+            assignment_id=assignment_id, handle=handle, annotator=annotator, data=data, client_token=client_token,
+            now=now,
         )
-        feedback = _hooks.after_submit(judgment=judgment, created=created, now=now, defer=defer)
+        # What the claim's query already read for the hooks (e.g. whether the item is an anchor).
+        known = getattr(judgment.assignment, "claim_known", None) if Judgment.assignment.is_cached(judgment) else None
+        feedback = _hooks.after_submit(judgment=judgment, created=created, now=now, defer=defer, known=known)
     return SubmitOutcome(judgment=judgment, created=created, feedback=feedback)
 
 

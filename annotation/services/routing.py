@@ -13,13 +13,15 @@ import random
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, F, Q
+from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models.functions import Lower, Trim
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
 from ..models import (
-    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, domain_in,
+    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, assignment_handle_new,
+    domain_in,
 )
 
 _rng = random.SystemRandom()
@@ -116,13 +118,13 @@ def leases_release(*, project: Project, annotator, now: datetime | None = None) 
 
 def skill_filter(*, project: Project, annotator) -> Q:
     """Rewrite tasks of a skill domain (project.skill_domains) only for holders of that skill;
-    every other item for anyone."""
-    skills = set(AnnotatorSkill.objects.filter(project=project, user=annotator).values_list("skill", flat=True))
-    restricted = [d for d in project.skill_domains if d.strip().lower() not in skills]
-    if not restricted:
+    every other item for anyone. A subquery on the annotator's skills (stored lower-case), not a
+    query of its own: the lease stays one round trip."""
+    if not project.skill_domains:
         return Q()
-    return ~(Q(kind=ItemKind.REWRITE) & domain_in("prompt__domain", restricted))
-
+    holds_skill = Exists(AnnotatorSkill.objects.filter(
+        project_id=project.pk, user_id=annotator.pk, skill=Lower(Trim(OuterRef("prompt__domain")))))
+    return ~(Q(kind=ItemKind.REWRITE) & domain_in("prompt__domain", project.skill_domains) & ~holds_skill)
 
 
 def _not_mine_already(annotator) -> RawSQL:
@@ -165,10 +167,92 @@ def live_item_available(*, project: Project, annotator, extra: Q | None = None) 
 
 
 def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, extra: Q | None) -> Assignment | None:
+    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra).order_by("-priority", "id")
+    if connection.vendor == "postgresql":
+        return _lease_one_statement(pool=pool, project=project, annotator=annotator, now=now)
+    return _lease_orm(pool=pool, project=project, annotator=annotator, now=now)
+
+
+def _columns(model, alias: str) -> str:
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _from_row(model, values):
+    """A model instance from the first columns of a raw row (as the ORM builds one: each field's
+    from_db_value applied, e.g. JSON parsed), and the columns left over."""
+    fields = model._meta.concrete_fields
+    own = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+           for f, v in zip(fields, values)]
+    return model.from_db(connection.alias, [f.attname for f in fields], own), values[len(fields):]
+
+
+def _lease_one_statement(*, pool, project: Project, annotator, now: datetime) -> Assignment | None:
+    """PostgreSQL: the lease in one statement, one round trip and no explicit transaction (a single
+    statement is atomic): pick the first candidate with FOR UPDATE SKIP LOCKED, count the slot on
+    the item, insert the assignment (or renew a lapsed one of theirs on this item, keeping the
+    presentation and handle they already saw: a draft or an open tab keyed to it must keep meaning
+    the same responses), and return it with the texts the payload shows. The candidate filter is
+    the ORM's (_candidate_pool), compiled, so there is one definition of who may get what.
+
+    A ranking's shown order is shuffled by PostgreSQL's random(): it only spreads position bias
+    over annotators, it guards nothing."""
+    from ..models import Prompt, Response
+
+    pool_sql, pool_params = pool.values("id")[:1].query.sql_with_params()
+    item_table, assignment_table = Item._meta.db_table, Assignment._meta.db_table
+    sql = f"""
+        WITH picked AS ({pool_sql} FOR UPDATE OF "{item_table}" SKIP LOCKED),
+        item AS (
+            UPDATE "{item_table}" SET "assigned_count" = "assigned_count" + 1 FROM picked
+            WHERE "{item_table}"."id" = picked."id" RETURNING "{item_table}".*
+        ),
+        lease AS (
+            INSERT INTO "{assignment_table}" ("handle", "project_id", "item_id", "annotator_id", "status",
+                "shown_left", "shown_order", "leased_at", "lease_expires_at", "finished_at")
+            SELECT %s, %s, item."id", %s, %s, %s,
+                CASE WHEN item."kind" = %s THEN (
+                    SELECT COALESCE(jsonb_agg(r."response_id" ORDER BY random()), '[]'::jsonb)
+                    FROM "{ItemResponse._meta.db_table}" r WHERE r."item_id" = item."id")
+                ELSE '[]'::jsonb END,
+                %s, %s, NULL
+            FROM item
+            ON CONFLICT ("annotator_id", "item_id") DO UPDATE SET "status" = EXCLUDED."status",
+                "leased_at" = EXCLUDED."leased_at", "lease_expires_at" = EXCLUDED."lease_expires_at",
+                "finished_at" = NULL
+            RETURNING *
+        )
+        SELECT {_columns(Assignment, "lease")}, {_columns(Item, "item")}, {_columns(Prompt, "p")},
+            {_columns(Response, "ra")}, {_columns(Response, "rb")}
+        FROM lease JOIN item ON item."id" = lease."item_id"
+        JOIN "{Prompt._meta.db_table}" p ON p."id" = item."prompt_id"
+        LEFT JOIN "{Response._meta.db_table}" ra ON ra."id" = item."response_a_id"
+        LEFT JOIN "{Response._meta.db_table}" rb ON rb."id" = item."response_b_id"
+    """
+    params = (*pool_params, assignment_handle_new(), project.pk, annotator.pk, AssignmentStatus.LEASED.value,
+              _rng.choice("ab"), ItemKind.RANKING.value, now, now + timedelta(seconds=project.lease_seconds))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment, rest = _from_row(Assignment, list(row))
+    item, rest = _from_row(Item, rest)
+    item.prompt, rest = _from_row(Prompt, rest)
+    response_a, rest = _from_row(Response, rest)
+    response_b, _ = _from_row(Response, rest)
+    item.response_a = response_a if item.response_a_id is not None else None
+    item.response_b = response_b if item.response_b_id is not None else None
+    item.project = project
+    assignment.item = item
+    return assignment
+
+
+def _lease_orm(*, pool, project: Project, annotator, now: datetime) -> Assignment | None:
+    """The same lease through the ORM, in a transaction: for SQLite (the embedded default), which
+    has no data-modifying WITH and serialises writers with IMMEDIATE transactions instead."""
     with transaction.atomic():
-        pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
         item = (
-            pool.order_by("-priority", "id")
+            pool
             # The texts come along so the caller needs no second query to show the item.
             .select_related("prompt", "response_a", "response_b")
             .select_for_update(skip_locked=True, of=("self",))
@@ -177,8 +261,7 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
         if item is None:
             return None
         Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
-        # A lapsed lease of theirs on this item is renewed with the presentation they already
-        # saw: a draft or an open tab keyed to it must keep meaning the same responses.
+        # A lapsed lease of theirs on this item is renewed with the presentation they already saw.
         earlier = (
             Assignment.objects.filter(annotator=annotator, item_id=item.pk)
             .values_list("shown_left", "shown_order", "handle")

@@ -9,6 +9,7 @@ import random
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -62,13 +63,30 @@ def standing_with_policy(*, project: Project, annotator) -> tuple[Standing, Cali
     return standing, policy
 
 
-def standing_work_check(*, user, project: Project) -> None:
+def standing_work_check(*, user, project: Project, known: dict | None = None) -> None:
     """Live work (submit, edit, skip, ...) only while `active`: an annotator moved to needs
     retraining or excluded, even mid-lease, writes nothing more until a lead brings them back.
-    Registered with annotation's work gate (calibration/apps.py)."""
-    standing, _policy = standing_with_policy(project=project, annotator=user)
-    if standing.state != StandingState.ACTIVE:
-        raise CalibrationRequired(standing.state)
+    Registered with annotation's work gate (calibration/apps.py). `known["standing_state"]` is
+    the state as the claim's locking query read it (CLAIM_READS); without a standing row yet, the
+    standing is made here as on first contact."""
+    state = (known or {}).get("standing_state")
+    if state is None:
+        state = standing_with_policy(project=project, annotator=user)[0].state
+    if state != StandingState.ACTIVE:
+        raise CalibrationRequired(state)
+
+
+# What calibration needs to know about a claimed assignment, read in the claim's own locking query
+# (annotation.permissions.work_gate_register): the annotator's standing for the gate; whether the
+# item is an anchor, and whether its project shows hidden-anchor feedback, for the after-submit
+# scoring (services/queue.py). The same subqueries run for every claim, anchor or not.
+CLAIM_READS = {
+    "standing_state": lambda user: Subquery(
+        Standing.objects.filter(project_id=OuterRef("project_id"), annotator_id=user.pk).values("state")[:1]),
+    "anchor_id": lambda user: Subquery(Anchor.objects.filter(item_id=OuterRef("item_id")).values("id")[:1]),
+    "shows_hidden_feedback": lambda user: Subquery(
+        CalibrationPolicy.objects.filter(project_id=OuterRef("project_id")).values("show_hidden_feedback")[:1]),
+}
 
 
 def _standing_create(*, project: Project, annotator) -> Standing:

@@ -1,0 +1,119 @@
+"""SQL statements per labelling request, counted (a behaviour, not a timing): the hot path's
+budget is 6 for a next and 6 for a submit in steady state, over real token authentication,
+membership, the calibration gate, hidden gold, standing and routing, and transaction statements
+(BEGIN/COMMIT) included. A hidden anchor costs the same statements as a live item: a count that
+differs would be a timing leak (bench/hidden_gold_timing.py measures the time itself)."""
+from __future__ import annotations
+
+import uuid
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from annotation.after_response import AfterResponse
+from annotation.models import Role
+from annotation.services.tokens import token_issue
+from calibration.models import CalibrationPolicy
+from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BUDGET = {"next": 6, "submit": 6}
+
+
+@pytest.fixture
+def labelling(settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    project = ProjectFactory(overlap=3)
+    ItemFactory.create_batch(30, project=project)
+    anchors = [make_anchor(project) for _ in range(6)]  # hidden gold, in the live queue's shadow
+    annotator = member(project, Role.ANNOTATOR)
+    _, secret = token_issue(user=annotator, name="counted")
+    client = Client(HTTP_AUTHORIZATION=f"Token {secret}")
+    return project, anchors, client
+
+
+def _cycle(client, slug: str) -> dict:
+    """One next and one submit through the whole stack; the statements of each, and what was served."""
+    with CaptureQueriesContext(connection) as next_sql:
+        served = client.post(f"/api/projects/{slug}/next/")
+    assert served.status_code == 200, served.content
+    handle = served.json()["assignment"]
+    body = {"choice": "left", "strength": "clear", "rationale": "Left answers the question asked.",
+            "client_token": str(uuid.uuid4())}
+    sent_at: list[int] = []  # statements captured when the response was sent (close() began)
+    real_attach = AfterResponse.attach
+
+    def attach_and_mark(self, response):
+        response = real_attach(self, response)
+        after = response.close
+
+        def close():
+            sent_at.append(len(submit_sql.captured_queries))
+            after()
+
+        response.close = close
+        return response
+
+    with CaptureQueriesContext(connection) as submit_sql, mock.patch.object(AfterResponse, "attach", attach_and_mark):
+        answer = client.post(f"/api/assignments/{handle}/submit/", body, content_type="application/json")
+    assert answer.status_code == 201, answer.content
+    submitted = [q["sql"] for q in submit_sql.captured_queries]
+    cut = sent_at[0] if sent_at else len(submitted)
+    # Work deferred until after the response (hidden-gold scoring) does not delay the annotator.
+    return {"next": [q["sql"] for q in next_sql.captured_queries], "submit": submitted[:cut], "after": submitted[cut:]}
+
+
+def _hidden_rate(project, rate: float) -> None:
+    CalibrationPolicy.objects.update_or_create(project=project, defaults={"hidden_rate": rate})
+
+
+def _steady(client, slug: str) -> dict:
+    _cycle(client, slug)  # first contact: standing made, token's last use written, leases swept
+    return _cycle(client, slug)
+
+
+def test_next_and_submit_stay_within_the_statement_budget(labelling):
+    project, _, client = labelling
+    _hidden_rate(project, 0.0)
+    counted = _steady(client, project.slug)
+    for kind in ("next", "submit"):
+        statements = counted[kind]
+        assert len(statements) <= BUDGET[kind], f"{kind}: {len(statements)} statements\n" + "\n".join(statements)
+    print(f"\n[queries] live item: next {len(counted['next'])}, submit {len(counted['submit'])}")
+
+
+def test_a_hidden_anchor_costs_the_same_statements_as_a_live_item(labelling):
+    project, anchors, client = labelling
+    _hidden_rate(project, 0.0)
+    live = _steady(client, project.slug)
+    _hidden_rate(project, 1.0)  # every draw is gold while anchors and live work remain
+    gold = _cycle(client, project.slug)
+    from annotation.models import Judgment
+
+    assert Judgment.objects.filter(item__in=[a.item for a in anchors]).count() == 1, "the second cycle served gold"
+    for kind in ("next", "submit"):
+        assert len(gold[kind]) == len(live[kind]), (kind, gold[kind], live[kind])
+        assert len(gold[kind]) <= BUDGET[kind]
+    assert gold["after"] and not live["after"], "the anchor was scored, after its response had gone out"
+
+
+def test_the_budget_test_fails_on_a_query_too_many(labelling, monkeypatch):
+    """The count is real: one more lookup in the submit path is seen."""
+    project, _, client = labelling
+    _hidden_rate(project, 0.0)
+    _cycle(client, project.slug)
+    from annotation.services import queue
+
+    real = queue.judgment_record
+
+    def with_extra_lookup(**kwargs):
+        project.__class__.objects.filter(pk=project.pk).exists()
+        return real(**kwargs)
+
+    monkeypatch.setattr(queue, "judgment_record", with_extra_lookup)
+    assert len(_cycle(client, project.slug)["submit"]) == BUDGET["submit"] + 1
+
