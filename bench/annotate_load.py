@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -47,7 +48,7 @@ import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -105,6 +106,35 @@ def django_setup() -> None:
     warnings.filterwarnings("ignore", message="No directory at")
 
     django.setup()
+
+
+def prepare_database() -> None:
+    """A fresh (or older) database gets the schema first, and the pages their static manifest:
+    the bench prepares what it measures."""
+    from django.core.management import call_command
+
+    t0 = time.perf_counter()
+    call_command("migrate", interactive=False, verbosity=0)
+    # Production settings serve pages through the static manifest: the label page needs it.
+    call_command("collectstatic", interactive=False, verbosity=0)
+    print(f"database: migrated (and static files collected) in {time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def browser_sessions(users) -> dict[str, str]:
+    """A logged-in session per user (their passwords are unusable: no login form to go through),
+    as Django's login() would store it; username -> session key."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    keys = {}
+    for user in users:
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+        keys[user.username] = store.session_key
+    return keys
 
 
 def _write_items_jsonl(path: Path, count: int, response_chars: int, seed: int) -> None:
@@ -174,6 +204,7 @@ def setup_fixture(args) -> dict:
             row.set_secret(secret)
             rows.append(row)
         ApiToken.objects.bulk_create(rows, batch_size=1000)
+    sessions = browser_sessions(users) if "htmx" in args.modes else {}
     t_users = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,14 +225,16 @@ def setup_fixture(args) -> dict:
         "slug": slug,
         "project_id": project.pk,
         "tokens": [tokens[name] for name in usernames],
+        "sessions": [sessions[name] for name in usernames] if sessions else [],
         "items": result.items_created,
         "setup_s": round(t_total, 2),
     }
 
 
 def count_queries(slug: str) -> dict:
-    """SQL queries of one next and one submit, in process (Django test client), for a probe user
-    who is also an annotator of the bench project."""
+    """SQL statements of one next and one submit in steady state (BEGIN/COMMIT included), in
+    process (Django test client), for a probe user who is also an annotator of the bench project.
+    tests/annotation/test_query_counts.py holds the budget."""
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -215,6 +248,10 @@ def count_queries(slug: str) -> dict:
     membership_add(project=Project.objects.get(slug=slug), user=user, role="annotator")
     _, secret = token_issue(user=user, name="bench-probe")
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {secret}")
+    # Steady state: the first contact makes the standing, writes the token's last use and sweeps.
+    warm = client.post(f"/api/projects/{slug}/next/").json()["assignment"]
+    client.post(f"/api/assignments/{warm}/submit/", data=json.dumps(_submit_body(random.Random(1))),
+                content_type="application/json")
     out: dict = {}
     with CaptureQueriesContext(connection) as ctx:
         r = client.post(f"/api/projects/{slug}/next/")
@@ -224,7 +261,8 @@ def count_queries(slug: str) -> dict:
     with CaptureQueriesContext(connection) as ctx:
         r = client.post(
             f"/api/assignments/{assignment}/submit/",
-            data=json.dumps(_submit_body(random.Random(0))),
+            # "left": a both-bad choice also files bad cases (more statements, by design).
+            data=json.dumps(dict(_submit_body(random.Random(0)), choice="left", strength="clear")),
             content_type="application/json",
         )
     out["submit"] = {"status": r.status_code, "queries": len(ctx.captured_queries),
@@ -537,6 +575,65 @@ async def one_cycle(session, base: str, slug: str, token: str, rng: random.Rando
     return "error"
 
 
+_SUBMIT_URL = re.compile(r'hx-post="([^"]*/label/[^"/]+/submit/)"')
+_CLIENT_TOKEN = re.compile(r'name="client_token" value="([^"]+)"')
+
+
+async def page_cycle(session, base: str, slug: str, credential: dict, rng: random.Random, stats: Stats) -> str:
+    """The annotator's real path, the htmx label page: the first item once (label/next/, what the
+    page posts on load), then each submit answers with the next item rendered (one request a
+    label). Recorded as "next" (the first item) and "submit" (submit + next rendered).
+    `credential` holds the session key and the form state."""
+    headers = {"Cookie": f"sessionid={credential['session']}; csrftoken={credential['csrf']}",
+               "X-CSRFToken": credential["csrf"], "HX-Request": "true"}
+    if not credential.get("submit_url"):
+        start = time.perf_counter()
+        try:
+            # What the page's #work element posts on load: the next item, rendered.
+            async with session.post(f"{base}/p/{slug}/label/next/", headers=headers) as resp:
+                status, html = resp.status, (await resp.read()).decode()
+        except (aiohttp_errors(), asyncio.TimeoutError) as exc:
+            stats.record("next", start, time.perf_counter(), type(exc).__name__)
+            return "error"
+        stats.record("next", start, time.perf_counter(), str(status))
+        if status != 200:
+            return "error"
+        if not _page_state(credential, html):
+            return "exhausted"
+    body = {k: v for k, v in _submit_body(rng).items() if k != "dimensions"}
+    body["client_token"] = credential["client_token"]
+    form_headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    answer = await _timed_post(session, base + credential["submit_url"], form_headers,
+                               urlencode(body).encode(), stats, "submit")
+    if answer is None:
+        return "error"
+    status, payload, ended = answer
+    if status != 200:
+        credential["submit_url"] = ""  # start again from the page
+        return "error"
+    if stats.in_window(ended):
+        stats.labels += 1
+    if not _page_state(credential, payload.decode()):
+        if stats.in_window(ended):
+            stats.exhausted += 1
+        return "exhausted"
+    return "ok"
+
+
+def _page_state(credential: dict, html: str) -> bool:
+    """The next submit URL and client token from a rendered item; False when none was rendered."""
+    url, token = _SUBMIT_URL.search(html), _CLIENT_TOKEN.search(html)
+    credential["submit_url"] = url.group(1) if url else ""
+    credential["client_token"] = token.group(1) if token else ""
+    return bool(url and token)
+
+
+def aiohttp_errors():
+    import aiohttp
+
+    return aiohttp.ClientError
+
+
 def _session(limit: int):
     import aiohttp
 
@@ -549,7 +646,8 @@ def _session(limit: int):
     )
 
 
-async def closed_loop(*, base: str, slug: str, tokens: list[str], warmup: float, duration: float, seed: int) -> Stats:
+async def closed_loop(*, base: str, slug: str, tokens: list, warmup: float, duration: float, seed: int,
+                      cycle=one_cycle) -> Stats:
     stats = Stats()
     stop = asyncio.Event()
     async with _session(len(tokens)) as session:
@@ -558,7 +656,7 @@ async def closed_loop(*, base: str, slug: str, tokens: list[str], warmup: float,
             rng = random.Random(seed * 100_003 + i)
             errors_in_row = 0
             while not stop.is_set():
-                outcome = await one_cycle(session, base, slug, tokens[i], rng, stats)
+                outcome = await cycle(session, base, slug, tokens[i], rng, stats)
                 if outcome == "exhausted":
                     return
                 errors_in_row = errors_in_row + 1 if outcome == "error" else 0
@@ -574,7 +672,8 @@ async def closed_loop(*, base: str, slug: str, tokens: list[str], warmup: float,
     return stats
 
 
-async def human_pace(*, base: str, slug: str, tokens: list[str], think: float, warmup: float, duration: float, seed: int) -> Stats:
+async def human_pace(*, base: str, slug: str, tokens: list, think: float, warmup: float, duration: float, seed: int,
+                     cycle=one_cycle) -> Stats:
     stats = Stats()
     stop = asyncio.Event()
     async with _session(len(tokens)) as session:
@@ -590,7 +689,7 @@ async def human_pace(*, base: str, slug: str, tokens: list[str], think: float, w
                 except asyncio.TimeoutError:
                     pass
                 started = time.perf_counter()
-                if await one_cycle(session, base, slug, tokens[i], rng, stats) == "exhausted":
+                if await cycle(session, base, slug, tokens[i], rng, stats) == "exhausted":
                     return
                 delay = max(0.0, rng.expovariate(1 / think) - (time.perf_counter() - started))
 
@@ -642,13 +741,17 @@ def summarize(name: str, clients: int, stats: Stats, duration: float, cpu: dict,
         "errors": errors,
         "exhausted_204": stats.exhausted,
         "cpu_cores": cpu,
+        # CPU per label: gunicorn's and PostgreSQL's core-seconds over the labels made.
+        "cpu_ms_per_label": {g: round(1000 * cpu[g] * duration / stats.labels, 2) if stats.labels else None
+                             for g in ("gunicorn", "postgres")},
         "other_load_before_cores": quiet,
     }
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'mode':<12}{'clients':>8}{'labels/s':>10}{'next p50':>10}{'next p99':>10}"
-            f"{'sub p50':>10}{'sub p99':>10}  {'errors':<16}{'cores: client gunicorn pg other':>32}")
+    head = (f"{'mode':<18}{'clients':>8}{'labels/s':>10}{'next p50':>10}{'next p99':>10}"
+            f"{'sub p50':>10}{'sub p99':>10}  {'errors':<16}{'cores: client gunicorn pg other':>32}"
+            f"{'ms CPU/label: web pg':>22}")
     print()
     print(head)
     print("-" * len(head))
@@ -659,10 +762,14 @@ def print_table(rows: list[dict]) -> None:
         c = r["cpu_cores"]
         cpu = f"{c['client']:.2f}   {c['gunicorn']:.2f}   {c['postgres']:.2f}  {c['other']:.2f}"
         label = f"{r['labels_per_s']:.1f}" + (f"/{r['expected_labels_per_s']:g}" if r["expected_labels_per_s"] else "")
-        print(f"{r['mode']:<12}{r['clients']:>8}{label:>10}"
+        per = r["cpu_ms_per_label"]
+        per_label = f"{per['gunicorn'] or 0:.1f}  {per['postgres'] or 0:.1f}"
+        print(f"{r['mode']:<18}{r['clients']:>8}{label:>10}"
               f"{r['next_ms']['p50'] or 0:>10.1f}{r['next_ms']['p99'] or 0:>10.1f}"
-              f"{r['submit_ms']['p50'] or 0:>10.1f}{r['submit_ms']['p99'] or 0:>10.1f}  {errs:<16}{cpu:>32}")
-    print("latencies in ms at the client; human pace shows achieved/offered labels/s; cores: average use during")
+              f"{r['submit_ms']['p50'] or 0:>10.1f}{r['submit_ms']['p99'] or 0:>10.1f}  {errs:<16}{cpu:>32}"
+              f"{per_label:>22}")
+    print("latencies in ms at the client; htmx: 'next' is the first item, 'submit' is submit + the next item")
+    print("rendered; human pace shows achieved/offered labels/s; cores: average use during")
     print("the phase (other: the rest of the machine, e.g. another test suite; above ~0.2 the figures are skewed)")
 
 
@@ -747,6 +854,9 @@ def parse_args(argv=None):
                    help="before each phase, wait up to this many seconds for other work on the machine to stop (default 120)")
     p.add_argument("--quiet-threshold", type=float, default=0.2, help="cores of other work counted as quiet (default 0.2)")
     p.add_argument("--slug", default="", help="project slug (default: a fresh bench-<timestamp>-<hex>)")
+    p.add_argument("--modes", type=lambda s: [m for m in s.split(",") if m], default=["api", "htmx"],
+                   help="paths to load: api (token, next + submit), htmx (session, the label page: submit answers "
+                        "with the next item rendered); default api,htmx")
     p.add_argument("--no-query-count", action="store_true", help="skip counting SQL queries per request")
     p.add_argument("--py-spy", action="store_true",
                    help="profile gunicorn with py-spy (on PATH) during each phase; lowers the figures")
@@ -780,6 +890,7 @@ def main(argv=None) -> int:
     started_at = datetime.now(timezone.utc)
     code = git_state()
     stamp = f"{started_at:%Y%m%d-%H%M%S}"
+    prepare_database()
     fixture = setup_fixture(args)
     queries = None if args.no_query_count else count_queries(fixture["slug"])
     from django.db import connections
@@ -792,22 +903,31 @@ def main(argv=None) -> int:
     profiles: dict[str, list] = {}
     try:
         with gunicorn(args, env) as server:
-            phases = [("closed-loop", c) for c in args.clients]
-            phases += [("human-pace", n) for n in args.human_annotators]
-            for mode, n in phases:
-                if mode == "closed-loop":
-                    print(f"closed loop: {n} clients, {args.warmup:g}s warm-up + {args.duration:g}s", flush=True)
-                    run = closed_loop(base=server["base"], slug=slug, tokens=tokens[:n], warmup=args.warmup,
-                                      duration=args.duration, seed=args.seed + n)
+            phases = [(path, "closed-loop", c) for path in args.modes for c in args.clients]
+            phases += [(path, "human-pace", n) for path in args.modes for n in args.human_annotators]
+            for path, loop, n in phases:
+                # API: a token each, next + submit. htmx: a browser session each, the label page
+                # once, then submit answering with the next item rendered.
+                if path == "api":
+                    credentials, cycle = tokens[:n], one_cycle
+                else:
+                    credentials = [{"session": key, "csrf": secrets.token_hex(16)} for key in fixture["sessions"][:n]]
+                    cycle = page_cycle
+                mode = f"{loop} {path}"
+                if loop == "closed-loop":
+                    print(f"closed loop ({path}): {n} clients, {args.warmup:g}s warm-up + {args.duration:g}s", flush=True)
+                    run = closed_loop(base=server["base"], slug=slug, tokens=credentials, warmup=args.warmup,
+                                      duration=args.duration, seed=args.seed + n, cycle=cycle)
                     duration, expected = args.duration, None
                 else:
-                    print(f"human pace: {n} annotators, one label per ~{args.think:g}s each, "
+                    print(f"human pace ({path}): {n} annotators, one label per ~{args.think:g}s each, "
                           f"{args.warmup:g}s warm-up + {args.human_duration:g}s", flush=True)
-                    run = human_pace(base=server["base"], slug=slug, tokens=tokens[:n], think=args.think,
-                                     warmup=args.warmup, duration=args.human_duration, seed=args.seed + 7 + n)
+                    run = human_pace(base=server["base"], slug=slug, tokens=credentials, think=args.think,
+                                     warmup=args.warmup, duration=args.human_duration, seed=args.seed + 7 + n,
+                                     cycle=cycle)
                     duration, expected = args.human_duration, round(n / args.think, 1)
                 quiet = wait_until_quiet(args.wait_quiet, args.quiet_threshold)
-                prof_path = RESULTS_DIR / f"annotate_load-{stamp}-{mode}-{n}.pyspy.txt"
+                prof_path = RESULTS_DIR / f"annotate_load-{stamp}-{loop}-{path}-{n}.pyspy.txt"
                 with py_spy(args.py_spy, server["pid"], prof_path) as prof:
                     with CpuMeter(server["pid"], dbname) as meter:
                         stats = asyncio.run(run)
@@ -818,9 +938,9 @@ def main(argv=None) -> int:
                       f"submit p50/p99 {r['submit_ms']['p50']}/{r['submit_ms']['p99']} ms; errors {r['errors'] or 0}; "
                       f"cores {cpu}", flush=True)
                 if prof is not None and prof.exists():
-                    profiles[f"{mode}-{n}"] = summarize_profile(prof)
+                    profiles[f"{loop}-{path}-{n}"] = summarize_profile(prof)
                     print(f"  profile: {prof}")
-                    for frame, share in profiles[f"{mode}-{n}"][:15]:
+                    for frame, share in profiles[f"{loop}-{path}-{n}"][:15]:
                         print(f"    {100 * share:5.1f}%  {frame[:150]}")
     finally:
         if rows:
@@ -832,7 +952,7 @@ def main(argv=None) -> int:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                 "code": code,
                 "config": vars(args),
-                "fixture": {k: v for k, v in fixture.items() if k != "tokens"},
+                "fixture": {k: v for k, v in fixture.items() if k not in ("tokens", "sessions")},
                 "queries_per_request": queries,
                 "results": rows,
                 "profiles": profiles or None,

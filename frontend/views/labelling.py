@@ -172,25 +172,28 @@ def _posted_form(request: HttpRequest, project) -> dict:
 def label_submit(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
     project = project_for(request, slug, can_annotate)
     form = _posted_form(request, project)
-    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
     try:
         client_token = uuid.UUID(form["client_token"])
     except ValueError:
         client_token = uuid.uuid4()
         form["client_token"] = str(client_token)
     later = AfterResponse()  # hidden-anchor scoring runs after the response (same timing as live)
+
+    def again(**shown):
+        # Only on an error is the assignment looked up (someone else's is 404): the submit's own
+        # locking query finds it otherwise.
+        assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
+        return _item_context(request, project, assignment, form=form, **shown)
+
     try:
         data = _judgment_input(form, _time_spent(form))  # a bad time spent is a field error, as in the API
-        outcome = queue_submit(
-            assignment_id=assignment.pk, annotator=request.user, data=data, client_token=client_token, defer=later
-        )
+        outcome = queue_submit(handle=handle, annotator=request.user, data=data, client_token=client_token, defer=later)
     except ValidationFailed as exc:
         # Everything typed comes back in the form: nothing is lost on a validation error.
-        ctx = _item_context(request, project, assignment, form=form, errors=exc.field_errors, message=exc.message)
+        ctx = again(errors=exc.field_errors, message=exc.message)
         return render(request, "frontend/_item.html", ctx, status=422)
     except Conflict as exc:
-        ctx = _item_context(request, project, assignment, form=form, message=exc.message)
-        return render(request, "frontend/_item.html", ctx, status=409)
+        return render(request, "frontend/_item.html", again(message=exc.message), status=409)
     except NotAllowed:
         # Standing changed while the item was open: say why (the draft stays in the browser).
         return render_next(request, project, status=403)
