@@ -8,8 +8,8 @@ it (calibration registers its standing gate, hidden anchors and their scoring in
 - `admit(project, annotator)` raises NotAllowed (or a subclass) when live work is closed to the
   annotator, and returns a state handed to `pick`;
 - `narrow(project, annotator)` is a filter of items this annotator must not be served;
-- `pick(project, annotator, now, extra, state)` may lease an item of its own (a hidden anchor)
-  before the live lease is tried;
+- `pick(project, annotator, now, narrow, state)` may lease an item of its own (a hidden anchor)
+  before the live lease is tried, narrowed by the same `narrow`;
 - `after_submit(judgment, created, now, defer, known)` runs inside the submit's transaction and
   may return feedback for the annotator; `known` holds what the claim's locking query read for
   the registered claim reads (annotation.permissions.work_gate_register), or None.
@@ -74,11 +74,10 @@ def queue_next(*, project: Project, annotator, now: datetime | None = None) -> A
     held = assignment_held(project=project, annotator=annotator, now=now)
     if held is not None:
         return held
-    extra = hooks.narrow(project=project, annotator=annotator)
-    picked = hooks.pick(project=project, annotator=annotator, now=now, extra=extra, state=state)
+    picked = hooks.pick(project=project, annotator=annotator, now=now, narrow=hooks.narrow, state=state)
     if picked is not None:
         return picked
-    return assignment_lease(project=project, annotator=annotator, now=now, extra=extra)
+    return assignment_lease(project=project, annotator=annotator, now=now, narrow=hooks.narrow)
 
 
 def queue_submit(

@@ -10,6 +10,7 @@ transactions are IMMEDIATE, which serialises writers and gives the same guarante
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -79,16 +80,19 @@ def assignment_held(*, project: Project, annotator, now: datetime) -> Assignment
 
 
 def assignment_lease(
-    *, project: Project, annotator, now: datetime | None = None, held_out: bool = False, extra: Q | None = None
+    *, project: Project, annotator, now: datetime | None = None, held_out: bool = False, narrow: Narrow | None = None,
+    kind: str = "",
 ) -> Assignment | None:
     """Lease a new item to this annotator: from the live queue, or with `held_out` from the items
-    held out of it (calibration anchors), optionally narrowed by `extra`. The query, its shape and
-    its row locking are the same either way, so the two cannot be told apart by how they are
-    served (callers pass the same `extra` for both)."""
+    held out of it (calibration anchors), optionally narrowed by `narrow(project=, annotator=)` (a
+    higher app's filter, e.g. calibration's) and to one `kind`. The query, its shape and its row
+    locking are the same either way, so the two cannot be told apart by how they are served
+    (callers pass the same `narrow` for both)."""
     now = now or timezone.now()
     for _attempt in range(5):
         try:
-            return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out, extra=extra)
+            return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out, narrow=narrow,
+                                   kind=kind)
         except IntegrityError:
             # The same annotator raced themselves (two tabs) for one item: pick again.
             continue
@@ -160,17 +164,63 @@ def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | N
     return pool.alias(available=_not_mine_already(annotator)).filter(available=True)
 
 
-def live_item_available(*, project: Project, annotator, extra: Q | None = None) -> bool:
-    """Whether the live queue still has an item this annotator could be leased (`extra` narrows
-    it, e.g. to one kind). Reads without locking; callers use it to decide, not to reserve."""
-    return _candidate_pool(project=project, annotator=annotator, held_out=False, extra=extra).exists()
+def live_item_available(*, project: Project, annotator, narrow: Narrow | None = None, kind: str = "") -> bool:
+    """Whether the live queue still has an item this annotator could be leased (narrowed as in
+    assignment_lease). Reads without locking; callers use it to decide, not to reserve."""
+    sql, params = candidate_sql(project=project, annotator=annotator, held_out=False, narrow=narrow, kind=kind)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS ({sql})", params)
+        return bool(cursor.fetchone()[0])
 
 
-def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, extra: Q | None) -> Assignment | None:
-    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra).order_by("-priority", "id")
+# A filter a higher app adds to every lease: narrow(project=, annotator=) -> Q.
+Narrow = Callable[..., Q]
+# Stand-ins compiled in place of the real project and annotator (see candidate_sql).
+_PROJECT_ID, _ANNOTATOR_ID = -7_301_955_113, -7_301_955_127
+_compiled: dict[tuple, tuple[str, tuple]] = {}
+
+
+def candidate_sql(*, project: Project, annotator, held_out: bool, narrow: Narrow | None = None,
+                  kind: str = "") -> tuple[str, list]:
+    """The SQL of "the first item this annotator could be leased" and its parameters.
+
+    Built by the ORM (_candidate_pool: the one definition), but compiled once per shape and
+    process: building and compiling this queryset was a quarter of the web CPU of a next
+    (bench/annotate_load.py --py-spy). The shape is everything but the two ids: it is compiled for
+    stand-ins whose ids are sentinels, and the sentinels are swapped for the real ids on each call
+    (tests/annotation/test_routing_sql.py checks the result equals a fresh compile)."""
+    key = (connection.vendor, held_out, kind, tuple(project.skill_domains or ()), narrow)
+    shape = _compiled.get(key)
+    if shape is None:
+        from django.contrib.auth import get_user_model
+
+        stand_in = Project(pk=_PROJECT_ID, skill_domains=project.skill_domains)
+        someone = get_user_model()(pk=_ANNOTATOR_ID)
+        shape = _compile_candidates(project=stand_in, annotator=someone, held_out=held_out, narrow=narrow, kind=kind)
+        _compiled[key] = shape
+    sql, params = shape
+    swap = {_PROJECT_ID: project.pk, _ANNOTATOR_ID: annotator.pk}
+    return sql, [swap.get(p, p) if type(p) is int else p for p in params]
+
+
+def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str) -> tuple[str, tuple]:
+    extra = narrow(project=project, annotator=annotator) if narrow is not None else Q()
+    if kind:
+        extra &= Q(kind=kind)
+    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
+    return pool.order_by("-priority", "id").values("id")[:1].query.sql_with_params()
+
+
+def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
+                    kind: str) -> Assignment | None:
     if connection.vendor == "postgresql":
-        return _lease_one_statement(pool=pool, project=project, annotator=annotator, now=now)
-    return _lease_orm(pool=pool, project=project, annotator=annotator, now=now)
+        return _lease_one_statement(project=project, annotator=annotator, now=now, held_out=held_out, narrow=narrow,
+                                    kind=kind)
+    extra = narrow(project=project, annotator=annotator) if narrow is not None else Q()
+    if kind:
+        extra &= Q(kind=kind)
+    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
+    return _lease_orm(pool=pool.order_by("-priority", "id"), project=project, annotator=annotator, now=now)
 
 
 def _columns(model, alias: str) -> str:
@@ -186,19 +236,22 @@ def _from_row(model, values):
     return model.from_db(connection.alias, [f.attname for f in fields], own), values[len(fields):]
 
 
-def _lease_one_statement(*, pool, project: Project, annotator, now: datetime) -> Assignment | None:
+def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
+                         kind: str) -> Assignment | None:
     """PostgreSQL: the lease in one statement, one round trip and no explicit transaction (a single
     statement is atomic): pick the first candidate with FOR UPDATE SKIP LOCKED, count the slot on
     the item, insert the assignment (or renew a lapsed one of theirs on this item, keeping the
     presentation and handle they already saw: a draft or an open tab keyed to it must keep meaning
     the same responses), and return it with the texts the payload shows. The candidate filter is
-    the ORM's (_candidate_pool), compiled, so there is one definition of who may get what.
+    the ORM's (_candidate_pool, through candidate_sql), so there is one definition of who may get
+    what.
 
     A ranking's shown order is shuffled by PostgreSQL's random(): it only spreads position bias
     over annotators, it guards nothing."""
     from ..models import Prompt, Response
 
-    pool_sql, pool_params = pool.values("id")[:1].query.sql_with_params()
+    pool_sql, pool_params = candidate_sql(project=project, annotator=annotator, held_out=held_out, narrow=narrow,
+                                          kind=kind)
     item_table, assignment_table = Item._meta.db_table, Assignment._meta.db_table
     sql = f"""
         WITH picked AS ({pool_sql} FOR UPDATE OF "{item_table}" SKIP LOCKED),

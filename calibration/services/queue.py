@@ -59,7 +59,7 @@ def _admit(*, project: Project, annotator):
     return policy
 
 
-def _pick_hidden(*, project: Project, annotator, now: datetime, extra: Q, state) -> Assignment | None:
+def _pick_hidden(*, project: Project, annotator, now: datetime, narrow, state) -> Assignment | None:
     """A hidden anchor with the project's probability (an independent draw per request: no schedule
     to learn, "every 10th is gold"), else None and the live lease follows."""
     policy = state
@@ -69,10 +69,10 @@ def _pick_hidden(*, project: Project, annotator, now: datetime, extra: Q, state)
     # kinds of request run this probe, so they keep the same query shape.
     # Anchors are comparisons: among only rankings or rewrites one would stand out as well.
     live_comparison_left = live_item_available(
-        project=project, annotator=annotator, extra=Q(kind=ItemKind.COMPARISON) & extra
+        project=project, annotator=annotator, narrow=narrow, kind=ItemKind.COMPARISON
     )
     if live_comparison_left and policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
-        return assignment_lease(project=project, annotator=annotator, now=now, held_out=True, extra=extra)
+        return assignment_lease(project=project, annotator=annotator, now=now, held_out=True, narrow=narrow)
     return None
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db.models import Q
 from django.test import Client
 
 from annotation.models import (
@@ -41,7 +40,7 @@ def _world():
     first = queue_next(project=project, annotator=annotator)
     judged = queue_submit(assignment_id=first.pk, annotator=annotator, data=good_input(),
                           client_token=uuid.uuid4()).judgment
-    held = {kind: assignment_lease(project=project, annotator=annotator, extra=Q(kind=kind))
+    held = {kind: assignment_lease(project=project, annotator=annotator, kind=kind)
             for kind in ("comparison", "ranking", "rewrite", "adversarial")}
     assert all(held.values()), held
     return project, lead, annotator, judged, held

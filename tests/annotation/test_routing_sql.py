@@ -1,0 +1,52 @@
+"""The candidate query is compiled once per shape with stand-in ids, then bound to the real ones
+(annotation.services.routing.candidate_sql). It must be exactly what a fresh compile for the real
+project and annotator gives, for every shape the queue uses, and a cached shape must never carry
+one project's or annotator's ids into another's query."""
+from __future__ import annotations
+
+import pytest
+
+from annotation.models import ItemKind, Role
+from annotation.services import routing
+from annotation.services.queue import queue_next
+from calibration.services.queue import QUEUE_HOOKS
+from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
+
+pytestmark = pytest.mark.django_db
+
+SHAPES = [
+    {"held_out": False, "narrow": None, "kind": ""},
+    {"held_out": False, "narrow": QUEUE_HOOKS.narrow, "kind": ""},
+    {"held_out": False, "narrow": QUEUE_HOOKS.narrow, "kind": ItemKind.COMPARISON},
+    {"held_out": True, "narrow": QUEUE_HOOKS.narrow, "kind": ""},
+]
+
+
+@pytest.mark.parametrize("skill_domains", [[], ["legal", "Medical "]])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_bound_shape_equals_a_fresh_compile(shape, skill_domains):
+    first, second = ProjectFactory(skill_domains=skill_domains), ProjectFactory(skill_domains=skill_domains)
+    people = [member(first, Role.ANNOTATOR), member(second, Role.ANNOTATOR)]
+    routing._compiled.clear()
+    for project, annotator in [(first, people[0]), (second, people[1]), (first, people[1])]:
+        bound = routing.candidate_sql(project=project, annotator=annotator, **shape)
+        fresh = routing._compile_candidates(project=project, annotator=annotator, **shape)
+        assert bound == (fresh[0], list(fresh[1]))
+        assert routing._PROJECT_ID not in bound[1] and routing._ANNOTATOR_ID not in bound[1]
+    assert len(routing._compiled) == 1, "one shape, compiled once"
+
+
+def test_two_projects_served_one_after_the_other_get_their_own_items():
+    """Through the real queue: a cached shape from one project never leases another's item."""
+    one, two = ProjectFactory(), ProjectFactory()
+    ItemFactory.create_batch(3, project=one)
+    ItemFactory.create_batch(3, project=two)
+    make_anchor(one)
+    first, second = member(one), member(two)
+    for _ in range(3):
+        assert queue_next(project=one, annotator=first).item.project_id == one.pk
+        assert queue_next(project=two, annotator=second).item.project_id == two.pk
+        for annotator, project in ((first, one), (second, two)):
+            held = routing.assignment_held(project=project, annotator=annotator, now=routing.timezone.now())
+            held.status = "expired"  # free the slot without judging, so the next call leases anew
+            held.save(update_fields=["status"])
