@@ -80,6 +80,10 @@ def work_gate_register(gate: WorkGate, *, reads: dict[str, Callable] | None = No
     _claim_reads.update(reads or {})
 
 
+def claim_read_names() -> tuple[str, ...]:
+    return tuple(_claim_reads)
+
+
 def claim_reads(user) -> dict:
     """The registered reads as expressions for this user, to annotate a claim query with."""
     return {name: factory(user) for name, factory in _claim_reads.items()}

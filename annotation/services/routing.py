@@ -20,6 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..errors import Conflict
+from ..rows import columns, from_row
 from ..models import (
     AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, assignment_handle_new,
     domain_in,
@@ -223,19 +224,6 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
     return _lease_orm(pool=pool.order_by("-priority", "id"), project=project, annotator=annotator, now=now)
 
 
-def _columns(model, alias: str) -> str:
-    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
-
-
-def _from_row(model, values):
-    """A model instance from the first columns of a raw row (as the ORM builds one: each field's
-    from_db_value applied, e.g. JSON parsed), and the columns left over."""
-    fields = model._meta.concrete_fields
-    own = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
-           for f, v in zip(fields, values)]
-    return model.from_db(connection.alias, [f.attname for f in fields], own), values[len(fields):]
-
-
 def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
                          kind: str) -> Assignment | None:
     """PostgreSQL: the lease in one statement, one round trip and no explicit transaction (a single
@@ -274,8 +262,8 @@ def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out
                 "finished_at" = NULL
             RETURNING *
         )
-        SELECT {_columns(Assignment, "lease")}, {_columns(Item, "item")}, {_columns(Prompt, "p")},
-            {_columns(Response, "ra")}, {_columns(Response, "rb")}
+        SELECT {columns(Assignment, "lease")}, {columns(Item, "item")}, {columns(Prompt, "p")},
+            {columns(Response, "ra")}, {columns(Response, "rb")}
         FROM lease JOIN item ON item."id" = lease."item_id"
         JOIN "{Prompt._meta.db_table}" p ON p."id" = item."prompt_id"
         LEFT JOIN "{Response._meta.db_table}" ra ON ra."id" = item."response_a_id"
@@ -288,11 +276,11 @@ def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out
         row = cursor.fetchone()
     if row is None:
         return None
-    assignment, rest = _from_row(Assignment, list(row))
-    item, rest = _from_row(Item, rest)
-    item.prompt, rest = _from_row(Prompt, rest)
-    response_a, rest = _from_row(Response, rest)
-    response_b, _ = _from_row(Response, rest)
+    assignment, rest = from_row(Assignment, list(row))
+    item, rest = from_row(Item, rest)
+    item.prompt, rest = from_row(Prompt, rest)
+    response_a, rest = from_row(Response, rest)
+    response_b, _ = from_row(Response, rest)
     item.response_a = response_a if item.response_a_id is not None else None
     item.response_b = response_b if item.response_b_id is not None else None
     item.project = project

@@ -15,8 +15,9 @@ from django.db.models import Exists, F, Model, OuterRef
 from django.http import Http404
 
 from ..errors import Conflict
-from ..models import Assignment, AssignmentStatus, Item, Membership, Role
-from ..permissions import claim_reads, work_allowed_check
+from ..models import Assignment, AssignmentStatus, Item, Membership, Project, Role, SpecVersion
+from ..rows import from_row
+from ..permissions import claim_read_names, claim_reads, work_allowed_check
 
 
 @dataclass
@@ -35,22 +36,9 @@ def assignment_claim(
 
     `replay` finds the result recorded under this submit's client token: a retried submit returns
     it (Claim.replay) instead of failing."""
-    which = {"pk": assignment_id} if handle is None else {"handle": handle}
-    reads = claim_reads(annotator)
-    mine = Assignment.objects.filter(annotator=annotator, **which)
-    assignment = (
-        mine.select_for_update(of=("self",))
-        .select_related("project", "project__current_spec", "item")
-        # Membership, and what the registered gates need (standing, ...), are read by the same
-        # statement that takes the lock: one round trip instead of one a check.
-        .annotate(still_member=Exists(Membership.objects.filter(
-            project_id=OuterRef("project_id"), user_id=annotator.pk, role=Role.ANNOTATOR)),
-            **{f"known_{name}": expression for name, expression in reads.items()})
-        .first()
-    )
+    assignment = _claim_row(assignment_id=assignment_id, handle=handle, annotator=annotator)
     if assignment is None:
         raise Http404("No such assignment.")
-    assignment.claim_known = {name: getattr(assignment, f"known_{name}") for name in reads}
     work_allowed_check(user=annotator, project=assignment.project, member=assignment.still_member,
                        known=assignment.claim_known)
     if assignment.item.kind != kind:
@@ -67,6 +55,65 @@ def assignment_claim(
     if assignment.status == AssignmentStatus.SKIPPED:
         raise Conflict("You skipped this item, so it cannot be submitted.")
     return Claim(assignment=assignment, reclaim_slot=assignment.status == AssignmentStatus.EXPIRED)
+
+
+# The claim's one statement, compiled once per shape (by id or by handle) for stand-in values and
+# bound to the real ones on each submit, as routing.candidate_sql does: building and compiling the
+# queryset with its subqueries was a fifth of a submit's web CPU (bench/annotate_load.py --py-spy).
+_STAND_IN_USER, _STAND_IN_ASSIGNMENT, _STAND_IN_HANDLE = -7_301_955_141, -7_301_955_149, "~claim-handle-stand-in~"
+_RELATED = (("project", Project), ("project__current_spec", SpecVersion), ("item", Item))
+_claim_shapes: dict[tuple, tuple[str, tuple, list[str]]] = {}
+
+
+def _claim_shape(*, by_handle: bool, annotator_model):
+    key = (connection.vendor, by_handle, claim_read_names())
+    shape = _claim_shapes.get(key)
+    if shape is None:
+        someone = annotator_model(pk=_STAND_IN_USER)
+        reads = claim_reads(someone)
+        which = {"handle": _STAND_IN_HANDLE} if by_handle else {"pk": _STAND_IN_ASSIGNMENT}
+        paths = [f.attname for f in Assignment._meta.concrete_fields]
+        paths += [f"{prefix}__{f.attname}" for prefix, model in _RELATED for f in model._meta.concrete_fields]
+        # Membership, and what the registered gates need (standing, ...), are read by the same
+        # statement that takes the lock: one round trip instead of one a check.
+        annotations = {"still_member": Exists(Membership.objects.filter(
+            project_id=OuterRef("project_id"), user_id=someone.pk, role=Role.ANNOTATOR))}
+        annotations.update({f"known_{name}": expression for name, expression in reads.items()})
+        query = (Assignment.objects.filter(annotator=someone, **which).select_for_update(of=("self",))
+                 .annotate(**annotations).values(*paths, *annotations).query)
+        sql, params = query.sql_with_params()
+        # The order Django selects a values() query's columns in (ValuesListIterable reads it so).
+        names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        shape = _claim_shapes[key] = (sql, params, names)
+    return shape
+
+
+def _claim_row(*, assignment_id: int | None, handle: str | None, annotator) -> Assignment | None:
+    """The annotator's assignment, locked, with its project, spec and item, `still_member` and
+    `claim_known` (the registered reads), or None."""
+    sql, params, names = _claim_shape(by_handle=handle is not None, annotator_model=type(annotator))
+    swap = {_STAND_IN_USER: annotator.pk, _STAND_IN_ASSIGNMENT: assignment_id, _STAND_IN_HANDLE: handle}
+    bound = [swap.get(p, p) if type(p) in (int, str) else p for p in params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, bound)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip(names, row))
+    assignment = _model_from(Assignment, values, "")
+    project = _model_from(Project, values, "project__")
+    spec_id = values["project__current_spec__id"]
+    project.current_spec = _model_from(SpecVersion, values, "project__current_spec__") if spec_id is not None else None
+    assignment.project = project
+    assignment.item = _model_from(Item, values, "item__")
+    assignment.item.project = project
+    assignment.still_member = values["still_member"]
+    assignment.claim_known = {name[len("known_"):]: value for name, value in values.items() if name.startswith("known_")}
+    return assignment
+
+
+def _model_from(model, values: dict, prefix: str):
+    return from_row(model, [values[f"{prefix}{f.attname}"] for f in model._meta.concrete_fields])[0]
 
 
 def slot_check(claim: Claim) -> None:

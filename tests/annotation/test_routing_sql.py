@@ -50,3 +50,30 @@ def test_two_projects_served_one_after_the_other_get_their_own_items():
             held = routing.assignment_held(project=project, annotator=annotator, now=routing.timezone.now())
             held.status = "expired"  # free the slot without judging, so the next call leases anew
             held.save(update_fields=["status"])
+
+
+def test_the_claim_statement_is_bound_to_each_caller():
+    """The submit's claim is compiled once per shape too (annotation.services.work): each
+    annotator gets their own assignment, by handle or by id, with its project, item and the gates'
+    reads; someone else's handle or id finds nothing."""
+    from django.db import transaction
+
+    from annotation.services import work
+
+    one, two = ProjectFactory(), ProjectFactory()
+    ItemFactory.create_batch(2, project=one)
+    ItemFactory.create_batch(2, project=two)
+    first, second = member(one), member(two)
+    leases = {first: queue_next(project=one, annotator=first), second: queue_next(project=two, annotator=second)}
+    work._claim_shapes.clear()
+    with transaction.atomic():
+        for annotator, lease in leases.items():
+            for by in ({"handle": lease.handle, "assignment_id": None}, {"handle": None, "assignment_id": lease.pk}):
+                claimed = work._claim_row(annotator=annotator, **by)
+                assert claimed.pk == lease.pk and claimed.item_id == lease.item_id
+                assert claimed.project.pk == lease.project_id and claimed.item.kind == "comparison"
+                assert claimed.project.current_spec is not None and claimed.still_member is True
+                assert claimed.claim_known["standing_state"] == "active" and claimed.claim_known["anchor_id"] is None
+        assert work._claim_row(annotator=first, handle=leases[second].handle, assignment_id=None) is None
+        assert work._claim_row(annotator=first, handle=None, assignment_id=leases[second].pk) is None
+    assert len(work._claim_shapes) == 2, "two shapes (by handle, by id), each compiled once"
