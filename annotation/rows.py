@@ -15,10 +15,32 @@ def columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
 
+def _converters(model) -> list[list]:
+    """Per concrete field, the converters the ORM applies to a value read from the database (the
+    backend's, e.g. SQLite's text to an aware datetime, then the field's, e.g. JSON parsed), each
+    with the column expression it is called with."""
+    out = []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(model._meta.db_table)
+        chain = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+        out.append([(convert, column) for convert in chain])
+    return out
+
+
+_converter_cache: dict[tuple, list[list]] = {}
+
+
 def from_row(model, values):
-    """A `model` instance from the first columns of a row selected with `columns` (each field's
-    from_db_value applied, e.g. JSON parsed, as the ORM does), and the columns left over."""
+    """A `model` instance from the first columns of a row selected with `columns` (converted as the
+    ORM converts them), and the columns left over."""
     fields = model._meta.concrete_fields
-    own = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
-           for f, v in zip(fields, values)]
+    key = (connection.vendor, model)
+    converters = _converter_cache.get(key)
+    if converters is None:
+        converters = _converter_cache[key] = _converters(model)
+    own = []
+    for value, chain in zip(values, converters):
+        for convert, column in chain:
+            value = convert(value, column, connection)
+        own.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], own), list(values[len(fields):])

@@ -67,17 +67,17 @@ def queue_sweep(*, project: Project, now: datetime) -> None:
 
 
 def assignment_held(*, project: Project, annotator, now: datetime) -> Assignment | None:
-    """The unexpired lease this annotator already holds in the project, if any."""
-    return (
-        Assignment.objects.filter(
-            project=project,
-            annotator=annotator,
-            status=AssignmentStatus.LEASED,
-            lease_expires_at__gte=now,
+    """The unexpired lease this annotator already holds in the project, if any (hand-written: every
+    next asks, see annotation/rows.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {columns(Assignment, "a")} FROM "{Assignment._meta.db_table}" a WHERE a."project_id" = %s '
+            f'AND a."annotator_id" = %s AND a."status" = %s AND a."lease_expires_at" >= %s '
+            f'ORDER BY a."leased_at", a."id" LIMIT 1',
+            [project.pk, annotator.pk, AssignmentStatus.LEASED.value, now],
         )
-        .order_by("leased_at", "id")
-        .first()
-    )
+        row = cursor.fetchone()
+    return from_row(Assignment, row)[0] if row is not None else None
 
 
 def assignment_lease(
