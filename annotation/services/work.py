@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Exists, F, Model, OuterRef
 from django.http import Http404
@@ -91,7 +92,8 @@ def _claim_shape(*, by_handle: bool, annotator_model):
 def _claim_row(*, assignment_id: int | None, handle: str | None, annotator) -> Assignment | None:
     """The annotator's assignment, locked, with its project, spec and item, `still_member` and
     `claim_known` (the registered reads), or None."""
-    sql, params, names = _claim_shape(by_handle=handle is not None, annotator_model=type(annotator))
+    # The user model, not type(annotator): a page's request.user is a lazy wrapper.
+    sql, params, names = _claim_shape(by_handle=handle is not None, annotator_model=get_user_model())
     swap = {_STAND_IN_USER: annotator.pk, _STAND_IN_ASSIGNMENT: assignment_id, _STAND_IN_HANDLE: handle}
     bound = [swap.get(p, p) if type(p) in (int, str) else p for p in params]
     with connection.cursor() as cursor:

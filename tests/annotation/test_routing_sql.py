@@ -77,3 +77,20 @@ def test_the_claim_statement_is_bound_to_each_caller():
         assert work._claim_row(annotator=first, handle=leases[second].handle, assignment_id=None) is None
         assert work._claim_row(annotator=first, handle=None, assignment_id=leases[second].pk) is None
     assert len(work._claim_shapes) == 2, "two shapes (by handle, by id), each compiled once"
+
+
+def test_a_page_request_users_lazy_wrapper_claims_like_the_user():
+    """A page's request.user is a SimpleLazyObject (session auth), not the user model."""
+    from django.db import transaction
+    from django.utils.functional import SimpleLazyObject
+
+    from annotation.services import work
+
+    project = ProjectFactory()
+    ItemFactory.create_batch(1, project=project)
+    annotator = member(project)
+    lease = queue_next(project=project, annotator=SimpleLazyObject(lambda: annotator))
+    work._claim_shapes.clear()
+    with transaction.atomic():
+        claimed = work._claim_row(annotator=SimpleLazyObject(lambda: annotator), handle=lease.handle, assignment_id=None)
+    assert claimed.pk == lease.pk
