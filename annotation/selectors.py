@@ -29,6 +29,9 @@ from .models import (
     domain_in,
 )
 from .permissions import can_lead, can_see_all_judgments, has_role, remember_roles
+from .ranking import letters
+from .rows import columns, from_row
+from .services.quarantine import text_displayable
 
 
 def one_or_404(queryset: QuerySet, message: str):
@@ -39,9 +42,6 @@ def one_or_404(queryset: QuerySet, message: str):
     if row is None:
         raise Http404(message)
     return row
-from .ranking import letters
-from .rows import columns, from_row
-from .services.quarantine import text_displayable
 
 
 def project_get_for_member(*, slug: str, user) -> Project:

@@ -9,7 +9,7 @@ from django.test import Client
 from annotation.models import Role
 from annotation.services.judgments import judgment_submit
 from annotation.services.queue import queue_next
-from tests.factories import ItemFactory, ProjectFactory, api_as, good_input, make_anchor
+from tests.factories import ItemFactory, ProjectFactory, api_as, good_input, make_anchor, submit_payload
 from tests.permissions import (
     ANALYST_PAGE, LEAD_PAGE, LEADS_ONLY, READERS, api_mismatches, page_mismatches, people_of,
 )
@@ -168,6 +168,24 @@ def test_htmx_posts_refuse_annotators_of_other_roles_and_anonymous(world, path):
     client = Client()
     client.force_login(people[who])
     assert client.post(url).status_code in (403, 404)
+
+
+def test_a_valid_submit_on_someone_elses_lease_is_404_and_stores_nothing(world):
+    """The submit claims its assignment by handle in its own locking query (no lookup first): a
+    complete, valid body on another annotator's open lease must still find nothing, on the API and
+    on the page, and leave their lease as it was."""
+    from annotation.models import Assignment, Judgment
+
+    project, people = world
+    handle = people["open"].handle
+    before = Judgment.objects.count()
+    api = api_as(people["annotator"]).post(f"/api/assignments/{handle}/submit/", submit_payload(), format="json")
+    page = Client()
+    page.force_login(people["annotator"])
+    shown = page.post(f"/p/{project.slug}/label/{handle}/submit/", submit_payload(), HTTP_HX_REQUEST="true")
+    assert (api.status_code, shown.status_code) == (404, 404)
+    assert Judgment.objects.count() == before
+    assert Assignment.objects.get(handle=handle).status == "leased"
 
 
 def test_htmx_post_without_csrf_token_is_refused(world):

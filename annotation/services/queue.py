@@ -12,7 +12,7 @@ it (calibration registers its standing gate, hidden anchors and their scoring in
   before the live lease is tried, narrowed by the same `narrow`;
 - `after_submit(judgment, created, now, defer, known)` runs inside the submit's transaction and
   may return feedback for the annotator; `known` holds what the claim's locking query read for
-  the registered claim reads (annotation.permissions.work_gate_register), or None.
+  the registered claim reads (annotation.permissions.work_gate_register); empty on a replay.
 
 Rankings, rewrites and adversarial negatives are submitted through their own services
 (annotation/services/rankings.py, rewrites.py, negatives.py), for the page and the API alike.
@@ -99,8 +99,9 @@ def queue_submit(
             assignment_id=assignment_id, handle=handle, annotator=annotator, data=data, client_token=client_token,
             now=now,
         )
-        # What the claim's query already read for the hooks (e.g. whether the item is an anchor).
-        known = getattr(judgment.assignment, "claim_known", None) if Judgment.assignment.is_cached(judgment) else None
+        # What the claim's query read for the hooks (e.g. whether the item is an anchor); a replayed
+        # submit did no claim of its own and needs no after-submit work.
+        known = judgment.assignment.claim_known if created else {}
         feedback = _hooks.after_submit(judgment=judgment, created=created, now=now, defer=defer, known=known)
     return SubmitOutcome(judgment=judgment, created=created, feedback=feedback)
 

@@ -204,12 +204,18 @@ def candidate_sql(*, project: Project, annotator, held_out: bool, narrow: Narrow
     return sql, [swap.get(p, p) if type(p) is int else p for p in params]
 
 
-def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str) -> tuple[str, tuple]:
+def _ordered_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str):
+    """_candidate_pool narrowed by the higher app's filter and to one kind, first candidate first."""
     extra = narrow(project=project, annotator=annotator) if narrow is not None else Q()
     if kind:
         extra &= Q(kind=kind)
     pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
-    return pool.order_by("-priority", "id").values("id")[:1].query.sql_with_params()
+    return pool.order_by("-priority", "id")
+
+
+def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str) -> tuple[str, tuple]:
+    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind)
+    return pool.values("id")[:1].query.sql_with_params()
 
 
 def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
@@ -217,11 +223,8 @@ def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: boo
     if connection.vendor == "postgresql":
         return _lease_one_statement(project=project, annotator=annotator, now=now, held_out=held_out, narrow=narrow,
                                     kind=kind)
-    extra = narrow(project=project, annotator=annotator) if narrow is not None else Q()
-    if kind:
-        extra &= Q(kind=kind)
-    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
-    return _lease_orm(pool=pool.order_by("-priority", "id"), project=project, annotator=annotator, now=now)
+    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind)
+    return _lease_orm(pool=pool, project=project, annotator=annotator, now=now)
 
 
 def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,

@@ -96,7 +96,7 @@ def expert_feedback(*, anchor: Anchor, shown_left: str, correct: bool, yours: di
 
 
 def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, defer: Deferred | None,
-                  known: dict | None = None) -> dict | None:
+                  known: dict) -> dict | None:
     """An answer on a hidden anchor is scored too (inside the submit's transaction).
 
     Scoring (a result row, the window, the CUSUM, maybe a change of standing) costs several
@@ -108,20 +108,11 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     every minute) scores it later: nothing is lost. Returns the expert's feedback when the
     project shows it.
     """
-    if not created:
+    # Whether the item is an anchor, and whether the project shows feedback, were read by the
+    # claim's locking query (standing.CLAIM_READS): the same statement for every submit.
+    if not created or known["anchor_id"] is None:
         return None
-    if known is not None and "anchor_id" in known:
-        # Read by the claim's locking query (standing.CLAIM_READS), the same for every submit.
-        if known["anchor_id"] is None:
-            return None
-        shows_feedback = bool(known["shows_hidden_feedback"])
-        anchor = None
-    else:
-        anchor = Anchor.objects.filter(item_id=judgment.item_id).select_related("project__calibration_policy").first()
-        if anchor is None:
-            return None
-        policy = getattr(anchor.project, "calibration_policy", None)
-        shows_feedback = policy is not None and policy.show_hidden_feedback
+    shows_feedback = bool(known["shows_hidden_feedback"])
     if defer is not None and not shows_feedback:
         judgment_id = judgment.pk
         transaction.on_commit(lambda: defer(lambda: hidden_answer_score(judgment_id=judgment_id)))
@@ -129,7 +120,7 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     result = hidden_answer_score(judgment_id=judgment.pk, now=now)
     if not shows_feedback:
         return None
-    anchor = anchor or Anchor.objects.get(item_id=judgment.item_id)
+    anchor = Anchor.objects.get(item_id=judgment.item_id)
     return expert_feedback(anchor=anchor, shown_left=judgment.shown_left, correct=result.correct,
                            yours={"choice": judgment.choice, "strength": judgment.strength})
 
