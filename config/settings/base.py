@@ -95,6 +95,21 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Behind a transaction-mode pooler (PgBouncer), .iterator() must not use server-side cursors: a
+    # cursor lives in one server session, which the pooler may hand to someone else (docs/SCALING.md).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_PREPARED_STATEMENTS", True):
+    # Server-side binding lets psycopg prepare a statement once it has run `prepare_threshold` times
+    # on a connection, so PostgreSQL stops planning it again: planning the labelling hot path's
+    # statements cost several times their execution (1.2 ms to plan the candidate pick, 0.17 ms to
+    # run it; bench/README.md). Django's default (client-side binding) sends every statement as new
+    # text. Behind PgBouncer in transaction mode this needs PgBouncer >= 1.21 with
+    # max_prepared_statements set (docs/SCALING.md); DB_PREPARED_STATEMENTS=0 turns it off.
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": int(os.environ.get("DB_PREPARE_THRESHOLD", "2")),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions make concurrent writers queue instead of failing mid-transaction
     # with "database is locked"; `timeout` is how long one waits for the write lock (the busy
