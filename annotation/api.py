@@ -70,6 +70,13 @@ class ProjectDetailApi(APIView):
 # ---------------------------------------------------------------- the annotator's queue (next, submit, skip)
 
 
+# One AssignmentOutput for every next: constructing it per request deep-copies its declared fields,
+# a twelfth of a next's web CPU (bench/annotate_load.py --py-spy). Its to_representation reads only
+# its argument (no per-call state), so one bound instance serves every thread; the output is the
+# same as `AssignmentOutput(payload).data` (tests/annotation/test_routing_sql.py checks).
+_ASSIGNMENT_OUTPUT = serializers.AssignmentOutput()
+
+
 class NextItemApi(APIView):
     @extend_schema(
         request=None,
@@ -84,7 +91,7 @@ class NextItemApi(APIView):
         project = annotating_project(request, slug)
 
         def payload(assignment):
-            data = serializers.AssignmentOutput(selectors.assignment_payload(assignment=assignment)).data
+            data = _ASSIGNMENT_OUTPUT.to_representation(selectors.assignment_payload(assignment=assignment))
             JSONRenderer().render(data)  # raises here, not after the view, on text that cannot be sent
             return data
 

@@ -170,10 +170,12 @@ def judgment_record(
         judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
     except IntegrityError:
         raise Conflict("This submit token was already used for another item.") from None
-    assignment_finish(claim=claim, now=now)
     # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart.
     if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
         bad_cases_from_judgment(judgment=judgment, item=assignment.item)
+    # Last: from here to the commit the item's row is locked, and every other submit on the item
+    # waits for it (the bad-case intake above used to run inside that window).
+    assignment_finish(claim=claim, now=now)
     return judgment, True
 
 

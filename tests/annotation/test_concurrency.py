@@ -92,3 +92,30 @@ def test_concurrent_replays_of_one_submit_create_one_judgment():
     assert sum(created for _, created in results) == 1
     assert Judgment.objects.filter(annotator=me).count() == 1
     assert Item.objects.get(project=project).judgment_count == 1
+
+
+def test_both_bad_answers_on_one_item_at_once_make_one_bad_case_per_response():
+    """Eight annotators answer "both bad" on the same item at the same moment: each response
+    gets one bad case and one rewrite task, and every report is counted (reports of a response are
+    serialised on its row; two responses are locked in id order, so no deadlock)."""
+    from annotation.models import BadCase, ItemKind
+    from annotation.services.queue import queue_submit
+
+    project = ProjectFactory(overlap=8)
+    item = ItemFactory(project=project)
+    annotators = [member(project) for _ in range(8)]
+    leases = [queue_next(project=project, annotator=a) for a in annotators]
+    assert {lease.item_id for lease in leases} == {item.pk}
+
+    def work(i: int) -> None:
+        outcome = queue_submit(assignment_id=leases[i].pk, annotator=annotators[i], client_token=uuid.uuid4(),
+                               data=good_input(choice="both_bad", strength=""))
+        assert outcome.created
+
+    assert run_threads(8, work) == []
+    cases = BadCase.objects.filter(project=project).order_by("response_id")
+    assert [c.response_id for c in cases] == sorted([item.response_a_id, item.response_b_id])
+    assert [c.reports for c in cases] == [8, 8] and all(c.sources == ["both_bad"] for c in cases)
+    rewrites = Item.objects.filter(project=project, kind=ItemKind.REWRITE)
+    assert sorted(rewrites.values_list("response_a_id", flat=True)) == sorted([item.response_a_id, item.response_b_id])
+    assert Judgment.objects.filter(item=item).count() == 8

@@ -36,13 +36,14 @@ def labelling(settings):
     return project, anchors, client
 
 
-def _cycle(client, slug: str) -> dict:
+def _cycle(client, slug: str, choice: str = "left") -> dict:
     """One next and one submit through the whole stack; the statements of each, and what was served."""
     with CaptureQueriesContext(connection) as next_sql:
         served = client.post(f"/api/projects/{slug}/next/")
     assert served.status_code == 200, served.content
     handle = served.json()["assignment"]
-    body = {"choice": "left", "strength": "clear", "rationale": "Left answers the question asked.",
+    body = {"choice": choice, "strength": "clear" if choice in ("left", "right") else "",
+            "rationale": "Left answers the question asked.",
             "client_token": str(uuid.uuid4())}
     sent_at: list[int] = []  # statements captured when the response was sent (close() began)
     real_attach = AfterResponse.attach
@@ -117,3 +118,37 @@ def test_the_budget_test_fails_on_a_query_too_many(labelling, monkeypatch):
     monkeypatch.setattr(queue, "judgment_record", with_extra_lookup)
     assert len(_cycle(client, project.slug)["submit"]) == BUDGET["submit"] + 1
 
+
+
+def test_on_postgresql_the_hot_path_statements_are_prepared_once_and_reused(labelling):
+    """config/settings/base.py turns on server-side binding with a prepare threshold, so PostgreSQL
+    stops planning the hot path's statements again (planning the candidate pick cost seven times
+    running it). After a few labels the lease and the claim are prepared statements on this
+    connection, and the token lookup too."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL setting")
+    assert connection.settings_dict["OPTIONS"].get("server_side_binding") is True
+    project, _, client = labelling
+    for _ in range(4):
+        _cycle(client, project.slug)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("WITH picked AS" in text for text in prepared), "the lease is prepared"
+    assert any("annotation_apitoken" in text for text in prepared), "the token lookup is prepared"
+    assert any(text.startswith("SELECT") and 'FOR UPDATE OF "annotation_assignment"' in text
+               for text in prepared), "the claim is prepared"
+
+
+def test_a_both_bad_answer_reports_both_responses_in_four_statements_more(labelling):
+    """A "both bad" answer reports its two responses inside the submit (each gets a bad case and a
+    rewrite task): lock them, read their bad cases, insert the tasks, insert the cases. A fixed
+    four statements whatever was reported before (one response at a time it was fourteen)."""
+    from annotation.models import BadCase
+
+    project, _, client = labelling
+    _hidden_rate(project, 0.0)
+    live = _steady(client, project.slug)
+    both_bad = _cycle(client, project.slug, choice="both_bad")
+    assert len(both_bad["submit"]) == len(live["submit"]) + 4, "\n".join(both_bad["submit"])
+    assert BadCase.objects.filter(project=project).count() == 2

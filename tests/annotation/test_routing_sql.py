@@ -94,3 +94,32 @@ def test_a_page_request_users_lazy_wrapper_claims_like_the_user():
     with transaction.atomic():
         claimed = work._claim_row(annotator=SimpleLazyObject(lambda: annotator), handle=lease.handle, assignment_id=None)
     assert claimed.pk == lease.pk
+
+
+def test_the_shared_assignment_serializer_gives_what_a_fresh_one_gives_for_every_kind():
+    """annotation.api serialises every next with one AssignmentOutput instance: for every item kind
+    its output must equal a fresh serializer's, and the API must send exactly that."""
+    import json
+
+    from annotation import selectors, serializers
+    from annotation.api import _ASSIGNMENT_OUTPUT
+    from annotation.models import Assignment
+    from tests.factories import adversarial_line, api_as, bad_case_line, import_lines, ranking_line
+
+    project = ProjectFactory(overlap=1)
+    ItemFactory(project=project)
+    import_lines(project, [ranking_line("Order these", 4), bad_case_line("Fix it", "A bad answer"),
+                           adversarial_line("Be wrong", "A good answer")])
+    annotator = member(project, Role.ANNOTATOR)
+    client = api_as(annotator)
+    kinds = set()
+    while (answer := client.post(f"/api/projects/{project.slug}/next/")).status_code == 200:
+        assignment = Assignment.objects.get(handle=answer.json()["assignment"])
+        payload = selectors.assignment_payload(assignment=assignment)
+        shared = _ASSIGNMENT_OUTPUT.to_representation(payload)
+        assert shared == serializers.AssignmentOutput(payload).data
+        assert answer.json() == json.loads(json.dumps(shared))
+        kinds.add(shared["kind"])
+        client.post(f"/api/assignments/{assignment.handle}/skip/")
+    assert answer.status_code == 204
+    assert kinds == {ItemKind.COMPARISON, ItemKind.RANKING, ItemKind.REWRITE, ItemKind.ADVERSARIAL}
