@@ -17,7 +17,7 @@ What it does, all against 127.0.0.1 only:
      --think seconds (exponential think time, exponential initial offset: a Poisson stream per
      annotator), for --human-duration seconds;
   6. prints a table (labels/s, p50/p99 of next and of submit in ms, errors by status, CPU split
-     between the load generator, gunicorn and PostgreSQL) and writes it as JSON to
+     between the load generator, gunicorn and PostgreSQL, CPU and WAL bytes per label) and writes it as JSON to
      bench/results/annotate_load-<timestamp>.json.
 
 The load generator is a single asyncio process (aiohttp, one connection pool sized to the
@@ -467,6 +467,42 @@ class CpuMeter:
         return out
 
 
+class WalMeter:
+    """What a phase cost PostgreSQL in write-ahead log: the WAL position moved over the phase (warm-up
+    included) over the judgments stored in the project over the same span. Everything the labels
+    caused counts (commit records, full-page images after a checkpoint, the work deferred after the
+    response); so does any other writer on the cluster, which the quiet check before each phase keeps
+    out. Two statements at each end of a phase, on a connection of its own."""
+
+    def __init__(self, dsn: str, slug: str) -> None:
+        self.dsn, self.slug = dsn.replace("postgres://", "postgresql://", 1), slug
+
+    def _read(self) -> tuple[str, int]:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+            judged = conn.execute(
+                "SELECT count(*) FROM annotation_judgment j JOIN annotation_project p ON p.id = j.project_id "
+                "WHERE p.slug = %s", [self.slug]).fetchone()[0]
+        return lsn, judged
+
+    def __enter__(self) -> "WalMeter":
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psycopg
+
+        end = self._read()
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            self.bytes = int(conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", [end[0], self._start[0]]).fetchone()[0])
+        self.labels = end[1] - self._start[1]
+
+    def per_label(self) -> int | None:
+        return round(self.bytes / self.labels) if self.labels else None
+
+
 def machine_load(seconds: float = 2.0) -> float:
     """Cores busy on average over the next `seconds` (this process sleeps meanwhile)."""
     b0, t0 = _machine_busy(), time.monotonic()
@@ -751,7 +787,7 @@ def summarize(name: str, clients: int, stats: Stats, duration: float, cpu: dict,
 def print_table(rows: list[dict]) -> None:
     head = (f"{'mode':<18}{'clients':>8}{'labels/s':>10}{'next p50':>10}{'next p99':>10}"
             f"{'sub p50':>10}{'sub p99':>10}  {'errors':<16}{'cores: client gunicorn pg other':>32}"
-            f"{'ms CPU/label: web pg':>22}")
+            f"{'ms CPU/label: web pg':>22}{'WAL B/label':>13}")
     print()
     print(head)
     print("-" * len(head))
@@ -767,10 +803,11 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['mode']:<18}{r['clients']:>8}{label:>10}"
               f"{r['next_ms']['p50'] or 0:>10.1f}{r['next_ms']['p99'] or 0:>10.1f}"
               f"{r['submit_ms']['p50'] or 0:>10.1f}{r['submit_ms']['p99'] or 0:>10.1f}  {errs:<16}{cpu:>32}"
-              f"{per_label:>22}")
+              f"{per_label:>22}{r.get('wal_bytes_per_label') or 0:>13}")
     print("latencies in ms at the client; htmx: 'next' is the first item, 'submit' is submit + the next item")
     print("rendered; human pace shows achieved/offered labels/s; cores: average use during")
-    print("the phase (other: the rest of the machine, e.g. another test suite; above ~0.2 the figures are skewed)")
+    print("the phase (other: the rest of the machine, e.g. another test suite; above ~0.2 the figures are skewed);")
+    print("WAL B/label: write-ahead log bytes over the phase per judgment stored in it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -929,10 +966,11 @@ def main(argv=None) -> int:
                 quiet = wait_until_quiet(args.wait_quiet, args.quiet_threshold)
                 prof_path = RESULTS_DIR / f"annotate_load-{stamp}-{loop}-{path}-{n}.pyspy.txt"
                 with py_spy(args.py_spy, server["pid"], prof_path) as prof:
-                    with CpuMeter(server["pid"], dbname) as meter:
+                    with WalMeter(env["DATABASE_URL"], slug) as wal, CpuMeter(server["pid"], dbname) as meter:
                         stats = asyncio.run(run)
                     cpu = meter.split()
                 rows.append(summarize(mode, n, stats, duration, cpu, quiet, expected))
+                rows[-1]["wal_bytes_per_label"] = wal.per_label()
                 r = rows[-1]
                 print(f"  {r['labels_per_s']} labels/s; next p50/p99 {r['next_ms']['p50']}/{r['next_ms']['p99']} ms, "
                       f"submit p50/p99 {r['submit_ms']['p50']}/{r['submit_ms']['p99']} ms; errors {r['errors'] or 0}; "
