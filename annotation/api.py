@@ -70,11 +70,14 @@ class ProjectDetailApi(APIView):
 # ---------------------------------------------------------------- the annotator's queue (next, submit, skip)
 
 
-# One AssignmentOutput for every next: constructing it per request deep-copies its declared fields,
-# a twelfth of a next's web CPU (bench/annotate_load.py --py-spy). Its to_representation reads only
-# its argument (no per-call state), so one bound instance serves every thread; the output is the
-# same as `AssignmentOutput(payload).data` (tests/annotation/test_routing_sql.py checks).
+# One AssignmentOutput for every next and one SubmitInput for every submit: constructing a
+# serializer per request deep-copies its declared fields, a twelfth of a next's web CPU
+# (bench/annotate_load.py --py-spy). to_representation and run_validation read only their argument
+# (no per-call state: `.data`, `.errors` and `.validated_data` are what keep state, and these are
+# not used), so one instance serves every thread; the output and the validated data are those of a
+# fresh serializer (tests/annotation/test_routing_sql.py checks), and errors are worded by one.
 _ASSIGNMENT_OUTPUT = serializers.AssignmentOutput()
+_SUBMIT_INPUT = serializers.SubmitInput()
 
 
 class NextItemApi(APIView):
@@ -106,18 +109,22 @@ class SubmitApi(APIView):
     @extend_schema(request=serializers.SubmitInput, responses={201: serializers.SubmitOutput, 200: serializers.SubmitOutput})
     def post(self, request, handle: str):
         """Submit a judgment. Idempotent by `client_token`: a retry returns the first judgment (200)."""
-        data = serializers.SubmitInput(data=request.data)
-        if not data.is_valid():
+        try:
+            valid = _SUBMIT_INPUT.run_validation(request.data)
+        except ValidationError:
             # Someone else's assignment is 404 whatever the body holds; a valid body finds that
             # out in the submit's own locking query (no lookup of its own).
             selectors.assignment_for_annotator(handle=handle, annotator=request.user)
-            raise ValidationError(data.errors)
+            # The errors as a fresh serializer words them (it rewords a missing body).
+            data = serializers.SubmitInput(data=request.data)
+            data.is_valid()
+            raise ValidationError(data.errors) from None
         later = AfterResponse()
         outcome = queue_submit(
             handle=handle,
             annotator=request.user,
-            data=judgment_input(data.validated_data),
-            client_token=data.validated_data["client_token"],
+            data=judgment_input(valid),
+            client_token=valid["client_token"],
             defer=later,
         )
         body = {"id": outcome.judgment.pk, "created": outcome.created}

@@ -123,3 +123,43 @@ def test_the_shared_assignment_serializer_gives_what_a_fresh_one_gives_for_every
         client.post(f"/api/assignments/{assignment.handle}/skip/")
     assert answer.status_code == 204
     assert kinds == {ItemKind.COMPARISON, ItemKind.RANKING, ItemKind.REWRITE, ItemKind.ADVERSARIAL}
+
+
+BODIES = [
+    {"choice": "left", "strength": "clear", "rationale": "Left is right.", "client_token": "2b7f3c1e-8f0a-4c55-9d8e-3f1c2a4b5d6e"},
+    {"choice": "tie", "rationale": "", "time_spent_ms": "1500", "dimensions": {"accuracy": "right"},
+     "client_token": "2b7f3c1e-8f0a-4c55-9d8e-3f1c2a4b5d6e"},
+    {"choice": "up", "strength": 3, "dimensions": {"accuracy": "sideways"}, "rationale": None,
+     "time_spent_ms": -1, "client_token": "not-a-uuid"},
+    {"choice": ["left"], "dimensions": [], "time_spent_ms": 10**12},
+    {},
+    [],
+    "left",
+    None,
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_the_shared_submit_validator_gives_what_a_fresh_one_gives(body):
+    """annotation.api validates every submit with one SubmitInput instance: it must accept exactly
+    what a fresh serializer accepts, with the same validated data, and using it must leave nothing
+    behind that changes the next call (every body is checked again after all the others). Errors
+    come from a fresh serializer (they are rare, and it rewords a missing body)."""
+    from rest_framework.exceptions import ValidationError
+
+    from annotation import serializers
+    from annotation.api import _SUBMIT_INPUT
+
+    def shared(data):
+        try:
+            return "valid", _SUBMIT_INPUT.run_validation(data)
+        except ValidationError:
+            return "errors", None
+
+    def fresh(data):
+        serializer = serializers.SubmitInput(data=data)
+        return ("valid", serializer.validated_data) if serializer.is_valid() else ("errors", None)
+
+    outcomes = [shared(data) == fresh(data) for data in (body, *BODIES, body)]
+    assert all(outcomes)
+    assert shared(body)[0] == ("valid" if body in BODIES[:2] else "errors")
