@@ -103,13 +103,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # Server-side binding lets psycopg prepare a statement once it has run `prepare_threshold` times
     # on a connection, so PostgreSQL stops planning it again: planning the labelling hot path's
     # statements cost several times their execution (1.2 ms to plan the candidate pick, 0.17 ms to
-    # run it; bench/README.md). Django's default (client-side binding) sends every statement as new
+    # run it; docs/SCALING.md). Django's default (client-side binding) sends every statement as new
     # text. Behind PgBouncer in transaction mode this needs PgBouncer >= 1.21 with
     # max_prepared_statements set (docs/SCALING.md); DB_PREPARED_STATEMENTS=0 turns it off.
-    DATABASES["default"]["OPTIONS"] = {
+    # Options given in DATABASE_URL (?sslmode=require, ...) are kept. The engine is Django's, with
+    # a guard for statements over PostgreSQL's 65,535-parameter limit (config/db/base.py).
+    DATABASES["default"]["ENGINE"] = "config.db"
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
         "server_side_binding": True,
         "prepare_threshold": int(os.environ.get("DB_PREPARE_THRESHOLD", "2")),
-    }
+    })
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions make concurrent writers queue instead of failing mid-transaction
     # with "database is locked"; `timeout` is how long one waits for the write lock (the busy
