@@ -153,7 +153,6 @@ def judgment_record(
     errors = judgment_validate(project=project, data=data)
     if errors:
         raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
-    slot_check(claim)
 
     judgment = Judgment(
         assignment=assignment,
@@ -174,7 +173,10 @@ def judgment_record(
     if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
         bad_cases_from_judgment(judgment=judgment, item=assignment.item)
     # Last: from here to the commit the item's row is locked, and every other submit on the item
-    # waits for it (the bad-case intake above used to run inside that window).
+    # waits for it (the bad-case intake above used to run inside that window). Every submit locks
+    # the responses (bad cases) before the item, a lapsed lease's slot check included: two orders
+    # would deadlock two both-bad submits on one item.
+    slot_check(claim)
     assignment_finish(claim=claim, now=now)
     return judgment, True
 
