@@ -719,6 +719,11 @@ async def human_pace(*, base: str, slug: str, tokens: list, think: float, warmup
             # Exponential offset: each annotator is a Poisson stream from the first second on.
             delay = rng.expovariate(1 / think)
             while True:
+                # Checked first: an annotator behind schedule (delay 0, as all are on a saturated
+                # server) would otherwise never see the stop, since wait_for with timeout 0 times
+                # out before stop.wait() runs, and the phase would never end.
+                if stop.is_set():
+                    return
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                     return
