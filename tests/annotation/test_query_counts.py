@@ -129,12 +129,15 @@ def test_on_postgresql_the_hot_path_statements_are_prepared_once_and_reused(labe
         pytest.skip("prepared statements are a PostgreSQL setting")
     assert connection.settings_dict["OPTIONS"].get("server_side_binding") is True
     project, _, client = labelling
+    # Live items only: a hidden anchor is leased by a statement of its own shape, and with two
+    # shapes sharing four nexts neither might reach its third run (when it is prepared).
+    _hidden_rate(project, 0.0)
     for _ in range(4):
         _cycle(client, project.slug)
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert any("WITH picked AS" in text for text in prepared), "the lease is prepared"
+    assert any("WITH picked AS" in text for text in prepared), ("the lease is prepared", [t[:80] for t in prepared])
     assert any("annotation_apitoken" in text for text in prepared), "the token lookup is prepared"
     assert any(text.startswith("SELECT") and 'FOR UPDATE OF "annotation_assignment"' in text
                for text in prepared), "the claim is prepared"
