@@ -13,13 +13,15 @@ from rest_framework.views import APIView
 
 from annotation.permissions import can_export
 from annotation.api import project_where
+from annotation.errors import Conflict
 from annotation.services.jobs import JobStateError
 
 from .curation import SPLITS, CurationPolicy
 from .formats import FORMATS, TAGS, jsonl_line
 from .models import FreezeRequest, PreferenceSet
 from .selectors import (
-    AGGREGATIONS, export_exclusions, freeze_request_by_id, preference_rows, preference_set_by_id, preference_sets_of,
+    AGGREGATIONS, export_exclusions, export_rows_or_reason, freeze_request_by_id, preference_set_by_id,
+    preference_sets_of,
 )
 from .serializers import FreezeInput, FreezeOutput, PreferenceSetOutput
 from .services.sets import (
@@ -43,7 +45,8 @@ class PreferenceExportApi(APIView):
                 description="Also export judgments of annotators whose standing is excluded.",
             ),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR,
+                   409: OpenApiResponse(description="Nothing to export with these settings; `detail` says why.")},
     )
     def get(self, request, slug: str):
         """JSONL that the trainers read unchanged: preference pairs (`trl`, `trl-conversational`;
@@ -51,7 +54,9 @@ class PreferenceExportApi(APIView):
         SFT rows from approved rewrites (`sft-messages`, `sft-prompt-completion`).
 
         Judgments of excluded annotators are left out unless `include_excluded=true`; the headers
-        `X-Excluded-Annotators` and `X-Excluded-Judgments` say how many were left out."""
+        `X-Excluded-Annotators` and `X-Excluded-Judgments` say how many were left out. An export
+        that would hold no row answers 409 with why (e.g. no ranking judgments, no approved
+        rewrites), never an empty file."""
         project = project_where(request, slug, can_export, "Only leads and engineers export data.")
         fmt = request.query_params.get("format", "trl")
         aggregate = request.query_params.get("aggregate", "none")
@@ -64,9 +69,11 @@ class PreferenceExportApi(APIView):
         unknown = sorted(set(tags) - set(TAGS))
         if unknown:
             raise ValidationError({"tags": f"Unknown tag(s) {', '.join(unknown)}; use {', '.join(TAGS)}."})
-        rows = preference_rows(
+        rows, why = export_rows_or_reason(
             project=project, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded, tags=tags
         )
+        if rows is None:  # never a silent empty file: say why there is nothing (409)
+            raise Conflict(why)
         response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/x-ndjson")
         left_out = export_exclusions(project=project)
         response["X-Excluded-Annotators"] = 0 if include_excluded else left_out.annotators

@@ -14,7 +14,7 @@ from calibration.selectors import excluded_annotator_ids
 
 from .models import FreezeRequest, PreferenceSet, RewardModel
 from .formats import (
-    RANKING_FORMAT, SFT_FORMATS, TAGS, majority_vote, preference_row, ranking_row, sft_row,
+    FORMATS, RANKING_FORMAT, SFT_FORMATS, TAGS, majority_vote, preference_row, ranking_row, sft_row,
 )
 
 AGGREGATIONS = ("none", "majority")
@@ -40,6 +40,100 @@ def export_exclusions(*, project: Project) -> ExportExclusions:
     return ExportExclusions(
         annotators=left_out.values("annotator_id").distinct().count(), judgments=left_out.count()
     )
+
+
+@dataclass(frozen=True)
+class ExportSources:
+    """What an export could be made of now, counted (excluded annotators' work left out unless
+    asked for): the inputs each format turns into rows."""
+    comparisons: int  # comparison judgments
+    one_sided: int  # of those, preferring one response: ties and both-bad never become pairs
+    rewrite_pairs: int  # from approved expert rewrites
+    adversarial_pairs: int
+    rankings: int  # ranking judgments
+    approved_rewrites: int  # expert rewrites approved (the SFT rows)
+    rewrites_waiting: int  # expert rewrites not approved yet (not gold, not exported)
+    left_out: ExportExclusions
+
+
+def export_sources(*, project: Project, include_excluded: bool = False) -> ExportSources:
+    excluded = [] if include_excluded else excluded_annotator_ids(project=project)
+    judgments = Judgment.objects.filter(project=project).exclude(annotator_id__in=excluded)
+    pairs = DerivedPair.objects.filter(project=project).exclude(author_id__in=excluded)
+    rewrites = Rewrite.objects.filter(project=project).exclude(author_id__in=excluded)
+    return ExportSources(
+        comparisons=judgments.count(),
+        one_sided=judgments.filter(choice__in=[Choice.A, Choice.B]).count(),
+        rewrite_pairs=pairs.filter(tag=PairTag.REWRITE).count(),
+        adversarial_pairs=pairs.filter(tag=PairTag.ADVERSARIAL).count(),
+        rankings=RankingJudgment.objects.filter(project=project).exclude(annotator_id__in=excluded).count(),
+        approved_rewrites=rewrites.filter(status=RewriteStatus.APPROVED).count(),
+        rewrites_waiting=rewrites.exclude(status=RewriteStatus.APPROVED).count(),
+        left_out=ExportExclusions(0, 0) if include_excluded else export_exclusions(project=project),
+    )
+
+
+def export_empty_reason(*, fmt: str, sources: ExportSources, tags: Iterable[str] = TAGS,
+                        aggregate: str = "none") -> str | None:
+    """Why an export with these settings holds no row, in words for the page, the API and the
+    CLI; None when its sources are there (an aggregated export can still come out empty: every
+    item's majority a tie; export_rows_or_reason says so)."""
+    if fmt == RANKING_FORMAT:
+        if sources.rankings:
+            return None
+        why = "This project has no ranking judgments: the ranking format holds one row per ranking."
+    elif fmt in SFT_FORMATS:
+        if sources.approved_rewrites:
+            return None
+        waiting = f" ({sources.rewrites_waiting} waiting for review or sent back)" if sources.rewrites_waiting else ""
+        why = (f"This project has no approved expert rewrites{waiting}: the SFT formats hold one row per "
+               "approved rewrite.")
+    else:
+        wanted = [t for t in TAGS if t in set(tags)]
+        found = {
+            PairTag.COMPARISON: (sources.one_sided, f"{sources.comparisons} comparison judgments, "
+                                 f"{sources.one_sided} preferring one response (ties and both-bad never become pairs)"),
+            PairTag.REWRITE: (sources.rewrite_pairs, f"{sources.rewrite_pairs} pairs from approved expert rewrites"),
+            PairTag.ADVERSARIAL: (sources.adversarial_pairs, f"{sources.adversarial_pairs} adversarial pairs"),
+            PairTag.RANKING: (sources.rankings, f"{sources.rankings} ranking judgments"),
+        }
+        if not wanted:
+            return "No pair kinds were chosen: choose at least one of " + ", ".join(TAGS) + "."
+        if any(found[t][0] for t in wanted):
+            return None
+        why = f"No preference pairs from {', '.join(wanted)}: " + "; ".join(found[t][1] for t in wanted) + "."
+    if sources.left_out.judgments:
+        why += (f" {sources.left_out.judgments} judgments of {sources.left_out.annotators} excluded annotator(s) "
+                "are left out; including excluded annotators keeps them.")
+    return why
+
+
+def export_rows_or_reason(*, project: Project, fmt: str, aggregate: str = "none", include_excluded: bool = False,
+                          tags: Iterable[str] | None = None) -> tuple[Iterator[dict] | None, str]:
+    """preference_rows, or (None, why) when they would be none: the API answers 409 and the CLI
+    refuses instead of writing an empty file. Only a first row is read to find out, and that
+    reading is closed at once: the rows handed back are a fresh stream that starts when read (a
+    started stream would hold a server-side cursor open until the response is consumed)."""
+    def rows():
+        return preference_rows(project=project, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded,
+                               tags=tags)
+
+    probe = rows()
+    try:
+        first = next(probe, None)
+    finally:
+        probe.close()
+    if first is not None:
+        return rows(), ""
+    sources = export_sources(project=project, include_excluded=include_excluded)
+    why = export_empty_reason(fmt=fmt, sources=sources, tags=TAGS if tags is None else tags, aggregate=aggregate)
+    return None, why or "No item's majority prefers one response (every majority is a tie or both bad): no rows."
+
+
+def export_overview(*, project: Project) -> list[tuple[str, str | None]]:
+    """(format, why it would be empty or None) for every format at the default settings."""
+    sources = export_sources(project=project)
+    return [(fmt, export_empty_reason(fmt=fmt, sources=sources)) for fmt in FORMATS]
 
 
 def _judgment_rows(project: Project, *, include_excluded: bool):

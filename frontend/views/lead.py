@@ -14,7 +14,7 @@ from annotation.services.imports import import_job_create, import_job_progress, 
 from annotation.services.jobs import JobStateError
 from annotation.services.projects import spec_publish
 from rewards.formats import FORMATS, TAGS
-from rewards.selectors import AGGREGATIONS, export_exclusions
+from rewards.selectors import AGGREGATIONS, export_exclusions, export_overview
 
 from .common import project_for
 
@@ -85,5 +85,6 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
             "tags": TAGS,
             "aggregations": AGGREGATIONS,
             "exclusions": export_exclusions(project=project),
+            "overview": export_overview(project=project),
         },
     )

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
 from rewards.formats import FORMATS, TAGS, jsonl_line
-from rewards.selectors import AGGREGATIONS, export_exclusions, preference_rows
+from rewards.selectors import AGGREGATIONS, export_exclusions, export_rows_or_reason
 
 
 class Command(BaseCommand):
@@ -40,12 +40,15 @@ class Command(BaseCommand):
         unknown = sorted(set(wanted) - set(TAGS))
         if unknown:
             raise CommandError(f"Unknown tag(s) {', '.join(unknown)}; use {', '.join(TAGS)}.")
+        rows, why = export_rows_or_reason(
+            project=target, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded, tags=wanted
+        )
+        if rows is None:  # no file at all rather than an empty one
+            raise CommandError(f"Nothing to export, no file written. {why}")
         count = 0
         sink = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")
         try:
-            for row in preference_rows(
-                project=target, fmt=fmt, aggregate=aggregate, include_excluded=include_excluded, tags=wanted
-            ):
+            for row in rows:
                 sink.write(jsonl_line(row))
                 count += 1
         finally:
