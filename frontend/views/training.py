@@ -21,7 +21,7 @@ from rewards.selectors import overrides_of, preference_sets_of, reward_model_get
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 from training.backbones import minilm_dir
 from training.config import RewardRunConfig, RLRunConfig
-from training.models import RL_KINDS
+from training.models import RL_KINDS, RunStatus
 from training.monitors import MonitorThresholds
 from training.selectors import (
     alert_get, run_alerts, run_feedback_batches, run_for_reward_model, run_get, run_logs, run_metrics, run_suite,
@@ -147,7 +147,9 @@ def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
               for m in run_metrics(run=run)]
     may_train = can_train(user=request.user, project=project)
     context = {"project": project, "run": run, "may_train": may_train, "policy_run": policy_run,
-               "metrics_json": json.dumps(points), "logs": run_logs(run=run, limit=200)}
+               "metrics_json": json.dumps(points), "logs": run_logs(run=run, limit=200),
+               # A run that ended before logging a step has nothing to chart: no empty axes.
+               "show_charts": bool(points) or run.status in (RunStatus.QUEUED, RunStatus.RUNNING)}
     if policy_run:
         # Everyone who may read this page (leads and engineers) may also send its findings to labelling.
         context.update(alerts=run_alerts(run=run), suite=run_suite(run=run), batches=run_feedback_batches(run=run),
