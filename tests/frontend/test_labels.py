@@ -1,0 +1,39 @@
+"""Words for people, not internal names, on the pages leads and engineers read (issue 20)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from annotation.models import Role
+from calibration.models import StandingState
+from calibration.services.standing import standing_override
+from frontend.templatetags.labels import label
+from tests.factories import ProjectFactory, member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("value, words", [
+    ("round_passed", "passed a calibration round"), ("dawid_skene", "Dawid–Skene"),
+    ("items_below_min_judgments", "items with fewer judgments than the minimum"),
+    (["active", "needs_retraining"], "active, needs retraining"), (None, "—"), ([], "—"), (True, "yes"),
+    ([["slight", 0.33], ["strong", 1.0]], "slight 0.33; strong 1.0"), ("wrong_tone", "wrong tone"), (3, "3"),
+])
+def test_the_label_filter_turns_internal_names_into_words(value, words):
+    assert label(value) == words
+
+
+def test_the_calibration_page_names_causes_and_states_in_words():
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    annotator = member(project)
+    standing_override(project=project, annotator=annotator, to_state=StandingState.NEEDS_RETRAINING,
+                      reason="spot check", actor=lead)
+    client = Client()
+    client.force_login(lead)
+    html = client.get(f"/p/{project.slug}/calibration/").content.decode()
+    assert "set by a lead" in html and "Needs retraining" in html
+    text = re.sub(r"<[^>]+>", " ", html)  # what people read, not attribute values
+    assert "needs_retraining" not in text and "override ·" not in text
