@@ -40,6 +40,7 @@ urlpatterns = [
     path("p/<slug:slug>/anchors/<int:anchor_id>/", calibration.anchor_edit, name="anchor-edit"),
     path("p/<slug:slug>/lead/spec/", lead.lead_spec, name="lead-spec"),
     path("p/<slug:slug>/lead/import/", lead.lead_import, name="lead-import"),
+    path("p/<slug:slug>/lead/imports/", lead.lead_imports, name="lead-imports"),
     path("imports/<int:job_id>/", lead.import_status, name="import-status"),
     path("imports/<int:job_id>/retry/", lead.import_retry, name="import-retry"),
     path("p/<slug:slug>/export/", lead.export_page, name="export"),

@@ -109,6 +109,7 @@ PAGE_CASES = [
     ("/", {"anonymous": 302}),
     ("/p/{slug}/label/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/lead/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
+    ("/p/{slug}/lead/imports/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/export/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
     ("/p/{slug}/calibration/", LEAD_PAGE),
     ("/p/{slug}/anchors/", LEAD_PAGE),

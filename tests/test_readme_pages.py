@@ -14,7 +14,7 @@ NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next"
              "label-calibration-answer", "label-rank", "label-rewrite", "label-diff", "label-negative",
              "label-rewrite-revise", "rewrite-review", "bad-case-mark", "skills-update", "calibration-policy",
              "calibration-ack", "calibration-override", "calibration-recalibrate", "anchors-import", "anchors-set",
-             "anchor-edit", "lead-spec", "lead-import", "import-status", "import-retry", "set-freezing",
+             "anchor-edit", "lead-spec", "lead-import", "lead-imports", "import-status", "import-retry", "set-freezing",
              "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "rl-run-start", "monitor-thresholds",
              "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv"}
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.errors import ValidationFailed
+from annotation.models import ImportStatus
 from annotation.permissions import can_export, can_import, can_lead
 from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
 from annotation.services.jobs import JobStateError
@@ -22,11 +23,22 @@ from .common import project_for
 @login_required
 def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_lead)
-    return render(
-        request,
-        "frontend/lead.html",
-        {"project": project, "overview": selectors.project_overview(project=project)},
-    )
+    overview = selectors.project_overview(project=project)
+    return render(request, "frontend/lead.html",
+                  {"project": project, "overview": overview, "imports_busy": _busy(overview["imports"])})
+
+
+def _busy(imports) -> bool:
+    return any(job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING) for job in imports)
+
+
+@login_required
+def lead_imports(request: HttpRequest, slug: str) -> HttpResponse:
+    """The lead page's "Recent imports" list, which polls this while an import in it runs."""
+    project = project_for(request, slug, can_lead)
+    imports = selectors.project_overview(project=project)["imports"]
+    return render(request, "frontend/_recent_imports.html",
+                  {"project": project, "imports": imports, "imports_busy": _busy(imports)})
 
 
 @login_required
@@ -51,7 +63,9 @@ def lead_import(request: HttpRequest, slug: str) -> HttpResponse:
         job = import_job_create(project=project, upload=upload, created_by=request.user)
     except ValidationFailed as exc:  # over IMPORT_MAX_FILE_BYTES: refused before it is stored
         return render(request, "frontend/_import_job.html", {"error": exc.message}, status=422)
-    return render(request, "frontend/_import_job.html", {"job": job})
+    response = render(request, "frontend/_import_job.html", {"job": job})
+    response["HX-Trigger"] = "importStarted"  # the "Recent imports" list fetches itself again
+    return response
 
 
 @login_required

@@ -37,3 +37,20 @@ def test_the_calibration_page_names_causes_and_states_in_words():
     assert "set by a lead" in html and "Needs retraining" in html
     text = re.sub(r"<[^>]+>", " ", html)  # what people read, not attribute values
     assert "needs_retraining" not in text and "override ·" not in text
+
+
+def test_recent_imports_polls_itself_only_while_an_import_runs_and_refreshes_when_one_starts():
+    from annotation.models import ImportJob, ImportStatus
+
+    project = ProjectFactory()
+    lead = member(project, Role.LEAD)
+    client = Client()
+    client.force_login(lead)
+    job = ImportJob.objects.create(project=project, created_by=lead, original_name="batch.jsonl",
+                                   status=ImportStatus.RUNNING)
+    page = client.get(f"/p/{project.slug}/lead/").content.decode()
+    assert 'id="recent-imports"' in page and "every 2s" in page and "batch.jsonl · Running" in page
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.SUCCEEDED, message="3 items imported")
+    part = client.get(f"/p/{project.slug}/lead/imports/").content.decode()
+    assert "batch.jsonl · Succeeded · 3 items imported" in part and "every 2s" not in part
+    assert "importStarted from:body" in part
