@@ -54,3 +54,22 @@ def test_recent_imports_polls_itself_only_while_an_import_runs_and_refreshes_whe
     part = client.get(f"/p/{project.slug}/lead/imports/").content.decode()
     assert "batch.jsonl · Succeeded · 3 items imported" in part and "every 2s" not in part
     assert "importStarted from:body" in part
+
+
+def test_every_page_links_the_favicon_and_it_is_served():
+    from django.contrib.staticfiles import finders
+
+    client = Client()
+    page = client.get("/accounts/login/").content.decode()
+    assert 'rel="icon"' in page and "favicon" in page and ".svg" in page
+    found = finders.find("frontend/favicon.svg")
+    assert found and open(found).read().startswith("<svg")
+
+
+def test_every_page_template_names_its_page_in_the_title():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "frontend" / "templates"
+    pages = [p for p in folder.rglob("*.html") if not p.name.startswith("_") and p.name != "base.html"]
+    untitled = [p.name for p in pages if "{% block title %}" not in p.read_text()]
+    assert untitled == []
