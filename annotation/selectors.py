@@ -13,6 +13,7 @@ from .models import (
     DerivedPair,
     FlawType,
     ImportJob,
+    ImportStatus,
     Item,
     ItemKind,
     ItemResponse,
@@ -151,8 +152,18 @@ def project_overview(*, project: Project) -> dict:
         "judgments": sum(choices.values()),
         "choices": choices,
         "per_annotator": per_annotator,
-        "imports": list(ImportJob.objects.filter(project=project).order_by("-created_at")[:10]),
+        "imports": imports_recent(project=project),
     }
+
+
+def imports_recent(*, project: Project, limit: int = 10) -> list[ImportJob]:
+    """The project's latest imports, newest first (the lead page's list, which polls this alone)."""
+    return list(ImportJob.objects.filter(project=project).order_by("-created_at")[:limit])
+
+
+def imports_busy(imports) -> bool:
+    """Whether one of these imports is still queued or running (its list keeps polling)."""
+    return any(job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING) for job in imports)
 
 
 def assignment_for_annotator(*, handle: str, annotator) -> Assignment:

@@ -73,8 +73,7 @@ def export_sources(*, project: Project, include_excluded: bool = False) -> Expor
     )
 
 
-def export_empty_reason(*, fmt: str, sources: ExportSources, tags: Iterable[str] = TAGS,
-                        aggregate: str = "none") -> str | None:
+def export_empty_reason(*, fmt: str, sources: ExportSources, tags: Iterable[str] = TAGS) -> str | None:
     """Why an export with these settings holds no row, in words for the page, the API and the
     CLI; None when its sources are there (an aggregated export can still come out empty: every
     item's majority a tie; export_rows_or_reason says so)."""
@@ -126,13 +125,14 @@ def export_rows_or_reason(*, project: Project, fmt: str, aggregate: str = "none"
     if first is not None:
         return rows(), ""
     sources = export_sources(project=project, include_excluded=include_excluded)
-    why = export_empty_reason(fmt=fmt, sources=sources, tags=TAGS if tags is None else tags, aggregate=aggregate)
-    return None, why or "No item's majority prefers one response (every majority is a tie or both bad): no rows."
+    why = export_empty_reason(fmt=fmt, sources=sources, tags=TAGS if tags is None else tags)
+    return None, why or ("Its sources are there, but none becomes a row with these settings: with one row per "
+                         "item, every item's majority is a tie or both bad; a ranking whose responses all tie "
+                         "gives no pairs.")
 
 
-def export_overview(*, project: Project) -> list[tuple[str, str | None]]:
+def export_overview(*, sources: ExportSources) -> list[tuple[str, str | None]]:
     """(format, why it would be empty or None) for every format at the default settings."""
-    sources = export_sources(project=project)
     return [(fmt, export_empty_reason(fmt=fmt, sources=sources)) for fmt in FORMATS]
 
 

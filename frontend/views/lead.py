@@ -9,13 +9,12 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.errors import ValidationFailed
-from annotation.models import ImportStatus
 from annotation.permissions import can_export, can_import, can_lead
 from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
 from annotation.services.jobs import JobStateError
 from annotation.services.projects import spec_publish
 from rewards.formats import FORMATS, TAGS
-from rewards.selectors import AGGREGATIONS, export_exclusions, export_overview
+from rewards.selectors import AGGREGATIONS, export_overview, export_sources
 
 from .common import project_for
 
@@ -24,21 +23,18 @@ from .common import project_for
 def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_lead)
     overview = selectors.project_overview(project=project)
-    return render(request, "frontend/lead.html",
-                  {"project": project, "overview": overview, "imports_busy": _busy(overview["imports"])})
-
-
-def _busy(imports) -> bool:
-    return any(job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING) for job in imports)
+    return render(request, "frontend/lead.html", {
+        "project": project, "overview": overview, "imports_busy": selectors.imports_busy(overview["imports"])})
 
 
 @login_required
 def lead_imports(request: HttpRequest, slug: str) -> HttpResponse:
-    """The lead page's "Recent imports" list, which polls this while an import in it runs."""
+    """The lead page's "Recent imports" list, which polls this while an import in it runs (the
+    imports alone: not the overview's counts over every item and judgment)."""
     project = project_for(request, slug, can_lead)
-    imports = selectors.project_overview(project=project)["imports"]
+    imports = selectors.imports_recent(project=project)
     return render(request, "frontend/_recent_imports.html",
-                  {"project": project, "imports": imports, "imports_busy": _busy(imports)})
+                  {"project": project, "imports": imports, "imports_busy": selectors.imports_busy(imports)})
 
 
 @login_required
@@ -90,6 +86,7 @@ def import_retry(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_export)
+    sources = export_sources(project=project)
     return render(
         request,
         "frontend/export.html",
@@ -98,7 +95,7 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
             "formats": FORMATS,
             "tags": TAGS,
             "aggregations": AGGREGATIONS,
-            "exclusions": export_exclusions(project=project),
-            "overview": export_overview(project=project),
+            "exclusions": sources.left_out,
+            "overview": export_overview(sources=sources),
         },
     )

@@ -163,3 +163,43 @@ def test_the_shared_submit_validator_gives_what_a_fresh_one_gives(body):
     outcomes = [shared(data) == fresh(data) for data in (body, *BODIES, body)]
     assert all(outcomes)
     assert shared(body)[0] == ("valid" if body in BODIES[:2] else "errors")
+
+
+def test_the_shared_serializers_give_each_thread_its_own_answer_under_concurrency():
+    """Eight threads validate and serialise different bodies through the one shared instance at
+    once; every answer is the one a fresh serializer gives for that thread's own body."""
+    import threading
+    from datetime import datetime, timezone
+
+    from rest_framework.exceptions import ValidationError
+
+    from annotation import serializers
+    from annotation.api import _ASSIGNMENT_OUTPUT, _SUBMIT_INPUT
+
+    def payload(n: int) -> dict:
+        return {"kind": "comparison", "assignment": f"handle-{n}", "prompt": [{"role": "user", "content": f"q{n}"}],
+                "lease_expires_at": datetime(2026, 1, 1, n % 24, tzinfo=timezone.utc),
+                "left": {"text": f"left {n}"}, "right": {"text": f"right {n}"}}
+
+    wrong: list[str] = []
+
+    def work(n: int) -> None:
+        body = BODIES[n % len(BODIES)]
+        fresh = serializers.SubmitInput(data=body)
+        expected = fresh.validated_data if fresh.is_valid() else None
+        shown = serializers.AssignmentOutput(payload(n)).data
+        for _ in range(300):
+            try:
+                got = _SUBMIT_INPUT.run_validation(body)
+            except ValidationError:
+                got = None
+            if got != expected or _ASSIGNMENT_OUTPUT.to_representation(payload(n)) != shown:
+                wrong.append(f"thread {n}")
+                return
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert wrong == []

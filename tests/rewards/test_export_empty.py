@@ -83,3 +83,15 @@ def test_annotators_may_not_ask_an_empty_export_either(comparisons_only):
     project, _ = comparisons_only
     annotator = project.memberships.get(role="annotator").user
     assert _export(annotator, project, format="ranking").status_code == 403
+
+
+def test_an_aggregated_export_whose_every_majority_is_split_says_so():
+    """The sources are there (one judgment each way), so only reading the rows finds it empty."""
+    project = ProjectFactory(overlap=2)
+    ItemFactory(project=project)
+    label_all(project, [member(project)], prefer="a")
+    label_all(project, [member(project)], prefer="b")
+    engineer = member(project, "engineer")
+    assert _export(engineer, project, format="trl").status_code == 200  # one pair per judgment: two
+    answer = _export(engineer, project, format="trl", aggregate="majority")
+    assert answer.status_code == 409 and "every item's majority is a tie" in answer.json()["detail"]
