@@ -114,6 +114,12 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(
         default=1800, help_text="How long an item stays reserved for the annotator who got it."
     )
+    edit_window_hours = models.PositiveIntegerField(
+        default=24, help_text="How long after submitting an annotator may still edit a judgment (0: never)."
+    )
+    daily_goal = models.PositiveIntegerField(
+        default=0, help_text="Tasks per day an annotator aims for unless they set their own (0: no goal)."
+    )
     current_spec = models.ForeignKey(
         "SpecVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -194,6 +200,20 @@ def domain_in(field: str, domains) -> Q:
     for domain in wanted[1:]:
         q |= Q(**{f"{field}__iexact": domain})
     return q
+
+
+class DailyGoal(models.Model):
+    """An annotator's own target of tasks per day in a project (set by them or by a lead); without
+    one the project's `daily_goal` applies."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="daily_goals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_goals")
+    target = models.PositiveIntegerField(help_text="Tasks per day (0: no goal).")
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="daily_goal_unique")]
 
 
 class AnnotatorSkill(models.Model):

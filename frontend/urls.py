@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import account, analytics, calibration, designed, home, labelling, lead, sets, training
+from .views import account, analytics, calibration, designed, home, labelling, lead, mywork, sets, training
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -21,6 +21,12 @@ urlpatterns = [
     path("p/<slug:slug>/label/<str:handle>/diff/", labelling.label_diff, name="label-diff"),
     path("p/<slug:slug>/label/<str:handle>/negative/", labelling.label_negative, name="label-negative"),
     path("p/<slug:slug>/label/rewrites/<int:rewrite_id>/revise/", labelling.label_rewrite_revise, name="label-rewrite-revise"),
+    path("p/<slug:slug>/my-work/", mywork.my_work_page, name="my-work"),
+    path("p/<slug:slug>/my-work/<int:judgment_id>/edit/", mywork.my_work_edit, name="my-work-edit"),
+    path("p/<slug:slug>/my-work/goal/", mywork.my_goal, name="my-goal"),
+    path("p/<slug:slug>/import/", lead.import_page, name="import"),
+    path("p/<slug:slug>/settings/", lead.settings_page, name="settings"),
+    path("p/<slug:slug>/settings/goals/<str:username>/", lead.settings_goal, name="settings-goal"),
     path("p/<slug:slug>/rewrites/", designed.rewrites_page, name="rewrites"),
     path("p/<slug:slug>/rewrites/<int:rewrite_id>/review/", designed.rewrite_review, name="rewrite-review"),
     path("p/<slug:slug>/designed/", designed.designed_page, name="designed"),

@@ -109,7 +109,10 @@ PAGE_CASES = [
     ("/", {"anonymous": 302}),
     ("/p/{slug}/label/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/lead/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
-    ("/p/{slug}/lead/imports/", {"anonymous": 302, "annotator": 403, "engineer": 403, "outsider": 404}),
+    ("/p/{slug}/lead/imports/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
+    ("/p/{slug}/import/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
+    ("/p/{slug}/settings/", LEAD_PAGE),
+    ("/p/{slug}/my-work/", {"anonymous": 302, "lead": 403, "engineer": 403, "outsider": 404}),
     ("/p/{slug}/export/", {"anonymous": 302, "annotator": 403, "outsider": 404}),
     ("/p/{slug}/calibration/", LEAD_PAGE),
     ("/p/{slug}/anchors/", LEAD_PAGE),
@@ -134,7 +137,8 @@ LEAD_POSTS = [
     "/p/{slug}/calibration/policy/", "/p/{slug}/calibration/{annotator}/override/",
     "/p/{slug}/calibration/{annotator}/recalibrate/", "/p/{slug}/calibration/alerts/1/ack/",
     "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
-    "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/",
+    "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/", "/p/{slug}/settings/",
+    "/p/{slug}/settings/goals/{annotator}/",
 ]
 
 

@@ -16,7 +16,8 @@ NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next"
              "calibration-ack", "calibration-override", "calibration-recalibrate", "anchors-import", "anchors-set",
              "anchor-edit", "lead-spec", "lead-import", "lead-imports", "import-status", "import-retry", "set-freezing",
              "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "rl-run-start", "monitor-thresholds",
-             "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv"}
+             "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv", "my-work-edit",
+             "my-goal", "settings-goal"}
 
 
 def _table_urls() -> list[str]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..errors import Conflict, ValidationFailed
+from ..errors import Conflict, NotAllowed, ValidationFailed
 from ..importing import MAX_TEXT
 from ..models import Choice, ItemKind, Judgment, JudgmentRevision, Project, Strength
 from ..permissions import work_allowed_check
@@ -181,6 +181,24 @@ def judgment_record(
     return judgment, True
 
 
+def editable_until(*, submitted_at: datetime, project: Project) -> datetime | None:
+    """Until when a judgment submitted at `submitted_at` may be edited (None: the project allows
+    no edits). Counted from the first submit: editing does not extend the window."""
+    if not project.edit_window_hours:
+        return None
+    return submitted_at + timedelta(hours=project.edit_window_hours)
+
+
+def edit_window_check(*, judgment, project: Project, now: datetime | None = None) -> None:
+    until = editable_until(submitted_at=judgment.created_at, project=project)
+    if until is None:
+        raise NotAllowed("This project does not allow editing a judgment once it is submitted.")
+    if (now or timezone.now()) > until:
+        raise NotAllowed(
+            f"The edit window ({project.edit_window_hours} h after submitting) has closed for this judgment."
+        )
+
+
 @transaction.atomic
 def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
     """An annotator revises their own judgment; the previous state is kept as a revision."""
@@ -190,6 +208,7 @@ def judgment_edit(*, judgment_id: int, editor, data: JudgmentInput) -> Judgment:
         .get(pk=judgment_id, annotator=editor)
     )
     work_allowed_check(user=editor, project=judgment.project)
+    edit_window_check(judgment=judgment, project=judgment.project)
     errors = judgment_validate(project=judgment.project, data=data)
     if errors:
         raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)

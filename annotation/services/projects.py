@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from ..errors import ValidationFailed
-from ..models import AnnotatorSkill, Membership, Project, Role, SpecVersion
+from ..models import AnnotatorSkill, DailyGoal, Membership, Project, Role, SpecVersion
 
 
 @transaction.atomic
@@ -67,3 +67,59 @@ def skills_set(*, project: Project, user, skills: list[str]) -> list[str]:
         [AnnotatorSkill(project=project, user=user, skill=s) for s in wanted if s not in have]
     )
     return wanted
+
+
+# What the Settings page may change after creation, with the range each accepts. The overlap and
+# the dimensions are fixed once judgments exist (a changed k or a new dimension would make the
+# existing judgments incomparable); they are shown there read-only.
+SETTING_RANGES = {
+    "min_rationale_chars": (0, 5000),
+    "lease_seconds": (60, 7 * 24 * 3600),
+    "edit_window_hours": (0, 24 * 90),
+    "daily_goal": (0, 100_000),
+}
+
+
+def _whole_number(raw, low: int, high: int) -> tuple[int | None, str]:
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        return None, "Enter a whole number."
+    if not low <= value <= high:
+        return None, f"Enter a number from {low} to {high}."
+    return value, ""
+
+
+@transaction.atomic
+def project_settings_update(*, project: Project, data: dict) -> Project:
+    """Change the project's name, description and the settings in SETTING_RANGES; every field is
+    checked before anything is saved (all or nothing, each error on its field)."""
+    errors: dict[str, str] = {}
+    values: dict = {}
+    name = str(data.get("name", project.name)).strip()
+    if not name:
+        errors["name"] = "A project needs a name."
+    elif len(name) > Project._meta.get_field("name").max_length:
+        errors["name"] = "At most 200 characters."
+    values["name"] = name
+    values["description"] = str(data.get("description", project.description))
+    for field, (low, high) in SETTING_RANGES.items():
+        value, problem = _whole_number(data.get(field, getattr(project, field)), low, high)
+        if problem:
+            errors[field] = problem
+        values[field] = value
+    if errors:
+        raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
+    Project.objects.filter(pk=project.pk).update(**values)
+    for field, value in values.items():
+        setattr(project, field, value)
+    return project
+
+
+def daily_goal_set(*, project: Project, user, target, set_by) -> int:
+    """An annotator's own tasks-per-day goal (they set it, or a lead does); 0 removes the goal."""
+    value, problem = _whole_number(target, *SETTING_RANGES["daily_goal"])
+    if problem:
+        raise ValidationFailed(problem, field_errors={"target": problem})
+    DailyGoal.objects.update_or_create(project=project, user=user, defaults={"target": value, "set_by": set_by})
+    return value

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
+from annotation.history import BREAK_AFTER, BREAK_GAP, annotator_session
 from annotation.after_response import AfterResponse
 from annotation.diffing import side_by_side
 from annotation.errors import Conflict, NotAllowed, ValidationFailed
@@ -47,8 +48,14 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "frontend/label.html",
-        {"project": project, "spec_html": spec_html, "choices": CHOICE_LABELS, "strengths": STRENGTH_LABELS},
+        {"project": project, "spec_html": spec_html, **session_context(project=project, user=request.user)},
     )
+
+
+def session_context(*, project, user) -> dict:
+    """The "Today" panel (label page and My work): the session so far and the break rule."""
+    return {"session": annotator_session(project=project, annotator=user),
+            "break_gap_s": int(BREAK_GAP.total_seconds()), "break_after_s": int(BREAK_AFTER.total_seconds())}
 
 
 def _item_context(request, project, assignment, *, form=None, errors=None, message="") -> dict:

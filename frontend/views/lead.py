@@ -2,17 +2,19 @@
 the export page (leads and engineers)."""
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation import selectors
+from annotation import history, selectors
 from annotation.errors import ValidationFailed
 from annotation.permissions import can_export, can_import, can_lead
 from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
 from annotation.services.jobs import JobStateError
-from annotation.services.projects import spec_publish
+from annotation.services.projects import SETTING_RANGES, daily_goal_set, project_settings_update, spec_publish
+from calibration.selectors import annotator_in_project
 from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_overview, export_sources
 
@@ -28,10 +30,57 @@ def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+def import_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Import items from a JSONL file, with the recent imports updating themselves."""
+    project = project_for(request, slug, can_import)
+    imports = selectors.imports_recent(project=project)
+    return render(request, "frontend/import.html", {
+        "project": project, "imports": imports, "imports_busy": selectors.imports_busy(imports)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's settings (leads): name, description, rationale minimum, lease, edit window and
+    the default daily goal, all saved together or not at all; annotators' own goals below."""
+    project = project_for(request, slug, can_lead)
+    errors: dict = {}
+    form = {field: getattr(project, field) for field in ("name", "description", *SETTING_RANGES)}
+    status = 200
+    if request.method == "POST":
+        form = {field: request.POST.get(field, "") for field in form}
+        try:
+            project_settings_update(project=project, data=form)
+        except ValidationFailed as exc:
+            errors, status = exc.field_errors, 422
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("settings", slug=project.slug)
+    return render(request, "frontend/settings.html", {
+        "project": project, "form": form, "errors": errors, "ranges": SETTING_RANGES,
+        "goals": history.annotator_goals(project=project)}, status=status)
+
+
+@login_required
+@require_POST
+def settings_goal(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    """A lead sets one annotator's daily goal (0 removes it; the project's default applies)."""
+    project = project_for(request, slug, can_lead)
+    annotator = annotator_in_project(project=project, username=username)
+    try:
+        daily_goal_set(project=project, user=annotator, target=request.POST.get("target", ""), set_by=request.user)
+    except ValidationFailed as exc:
+        messages.error(request, f"{username}: {exc.message}")
+    else:
+        messages.success(request, f"Daily goal for {username} saved.")
+    return redirect("settings", slug=project.slug)
+
+
+@login_required
 def lead_imports(request: HttpRequest, slug: str) -> HttpResponse:
     """The lead page's "Recent imports" list, which polls this while an import in it runs (the
     imports alone: not the overview's counts over every item and judgment)."""
-    project = project_for(request, slug, can_lead)
+    project = project_for(request, slug, can_import)
     imports = selectors.imports_recent(project=project)
     return render(request, "frontend/_recent_imports.html",
                   {"project": project, "imports": imports, "imports_busy": selectors.imports_busy(imports)})

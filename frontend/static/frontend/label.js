@@ -85,6 +85,50 @@
     return el;
   }
 
+  // The behaviour spec, one key (G) or tap (the action bar's "Spec") away: opened and focused.
+  function openSpec() {
+    var spec = document.getElementById("spec"); if (!spec) return;
+    spec.open = true;
+    var summary = spec.querySelector("summary");
+    spec.scrollIntoView({ block: "start" });
+    if (summary) summary.focus();
+  }
+  document.addEventListener("click", function (e) {
+    var link = e.target.closest && e.target.closest(".spec-link");
+    if (link) { e.preventDefault(); openSpec(); }
+  });
+
+  // Per-dimension choices: D moves through the dimension rows (Shift+D back); while a row holds
+  // the focus, A/B/T/X set that dimension; Esc goes back to the overall choice.
+  function dimRows(f) { return Array.prototype.slice.call(f.querySelectorAll("tr[data-dim]")); }
+  function focusDim(f, step, from) {
+    var rows = dimRows(f); if (!rows.length) return;
+    var i = from ? rows.indexOf(from) : -1;
+    var row = rows[(i + step + rows.length) % rows.length];
+    if (i < 0 && step < 0) row = rows[rows.length - 1];
+    var radio = row.querySelector("input:checked") || row.querySelector("input");
+    radio.focus();
+  }
+  function pickIn(row, value) {
+    var input = row.querySelector('input[value="' + value + '"]');
+    if (input) { input.checked = true; input.focus(); input.dispatchEvent(new Event("change", { bubbles: true })); }
+  }
+
+  // Numbered controls of written work: 1-9 tick a flaw (rewrite) or choose the flaw (negative).
+  function numbered(f, name, n) {
+    var inputs = f.querySelectorAll('input[name="' + name + '"]');
+    var input = inputs[n - 1]; if (!input) return false;
+    input.checked = input.type === "checkbox" ? !input.checked : true;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  }
+
+  function click(id) {
+    var el = document.getElementById(id);
+    if (el) { wired(el).click(); return true; }
+    return false;
+  }
+
   document.addEventListener("keydown", function (e) {
     var f = form();
     if (!f) {
@@ -94,20 +138,34 @@
       if (next && !e.ctrlKey && !e.metaKey && !e.altKey && (key0 === "enter" || key0 === "n")) {
         e.preventDefault();
         wired(next).click();
+      } else if (key0 === "g" && !e.ctrlKey && !e.metaKey && !e.altKey && !e.target.matches("textarea, input, select")) {
+        e.preventDefault(); openSpec();
       }
       return;
     }
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); wired(f).requestSubmit(); return; }
-    var typing = e.target.matches("textarea, input[type=text], input[type=file], select");
+    var typing = e.target.matches("textarea, input[type=text], input[type=number], input[type=file], select");
     if (typing) { if (e.key === "Escape") e.target.blur(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var key = e.key.toLowerCase();
-    if (CHOICE_KEYS[key]) { e.preventDefault(); pick("choice", CHOICE_KEYS[key]); }
-    else if (STRENGTH_KEYS[key]) { e.preventDefault(); pick("strength", STRENGTH_KEYS[key]); }
-    else if (key === "r") { e.preventDefault(); f.querySelector("#rationale").focus(); }
-    else if (key === "s") {
-      var skip = document.getElementById("skip-button");
-      if (skip) { e.preventDefault(); wired(skip).click(); }
+    var dimRow = e.target.closest && e.target.closest("tr[data-dim]");
+    if (key === "g") { e.preventDefault(); openSpec(); return; }
+    if (key === "r") { e.preventDefault(); f.querySelector("#rationale").focus(); return; }
+    if (key === "s") { if (click("skip-button")) e.preventDefault(); return; }
+    if (f.id === "judgment-form") {
+      if (key === "d") { e.preventDefault(); focusDim(f, e.shiftKey ? -1 : 1, dimRow); }
+      else if (key === "escape" && dimRow) { e.preventDefault(); e.target.blur(); }
+      else if (CHOICE_KEYS[key] && dimRow) { e.preventDefault(); pickIn(dimRow, CHOICE_KEYS[key]); }
+      else if (CHOICE_KEYS[key]) { e.preventDefault(); pick("choice", CHOICE_KEYS[key]); }
+      else if (STRENGTH_KEYS[key]) { e.preventDefault(); pick("strength", STRENGTH_KEYS[key]); }
+    } else if (f.id === "rewrite-form") {
+      if (key === "e") { e.preventDefault(); f.querySelector("#rewrite-text").focus(); }
+      else if (key === "n") { if (click("from-scratch-button")) e.preventDefault(); }
+      else if (key === "o") { if (click("restore-button")) e.preventDefault(); }
+      else if (/^[1-9]$/.test(key) && numbered(f, "flaws", Number(key))) e.preventDefault();
+    } else if (f.id === "negative-form") {
+      if (key === "e") { e.preventDefault(); f.querySelector("#negative-text").focus(); }
+      else if (/^[1-9]$/.test(key) && numbered(f, "flaw_type", Number(key))) e.preventDefault();
     }
   });
 })();
