@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 LOCK := requirements/constraints.txt
 
-.PHONY: run test venv venv-test services-up services-down bench clean
+.PHONY: run test venv venv-test services-up services-down bench screenshots clean
 
 # Every install takes its versions from the lock requirements/constraints.txt (pyproject.toml keeps
 # the ranges for users); refresh it with `bash scripts/lock.sh`. A new lock reinstalls both targets.
@@ -41,6 +41,11 @@ services-down:
 
 bench: venv-test
 	bash scripts/services.sh up && source var/services.env && $(PY) bench/annotate_load.py
+
+# Every page, for every role, at desktop (1280 px) and phone (390 px) width, into var/screenshots/
+# (the accessibility walk of tests/frontend/test_accessibility_browser.py, saving as it goes).
+screenshots: venv-test
+	PREFSTUDIO_SCREENSHOTS=$(CURDIR)/var/screenshots bash scripts/test.sh -n 0 tests/frontend/test_accessibility_browser.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -29,10 +29,10 @@
   }
 
   function select(card) {
-    cards().forEach(function (c) { c.classList.remove("selected"); c.setAttribute("aria-selected", "false"); });
+    cards().forEach(function (c) { c.classList.remove("selected"); c.setAttribute("aria-current", "false"); });
     if (!card) return;
     card.classList.add("selected");
-    card.setAttribute("aria-selected", "true");
+    card.setAttribute("aria-current", "true");
     card.focus({ preventScroll: false });
   }
 
