@@ -9,6 +9,7 @@ from .models import (
     AdversarialNegative,
     AnnotatorSkill,
     Assignment,
+    AssignmentStatus,
     BadCase,
     DerivedPair,
     FlawType,
@@ -133,16 +134,23 @@ def import_job_get(*, job_id: int, user) -> ImportJob:
 
 
 def project_overview(*, project: Project) -> dict:
+    """The lead's overview. Per annotator, "tasks done" is the same count as the annotator's own
+    "N done" (annotation.services.routing.annotator_progress: submitted assignments of every
+    kind, hidden anchors among the comparisons), split by kind so the two numbers can be read
+    against the project's comparison-judgment count. Calibration-round answers are in neither."""
     items = Item.objects.filter(project=project).aggregate(
         items=Count("id"),
         complete=Count("id", filter=Q(judgment_count__gte=project.overlap)),
     )
-    per_annotator = list(
-        Judgment.objects.filter(project=project)
-        .values("annotator__username")
-        .annotate(judgments=Count("id"))
-        .order_by("-judgments", "annotator__username")
-    )
+    rows: dict[str, dict] = {}
+    for username, kind, n in (
+        Assignment.objects.filter(project=project, status=AssignmentStatus.SUBMITTED)
+        .values_list("annotator__username", "item__kind").annotate(n=Count("id")).order_by()
+    ):
+        row = rows.setdefault(username, {"username": username, "done": 0, **{k: 0 for k in ItemKind.values}})
+        row[kind] += n
+        row["done"] += n
+    per_annotator = sorted(rows.values(), key=lambda r: (-r["done"], r["username"]))
     choices = dict(
         Judgment.objects.filter(project=project).values_list("choice").annotate(n=Count("id")).order_by()
     )
@@ -150,9 +158,9 @@ def project_overview(*, project: Project) -> dict:
         "items": items["items"],
         "complete_items": items["complete"],
         "judgments": sum(choices.values()),
+        "tasks_done": sum(r["done"] for r in per_annotator),
         "choices": choices,
         "per_annotator": per_annotator,
-        "imports": imports_recent(project=project),
     }
 
 

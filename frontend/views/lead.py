@@ -26,7 +26,7 @@ def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_lead)
     overview = selectors.project_overview(project=project)
     return render(request, "frontend/lead.html", {
-        "project": project, "overview": overview, "imports_busy": selectors.imports_busy(overview["imports"])})
+        "project": project, "overview": overview})
 
 
 @login_required

@@ -215,3 +215,33 @@ def test_my_work_edit_and_goal_routes_refuse_other_roles():
             assert _client(who).post(path, {"target": "3", "choice": "tie", "rationale": "x" * 30}).status_code == status
     judgment.refresh_from_db()
     assert judgment.revision == 1
+
+
+def test_the_overview_counts_agree_with_each_annotators_n_done_and_say_why_they_differ():
+    """The lead's "tasks done" per annotator is the label page's "N done" (every kind, hidden
+    anchors among them), and the page says how it relates to the comparison-judgment count."""
+    from annotation.services.routing import annotator_progress
+    from tests.factories import adversarial_line, bad_case_line, import_lines, ranking_line
+
+    project = ProjectFactory()
+    import_lines(project, [ranking_line("Rank these", 3), bad_case_line("Q?", "Bad."), adversarial_line("Q2?", "Good.")])
+    for _ in range(2):
+        ItemFactory(project=project)
+    people = [member(project) for _ in range(2)]
+    label_all(project, people)
+    lead = _client(member(project, Role.LEAD))
+    html = lead.get(f"/p/{project.slug}/lead/").content.decode()
+    table = re.search(r'<table class="data" id="per-annotator">.*?</table>', html, re.S).group(0)
+    for person in people:
+        done = annotator_progress(project=project, annotator=person)["done"]
+        row = re.search(rf"<tr><td>{person.username}</td><td>(\d+)</td><td>(\d+)</td>", table)
+        assert int(row.group(1)) == done, (person.username, row.group(0), done)
+        assert int(row.group(2)) == Judgment.objects.filter(annotator=person).count()
+        # The label page shows the same number.
+        page = _client(person).post(f"/p/{project.slug}/label/next/").content.decode()
+        assert f"{done} done" in page
+    judgments = Judgment.objects.filter(project=project).count()
+    assert re.search(rf'id="judgment-count">{judgments}<', html)
+    assert re.search(rf'id="tasks-done">{sum(annotator_progress(project=project, annotator=p)["done"] for p in people)}<', html)
+    assert judgments < sum(annotator_progress(project=project, annotator=p)["done"] for p in people)  # they differ here
+    assert "calibration rounds are in neither" in html
