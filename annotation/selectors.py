@@ -1,6 +1,7 @@
 """Functions that read. Every read an annotator can reach is scoped to what they may see."""
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
@@ -18,6 +19,7 @@ from .models import (
     Item,
     ItemKind,
     ItemResponse,
+    Prompt,
     Judgment,
     Membership,
     PairTag,
@@ -320,15 +322,36 @@ def member_by_username(*, project: Project, username: str):
     return one_or_404(members, "No such member.").user
 
 
-def items_for_lead(*, project: Project, kind: str = "", query: str = "", limit: int = 50) -> list[dict]:
-    """The newest items (optionally of one kind, or whose prompt contains `query`) with their
-    responses and whether each is already a bad case: what a lead browses to mark bad cases."""
-    qs = Item.objects.filter(project=project).select_related("prompt", "response_a", "response_b").order_by("-id")
+ITEMS_PAGE_SIZE = 25
+
+
+def project_domains(*, project: Project) -> list[str]:
+    """The domains the project's prompts carry, for the items page's filter."""
+    return sorted(
+        {d for d in Prompt.objects.filter(project=project).exclude(domain="").values_list("domain", flat=True).distinct()},
+        key=str.lower,
+    )
+
+
+def items_for_lead(*, project: Project, kind: str = "", query: str = "", domain: str = "", status: str = "",
+                   anchor: str = "", page: int | str = 1):
+    """One page of the project's items, newest first, filtered by kind, prompt text (any turn),
+    domain, status and whether the item is an anchor ("yes"/"no"), with their responses, the whole
+    conversation and whether each response is already a bad case: what a lead browses to mark bad
+    cases and make anchors. Returns (page, rows)."""
+    qs = Item.objects.filter(project=project).select_related("prompt", "response_a", "response_b", "anchor").order_by("-id")
     if kind:
         qs = qs.filter(kind=kind)
     if query:
         qs = qs.filter(prompt__messages__icontains=query)
-    items = list(qs[:limit])
+    if domain:
+        qs = qs.filter(domain_in("prompt__domain", [domain]))
+    if status:
+        qs = qs.filter(status=status)
+    if anchor in ("yes", "no"):
+        qs = qs.filter(anchor__isnull=anchor == "no")
+    page_obj = Paginator(qs, ITEMS_PAGE_SIZE).get_page(page)
+    items = list(page_obj.object_list)
     ranked: dict[int, list[Response]] = {}
     for row in ItemResponse.objects.filter(item__in=items).select_related("response").order_by("item_id", "position"):
         ranked.setdefault(row.item_id, []).append(row.response)
@@ -343,8 +366,14 @@ def items_for_lead(*, project: Project, kind: str = "", query: str = "", limit: 
     for row in rows:
         # Displayable whatever the rows hold: this page is where a lead inspects quarantined items.
         messages = row["item"].prompt.messages or [{}]
-        row["prompt_text"] = text_displayable(str(messages[-1].get("content", "")))
+        row["turns"] = [
+            {"role": str(m.get("role", "")) if isinstance(m, dict) else "",
+             "content": text_displayable(str(m.get("content", "")) if isinstance(m, dict) else str(m))}
+            for m in messages
+        ]
+        row["prompt_text"] = row["turns"][-1]["content"]
+        row["anchor"] = getattr(row["item"], "anchor", None)
         row["responses"] = [
             {"response": r, "text": text_displayable(r.text), "bad_case": r.pk in bad} for r in row["responses"]
         ]
-    return rows
+    return page_obj, rows

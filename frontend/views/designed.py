@@ -3,6 +3,8 @@
 own designed work (ranking, rewrites, negatives) is in `labelling`."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -13,7 +15,7 @@ from django.views.decorators.http import require_POST
 from annotation import selectors
 from annotation.diffing import side_by_side
 from annotation.errors import Conflict, ValidationFailed
-from annotation.models import BadCaseSource, ItemKind, Rewrite
+from annotation.models import BadCaseSource, ItemKind, ItemStatus, Rewrite
 from annotation.permissions import can_lead, can_see_all_judgments
 from annotation.services.badcases import bad_case_report
 from annotation.services.projects import skills_set
@@ -96,15 +98,23 @@ def designed_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def items_page(request: HttpRequest, slug: str) -> HttpResponse:
-    """Leads browse items to mark any response as a bad case."""
+    """Leads browse items (filtered, paged) to mark any response as a bad case or make an anchor."""
     project = project_for(request, slug, can_lead)
-    kind = request.GET.get("kind", "")
-    if kind not in ItemKind.values:
-        kind = ""
-    query = request.GET.get("q", "").strip()[:200]
+    get = request.GET
+    filters = {
+        "kind": get.get("kind", "") if get.get("kind", "") in ItemKind.values else "",
+        "query": get.get("q", "").strip()[:200],
+        "domain": get.get("domain", "").strip()[:64],
+        "status": get.get("status", "") if get.get("status", "") in ItemStatus.values else "",
+        "anchor": get.get("anchor", "") if get.get("anchor", "") in ("yes", "no") else "",
+    }
+    page, rows = selectors.items_for_lead(project=project, page=get.get("page", 1), **filters)
+    keep = {k: v for k, v in (("kind", filters["kind"]), ("q", filters["query"]), ("domain", filters["domain"]),
+                              ("status", filters["status"]), ("anchor", filters["anchor"])) if v}
     return render(request, "frontend/items.html", {
-        "project": project, "rows": selectors.items_for_lead(project=project, kind=kind, query=query),
-        "kind": kind, "query": query, "kinds": ItemKind.choices,
+        "project": project, "rows": rows, "page": page, "filters": filters, "kinds": ItemKind.choices,
+        "statuses": ItemStatus.choices, "domains": selectors.project_domains(project=project),
+        "query_string": urlencode(keep),
     })
 
 

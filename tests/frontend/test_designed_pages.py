@@ -143,3 +143,39 @@ def test_a_lead_marks_a_response_bad_from_the_items_page_once():
     assert Item.objects.filter(project=project, kind=ItemKind.REWRITE).count() == 1
     page = client.get(f"/p/{project.slug}/items/?kind=comparison").content.decode()
     assert page.count('class="mark-bad"') == 1 and "Bad case" in page
+
+
+def test_items_page_filters_pages_shows_the_whole_conversation_and_makes_anchors():
+    from annotation.models import Item
+    from tests.factories import make_anchor
+
+    project = ProjectFactory()
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "First turn <i>here</i>"},
+                    {"role": "assistant", "content": "An earlier answer"}, {"role": "user", "content": "Last turn"}]
+    import_lines(project, [{"prompt": conversation, "responses": ["one", "two"], "domain": "Legal"}]
+                 + [{"prompt": f"Q{i}", "responses": ["x", "y"], "domain": "general"} for i in range(30)]
+                 + [ranking_line("R", 3)])
+    anchor = make_anchor(project, domain="general")
+    client = _client(member(project, Role.LEAD))
+    first = client.get(f"/p/{project.slug}/items/").content.decode()
+    assert first.count('class="card item-row"') == 25 and "Page 1 of 2" in first and "33 items" in first
+    second = client.get(f"/p/{project.slug}/items/?page=2").content.decode()
+    assert second.count('class="card item-row"') == 8
+    legal = client.get(f"/p/{project.slug}/items/?domain=legal").content.decode()
+    assert legal.count('class="card item-row"') == 1
+    for turn in ("Be brief.", "First turn &lt;i&gt;here&lt;/i&gt;", "An earlier answer", "Last turn"):
+        assert turn in legal  # every turn, as text
+    assert "<i>here</i>" not in legal
+    legal_item = Item.objects.get(project=project, prompt__domain="Legal")
+    assert f'/anchors/new/?item={legal_item.pk}"' in legal
+    anchors = client.get(f"/p/{project.slug}/items/?anchor=yes").content.decode()
+    assert anchors.count('class="card item-row"') == 1 and f"/anchors/{anchor.pk}/" in anchors and "make-anchor" not in anchors
+    rankings = client.get(f"/p/{project.slug}/items/?kind=ranking").content.decode()
+    assert rankings.count('class="card item-row"') == 1 and "make-anchor" not in rankings  # anchors are comparisons
+    # Filters survive paging; a nonsense filter value is ignored, not an error.
+    filtered = client.get(f"/p/{project.slug}/items/?domain=general&kind=comparison").content.decode()
+    assert "page=2" in filtered and "domain=general" in filtered.split('class="pager"')[1]
+    assert client.get(f"/p/{project.slug}/items/?status=bogus&page=999").status_code == 200
+    # Make anchor opens the anchor form for that item.
+    form = client.get(f"/p/{project.slug}/anchors/new/?item={legal_item.pk}")
+    assert form.status_code == 200 and "Last turn" in form.content.decode()
