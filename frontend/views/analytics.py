@@ -7,7 +7,9 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ValidationFailed
@@ -19,7 +21,7 @@ from calibration.services.analytics import (
     ANALYTICS_FIELDS, analytics_policy_update, snapshot_fresh, snapshot_refresh_if_stale, snapshot_request,
 )
 
-from .common import lead_redirect, project_for
+from .common import project_for
 
 
 def _chart_data(payload: dict) -> dict:
@@ -51,9 +53,18 @@ def _analytics_fields(policy) -> list[dict]:
     return fields
 
 
+# The dashboard's sections, one at a time (it was one 8,700-px page).
+SECTIONS = [("agreement", "Agreement"), ("annotators", "Annotators and bias"), ("contested", "Contested items"),
+            ("rankings", "Rankings"), ("health", "Dataset health"), ("settings", "Thresholds and targets")]
+CONTESTED_PAGE = 25
+
+
 @login_required
 def analytics_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_see_all_judgments)
+    section = request.GET.get("section", "agreement")
+    if section not in dict(SECTIONS):
+        section = "agreement"
     state = calibration_selectors.analytics_state(project=project)
     # The first visit, or one after new judgments with numbers over 10 minutes old, starts a
     # computation in the background; the page shows the stored numbers and the progress.
@@ -68,6 +79,10 @@ def analytics_page(request: HttpRequest, slug: str) -> HttpResponse:
         "can_lead": can_lead(user=request.user, project=project),
         "fields": _analytics_fields(calibration_selectors.analytics_policy_read(project=project)),
         "tables": list(analytics_tables.TABLES),
+        "section": section,
+        "sections": SECTIONS,
+        "contested_page": Paginator(payload.get("contested", {}).get("items", []), CONTESTED_PAGE).get_page(
+            request.GET.get("page", 1)),
     })
 
 
@@ -78,7 +93,7 @@ def analytics_refresh(request: HttpRequest, slug: str) -> HttpResponse:
     snapshot = snapshot_request(project=project, user=request.user)
     if request.htmx:
         return render(request, "frontend/_analytics_progress.html", {"project": project, "snapshot": snapshot})
-    return lead_redirect(slug, "analytics")
+    return redirect(reverse("analytics", args=[slug]) + "?section=settings")
 
 
 @login_required
@@ -136,4 +151,4 @@ def analytics_policy(request: HttpRequest, slug: str) -> HttpResponse:
     except ValidationFailed as exc:
         detail = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
         messages.error(request, f"{exc.message} {detail}")
-    return lead_redirect(slug, "analytics")
+    return redirect(reverse("analytics", args=[slug]) + "?section=settings")

@@ -47,27 +47,60 @@ def client_for(user) -> Client:
     return client
 
 
-def test_a_lead_sees_every_section_with_the_computation_time(dashboard):
+SECTIONS = {
+    "agreement": ("overview", "agreement-breakdown", "pairwise", "chart-kappa", "chart-alpha-time", "kappa-readout"),
+    "annotators": ("annotators", "length-bias", "chart-length"),
+    "contested": ("contested",),
+    "health": ("health", "chart-coverage", "chart-difficulty", "chart-length-hist"),
+    "settings": ("analytics-settings",),
+}
+
+
+def test_a_lead_sees_every_section_one_at_a_time_with_the_computation_time(dashboard):
     project, _ = dashboard
-    lead = member(project, Role.LEAD)
-    page = client_for(lead).get(f"/p/{project.slug}/analytics/")
-    assert page.status_code == 200
-    html = page.content.decode()
-    for section in ("overview", "agreement-breakdown", "pairwise", "annotators", "length-bias", "contested", "health",
-                    "analytics-settings", "analytics-data", "chart-kappa", "chart-alpha-time", "chart-length",
-                    "chart-coverage"):
-        assert f'id="{section}"' in html, section
+    lead = client_for(member(project, Role.LEAD))
     snapshot = AnalyticsSnapshot.objects.get(project=project)
-    assert f"{snapshot.duration_ms} ms" in html
-    assert "Prefers longer responses" in html and "Prefers the left response" in html
-    assert "Save settings" in html
-    assert "/static/frontend/vendor/chart-4.6.1.umd.min.js" in html and "cdn" not in html.lower()
+    pages = {}
+    for section, ids in SECTIONS.items():
+        page = lead.get(f"/p/{project.slug}/analytics/?section={section}")
+        assert page.status_code == 200
+        html = pages[section] = page.content.decode()
+        for element in ids:
+            assert f'id="{element}"' in html, (section, element)
+        # Only this section's blocks: the others are one click away, not on this page.
+        for other, other_ids in SECTIONS.items():
+            if other != section:
+                assert f'id="{other_ids[0]}"' not in html, (section, other)
+        assert f"{snapshot.duration_ms} ms" in html and f'href="?section={section}" aria-current="page"' in html
+    assert lead.get(f"/p/{project.slug}/analytics/").content.decode().count('id="overview"') == 1  # the default
+    assert 'id="analytics-data"' in pages["agreement"]
+    assert "Prefers longer responses" in pages["annotators"] and "Prefers the left response" in pages["annotators"]
+    assert "Save settings" in pages["settings"]
+    assert "/static/frontend/vendor/chart-4.6.1.umd.min.js" in pages["agreement"] and "cdn" not in pages["agreement"].lower()
+    assert lead.get(f"/p/{project.slug}/analytics/?section=nonsense").status_code == 200
+
+
+def test_contested_items_are_paged(dashboard):
+    project, _ = dashboard
+    lead = client_for(member(project, Role.LEAD))
+    items = AnalyticsSnapshot.objects.get(project=project).payload["contested"]["items"]
+    first = lead.get(f"/p/{project.slug}/analytics/?section=contested").content.decode()
+    table = first.split('id="contested"')[1].split("</table>")[0]
+    assert len(items) > 25, "the fixture's pool must contest more than one page"
+    assert table.count("<tr><td>") == 25 and "Page 1 of" in first
+    second = lead.get(f"/p/{project.slug}/analytics/?section=contested&page=2").content.decode()
+    rows = second.split('id="contested"')[1].split("</table>")[0].count("<tr><td>")
+    assert rows == min(25, len(items) - 25)
+    assert f"<tr><td>{items[25]['item_id']}</td>" in second and f"<tr><td>{items[25]['item_id']}</td>" not in first
 
 
 def test_an_engineer_reads_the_dashboard_but_gets_no_settings_form(dashboard):
     project, _ = dashboard
-    html = client_for(member(project, Role.ENGINEER)).get(f"/p/{project.slug}/analytics/").content.decode()
-    assert 'id="annotators"' in html and "Save settings" not in html
+    engineer = client_for(member(project, Role.ENGINEER))
+    html = engineer.get(f"/p/{project.slug}/analytics/?section=annotators").content.decode()
+    assert 'id="annotators"' in html
+    settings = engineer.get(f"/p/{project.slug}/analytics/?section=settings").content.decode()
+    assert 'id="analytics-settings"' in settings and "Save settings" not in settings
 
 
 def test_model_and_user_text_is_escaped_on_the_page(dashboard):
@@ -75,7 +108,7 @@ def test_model_and_user_text_is_escaped_on_the_page(dashboard):
     lead = member(project, Role.LEAD)
     payload = AnalyticsSnapshot.objects.get(project=project).payload
     assert any("<img" in c["prompt"] for c in payload["contested"]["items"])
-    html = client_for(lead).get(f"/p/{project.slug}/analytics/").content.decode()
+    html = client_for(lead).get(f"/p/{project.slug}/analytics/?section=contested").content.decode()
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
@@ -173,5 +206,5 @@ def test_a_visit_recomputes_only_when_judgments_came_in_and_the_numbers_are_old(
     assert callbacks == [] and "12 new since" in html  # new judgments, but the numbers are recent
     AnalyticsSnapshot.objects.filter(project=project).update(finished_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        html = client.get(f"/p/{project.slug}/analytics/").content.decode()
+        html = client.get(f"/p/{project.slug}/analytics/?section=annotators").content.decode()
     assert len(callbacks) == 1 and "Waiting for a worker" in html and 'id="annotators"' in html

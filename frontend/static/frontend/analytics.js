@@ -46,6 +46,9 @@
     }
   }));
   const size = Math.max(k.annotators.length, 1);
+  function kappaText(c) {
+    return `${c.y} × ${c.x}: κ = ${c.v} (95% interval ${c.low} to ${c.high}) on ${c.n} shared items`;
+  }
   function kappaColour(v) {
     // -1..0 red, 0..1 white to blue.
     if (v < 0) return `rgba(217,45,32,${Math.min(1, -v)})`;
@@ -60,8 +63,14 @@
       height: ({ chart }) => (chart.chartArea || {}).height / size - 1,
     }] },
     options: {
+      // Hover does not exist on a phone: a tap (or click) writes the cell into the readout below.
+      onClick: (event, elements, made) => {
+        const readout = document.getElementById("kappa-readout");
+        if (!readout || !elements.length) return;
+        readout.textContent = kappaText(made.data.datasets[0].data[elements[0].index]);
+      },
       plugins: { legend: { display: false }, tooltip: { callbacks: {
-        title: () => "", label: (c) => `${c.raw.y} × ${c.raw.x}: κ = ${c.raw.v} [${c.raw.low}, ${c.raw.high}] on ${c.raw.n} shared items` } } },
+        title: () => "", label: (c) => kappaText(c.raw) } } },
       scales: {
         x: { type: "category", labels: k.annotators, offset: true, grid: { display: false }, ticks: { autoSkip: true } },
         y: { type: "category", labels: k.annotators, offset: true, grid: { display: false }, ticks: { autoSkip: true } },
@@ -74,8 +83,11 @@
   chart("chart-length", {
     type: "scatter",
     data: { datasets: [
-      { label: "annotators", data: people.map((p) => ({ x: p.pool, y: p.rate, name: p.username, n: p.n })),
-        pointBackgroundColor: people.map((p) => (p.flagged ? red : blue)), pointRadius: 5 },
+      // Flagged: red and a triangle (colour is never the only signal).
+      { label: "annotators (flagged: red triangles)", data: people.map((p) => ({ x: p.pool, y: p.rate, name: p.username, n: p.n })),
+        pointBackgroundColor: people.map((p) => (p.flagged ? red : blue)),
+        pointStyle: people.map((p) => (p.flagged ? "triangle" : "circle")),
+        pointRadius: people.map((p) => (p.flagged ? 7 : 5)) },
       { label: "no bias", type: "line", data: [{ x: 0, y: 0 }, { x: 1, y: 1 }], borderColor: grey, borderDash: [4, 3], pointRadius: 0 },
     ] },
     options: {
@@ -95,12 +107,13 @@
   });
 
   function coverage(id, rows, title) {
+    // A "target" series (and its legend entry) only where a target is set.
+    const hasTarget = rows.some((r) => r.target !== null && r.target !== undefined);
     chart(id, {
       type: "bar",
       data: { labels: rows.map((r) => r.name), datasets: [
         { label: "share", data: rows.map((r) => r.share), backgroundColor: blue },
-        { label: "target", data: rows.map((r) => r.target), backgroundColor: grey },
-      ] },
+      ].concat(hasTarget ? [{ label: "target", data: rows.map((r) => r.target), backgroundColor: grey }] : []) },
       options: { plugins: { title: { display: true, text: title } }, scales: { y: { min: 0, suggestedMax: 1 } } },
     });
   }
