@@ -270,6 +270,12 @@ JOBS_QUEUED_GIVE_UP_SECONDS = float(os.environ.get("JOBS_QUEUED_GIVE_UP_SECONDS"
 # `celery -A config worker -Q gpu --concurrency 1`; their files live under TRAINING_ROOT.
 TRAINING_QUEUE = os.environ.get("TRAINING_QUEUE", "gpu")
 TRAINING_ROOT = Path(os.environ.get("TRAINING_ROOT", VAR_DIR / "runs"))
+# Where the runs form looks for model directories to offer as backbones and policies (a directory
+# with a config.json, up to MODEL_SCAN_DEPTH levels down): colon-separated, mounted where the
+# workers see the same paths. The bundled MiniLM encoder and TRAINING_ROOT (trained models) are
+# always offered.
+MODEL_ROOTS = [Path(p) for p in os.environ.get("PREFSTUDIO_MODEL_ROOTS", str(VAR_DIR / "models")).split(os.pathsep) if p]
+MODEL_SCAN_DEPTH = 3
 # A running run whose worker has been silent this long (it beats every 10 s) is failed as dead.
 TRAINING_STALE_AFTER_SECONDS = int(os.environ.get("TRAINING_STALE_AFTER_SECONDS", "180"))
 # A policy run handed to a Ray cluster (OpenRLHF, verl): how often its worker asks Ray for the job's state.

@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import asdict
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_POST
 from annotation.permissions import can_export, can_lead, can_train
 from rewards.selectors import overrides_of, preference_sets_of, reward_model_get, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
-from training.backbones import minilm_dir
+from training.backbones import minilm_dir, model_dirs
 from training.config import RewardRunConfig, RLRunConfig
 from training.models import RL_KINDS, RunStatus
 from training.monitors import MonitorThresholds
@@ -68,6 +69,7 @@ def runs_page(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project, "runs": runs_of(project=project)[:100], "sets": preference_sets_of(project=project),
         "may_train": may_train, "defaults": defaults, "help": RewardRunConfig.help(),
         "form": form, "backbone": form.get("base_model") or _default_backbone(),
+        "model_dirs": model_dirs() if may_train else [], "model_roots": [*settings.MODEL_ROOTS, settings.TRAINING_ROOT],
         "rl_defaults": RLRunConfig(), "rl_help": RLRunConfig.help(), "reward_models": reward_models_of(project=project),
         "may_set_thresholds": can_lead(user=request.user, project=project) or may_train,
         "thresholds": [(name, value, MonitorThresholds.help()[name])
