@@ -118,7 +118,7 @@ def test_analytics_page_shows_ranking_agreement_equal_to_scipy():
     from calibration.services.analytics import snapshot_request, snapshot_run
 
     snapshot_run(snapshot_id=snapshot_request(project=project).pk)
-    page = _client(member(project, Role.LEAD)).get(f"/p/{project.slug}/analytics/").content.decode()
+    page = _client(member(project, Role.LEAD)).get(f"/p/{project.slug}/analytics/?section=rankings").content.decode()
     assert 'id="ranking"' in page and f'<b id="ranking-mean-w">{block["mean_w"]}</b>' in page
     assert "ranker0" in page and "Kendall" in page
 

@@ -48,7 +48,7 @@ def test_recent_imports_polls_itself_only_while_an_import_runs_and_refreshes_whe
     client.force_login(lead)
     job = ImportJob.objects.create(project=project, created_by=lead, original_name="batch.jsonl",
                                    status=ImportStatus.RUNNING)
-    page = client.get(f"/p/{project.slug}/lead/").content.decode()
+    page = client.get(f"/p/{project.slug}/import/").content.decode()
     assert 'id="recent-imports"' in page and "every 2s" in page and "batch.jsonl · Running" in page
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.SUCCEEDED, message="3 items imported")
     part = client.get(f"/p/{project.slug}/lead/imports/").content.decode()
