@@ -53,6 +53,20 @@ def test_edit_own_judgment_via_api_keeps_history(project, items, annotator):
     assert Judgment.objects.get(pk=jid).revisions.count() == 1
 
 
+def test_the_api_refuses_an_edit_after_the_projects_edit_window(project, items, annotator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client = api_as(annotator)
+    item = client.post(f"/api/projects/{project.slug}/next/").json()
+    jid = client.post(f"/api/assignments/{item['assignment']}/submit/", submit_payload(), format="json").json()["id"]
+    Judgment.objects.filter(pk=jid).update(created_at=timezone.now() - timedelta(hours=project.edit_window_hours, minutes=1))
+    late = client.put(f"/api/judgments/{jid}/", {"choice": "both_bad", "rationale": "Both are wrong after all."}, format="json")
+    assert late.status_code == 403 and "edit window" in late.content.decode()
+    assert Judgment.objects.get(pk=jid).revision == 1
+
+
 def test_openapi_schema_and_docs_are_served(client, annotator):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/projects/{slug}/next/" in schema.content
