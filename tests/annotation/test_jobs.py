@@ -143,7 +143,7 @@ def test_a_failed_import_is_retried_from_its_stored_upload_by_api_and_page(media
 
     page = Client()
     page.force_login(lead)
-    lead_page = page.get(f"/p/{project.slug}/lead/").content.decode()
+    lead_page = page.get(f"/p/{project.slug}/import/").content.decode()
     assert f'hx-post="/imports/{job.pk}/retry/"' in lead_page
     shown = page.get(f"/imports/{job.pk}/").content.decode()
     assert "Retry this import" in shown
