@@ -39,6 +39,21 @@ RUN_AXE = """async (tags) => {
 }"""
 
 
+# What sticks out past the right edge of a phone screen (the page's own width, and the widest
+# offenders), or "" when nothing does.
+SPILL = """() => {
+  const w = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= w + 1) return "";
+  const clipped = (e) => { for (let p = e.parentElement; p; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX; if (o === "auto" || o === "scroll" || o === "hidden") return true; }
+    return false; };
+  const wide = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > w + 1 && !clipped(e))
+      .filter((e, _, all) => !all.some((o) => o !== e && e.contains(o))).slice(0, 4)
+      .map((e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (typeof e.className === "string" && e.className ? "." + e.className.split(" ").join(".") : ""));
+  return `${document.documentElement.scrollWidth}px: ${wide.join(", ")}`;
+}"""
+
+
 def _check(page, name: str, found: list[str]) -> None:
     """Wait for htmx to finish, run axe, keep what blocks; save screenshots when asked."""
     page.wait_for_load_state("load")
@@ -48,6 +63,15 @@ def _check(page, name: str, found: list[str]) -> None:
     for v in page.evaluate(RUN_AXE, WCAG):
         if v["impact"] in BLOCKING:
             found.append(f"{name}: [{v['impact']}] {v['id']} ({v['help']}) at {v['nodes']}")
+    # At phone width nothing spills sideways out of the page: wide tables scroll inside their cards.
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    # Charts redraw for the new width on the next frames (Chart.js watches its box).
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(done, 50))))")
+    spill = page.evaluate(SPILL)
+    if spill:
+        found.append(f"{name}: wider than a 390-px phone screen: {spill}")
+    page.set_viewport_size(size)
     if SCREENSHOTS:
         folder = Path(SCREENSHOTS)
         folder.mkdir(parents=True, exist_ok=True)
