@@ -245,3 +245,15 @@ def test_the_overview_counts_agree_with_each_annotators_n_done_and_say_why_they_
     assert re.search(rf'id="tasks-done">{sum(annotator_progress(project=project, annotator=p)["done"] for p in people)}<', html)
     assert judgments < sum(annotator_progress(project=project, annotator=p)["done"] for p in people)  # they differ here
     assert "calibration rounds are in neither" in html
+
+
+def test_my_work_pages_25_at_a_time_newest_first_and_keeps_the_kind():
+    project, annotator = _labelled(27)
+    client = _client(annotator)
+    first = client.get(f"/p/{project.slug}/my-work/").content.decode()
+    second = client.get(f"/p/{project.slug}/my-work/?kind=comparisons&page=2").content.decode()
+    assert first.count('class="card my-row"') == 25 and second.count('class="card my-row"') == 2
+    assert 'href="?kind=comparisons&amp;page=2"' in first and "Page 2 of 2" in second
+    newest = Judgment.objects.filter(annotator=annotator).order_by("-created_at", "-id")
+    assert first.index(f'id="judgment-{newest[0].pk}"') < first.index(f'id="judgment-{newest[1].pk}"')
+    assert f'id="judgment-{newest[26].pk}"' in second
