@@ -16,7 +16,9 @@ from .after_response import AfterResponse
 from .models import BadCaseSource, RewriteStatus
 from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
 from .services.badcases import bad_case_report
-from .services.imports import import_job_create, import_job_progress, import_job_retry
+from .errors import ValidationFailed
+from .services.imports import import_file_size_error, import_job_create, import_job_progress, import_job_retry
+from .services.judgment_imports import judgments_import
 from .services.jobs import JobStateError
 from .services.judgments import JudgmentInput, judgment_edit
 from .services.negatives import NegativeInput as NegativeData, negative_submit
@@ -179,6 +181,26 @@ class ImportCreateApi(APIView):
         data.is_valid(raise_exception=True)
         job = import_job_create(project=project, upload=data.validated_data["file"], created_by=request.user)
         return Response(serializers.ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JudgmentImportApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request=serializers.JudgmentImportInput,
+                   responses={201: serializers.JudgmentImportOutput, 422: serializers.JudgmentImportOutput})
+    def post(self, request, slug: str):
+        """Import judgments made elsewhere, checked whole and written all or nothing (422 with every
+        problem by line or task); a re-run imports nothing twice. Leads and engineers."""
+        project = project_where(request, slug, can_import, "Only leads and engineers import judgments.")
+        data = serializers.JudgmentImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        too_large = import_file_size_error(size=upload.size)
+        if too_large:
+            raise ValidationFailed(too_large, field_errors={"file": too_large})
+        result = judgments_import(project=project, fh=upload.open("rb"))
+        body = serializers.JudgmentImportOutput(result).data
+        return Response(body, status=status.HTTP_201_CREATED if result.ok else 422)
 
 
 class ImportDetailApi(APIView):

@@ -182,12 +182,27 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
+    imported = models.BooleanField(
+        default=False, help_text="Created by a judgment import: someone who labelled elsewhere (no login)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "user", "role"], name="membership_unique")
         ]
+
+
+class ImportedAnnotator(models.Model):
+    """Who a judgment import's annotator name is, per project: found again on the next import."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imported_annotators")
+    name = models.CharField(max_length=150, help_text="The name or id the imported file gave.")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="imported_as")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="imported_annotator_unique")]
 
 
 def domain_in(field: str, domains) -> Q:

@@ -230,6 +230,20 @@ class ImportInput(serializers.Serializer):
     file = serializers.FileField(help_text="JSONL, one item per line.")
 
 
+class JudgmentImportInput(serializers.Serializer):
+    file = serializers.FileField(help_text="Our JSONL (annotator, item, choice, ...), a preference file "
+                                           "(prompt/chosen/rejected) or a Label Studio pairwise JSON export.")
+
+
+class JudgmentImportOutput(serializers.Serializer):
+    records = serializers.IntegerField()
+    created = serializers.IntegerField(help_text="Judgments written.")
+    unchanged = serializers.IntegerField(help_text="Judgments already in the project, identical: left alone.")
+    annotators_created = serializers.IntegerField()
+    items_created = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.CharField(), help_text="Each with its line or task; empty when imported.")
+
+
 class SpecInput(serializers.Serializer):
     text = serializers.CharField(max_length=200_000, help_text="Markdown.")
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("projects/<slug:slug>/", api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<slug:slug>/judgments/", api.JudgmentListApi.as_view(), name="judgments"),
     path("projects/<slug:slug>/imports/", api.ImportCreateApi.as_view(), name="import-create"),
+    path("projects/<slug:slug>/judgment-imports/", api.JudgmentImportApi.as_view(), name="judgment-import"),
     path("projects/<slug:slug>/spec/", api.SpecPublishApi.as_view(), name="spec-publish"),
     path("assignments/<str:handle>/rank/", api.RankingSubmitApi.as_view(), name="rank"),
     path("assignments/<str:handle>/rewrite/", api.RewriteSubmitApi.as_view(), name="rewrite-submit"),

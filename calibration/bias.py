@@ -89,6 +89,10 @@ class Judgments:
     choice: np.ndarray  # A, B, TIE, BOTH_BAD (canonical: the item's response a / b)
     a_left: np.ndarray  # bool: response a was shown on the left
     time_ms: np.ndarray  # 0 = not reported
+    side_known: np.ndarray | None = None  # bool; None: every side known (imported judgments may not say)
+
+    def known_sides(self) -> np.ndarray:
+        return np.ones(self.item.size, dtype=bool) if self.side_known is None else self.side_known.astype(bool)
 
 
 @dataclass
@@ -353,8 +357,10 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
     formatting = feature_preference(judgments, listed, n_annotators, t.examples, expert)
 
     # Position: the left side among decisive choices.
-    chose_left = decisive & ((choice == A) == judgments.a_left.astype(bool))
-    left_n = np.bincount(who[decisive], minlength=n_annotators)
+    # Judgments whose side is unknown (imported without it) say nothing about position.
+    sided = decisive & judgments.known_sides()
+    chose_left = sided & ((choice == A) == judgments.a_left.astype(bool))
+    left_n = np.bincount(who[sided], minlength=n_annotators)
     left_k = np.bincount(who[chose_left], minlength=n_annotators)
     left_p = two_sided_binom_half(left_k, left_n)
 
@@ -371,7 +377,8 @@ def detect(judgments: Judgments, items: Items, n_annotators: int, t: Thresholds 
     sign = lambda side: np.where(side == B, 1.0, np.where(side == A, -1.0, 0.0))  # noqa: E731
     design = np.column_stack([
         np.ones(choice.size), xs, sign(longer)[judgments.item], sign(assertive)[judgments.item],
-        sign(listed)[judgments.item], np.where(judgments.a_left.astype(bool), -1.0, 1.0),
+        sign(listed)[judgments.item],
+        np.where(judgments.known_sides(), np.where(judgments.a_left.astype(bool), -1.0, 1.0), 0.0),
     ])
     controlled_col = {"confidence": 3, "formatting": 4}
     z_crit = float(stats.norm.isf(t.alpha))

@@ -152,7 +152,9 @@ def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
         .annotate(
             c=_code("choice", choice_code),
             o=ordinal_code,
-            left_a=Case(When(shown_left="a", then=Value(1)), default=Value(0), output_field=IntegerField()),
+            # Side code: 1 response a on the left, 0 b on the left, 2 not known (imported).
+            left_a=Case(When(shown_left="a", then=Value(1)), When(shown_left="b", then=Value(0)), default=Value(2),
+                        output_field=IntegerField()),
             epoch=_epoch("created_at"),
         )
         .order_by()
@@ -165,7 +167,8 @@ def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(len(rows), 7 + len(dims))
 
 
-PACKED_DIMENSIONS = 19  # 6 bits of choice/strength/side, then 3 bits per dimension, in 63 bits
+PACKED_DIMENSIONS = 18  # 7 bits of choice/strength/side, then 3 bits per dimension, in 63 bits
+DIM_SHIFT = 7
 
 
 def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarray:
@@ -175,8 +178,8 @@ def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarra
     code = "CASE {} WHEN 'a' THEN {} WHEN 'b' THEN {} WHEN 'tie' THEN {} WHEN 'both_bad' THEN {} ELSE {} END"
     parts = [code.format("choice", 0, 1, 2, 3, 7),
              "8 * (CASE strength WHEN 'slight' THEN 1 WHEN 'clear' THEN 2 WHEN 'strong' THEN 3 ELSE 0 END)",
-             "32 * (shown_left = 'a')::int"]
-    parts += [f"{1 << (6 + 3 * i)}::bigint * ({code.format('dimension_choices ->> %s', 1, 2, 3, 4, 0)})"
+             "32 * (CASE shown_left WHEN 'a' THEN 1 WHEN 'b' THEN 0 ELSE 2 END)"]  # 2: not known
+    parts += [f"{1 << (DIM_SHIFT + 3 * i)}::bigint * ({code.format('dimension_choices ->> %s', 1, 2, 3, 4, 0)})"
               for i in range(len(dims))]
     sql = (f'SELECT item_id, annotator_id, time_spent_ms, EXTRACT(EPOCH FROM created_at)::bigint, '
            f'({" + ".join(parts)})::bigint FROM "{Judgment._meta.db_table}" WHERE project_id = %s')
@@ -190,8 +193,8 @@ def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarra
     strength = (packed >> 3) & 3
     ordinal = np.select([(choice == 0) & (strength > 0), choice == 2, (choice == 1) & (strength > 0)],
                         [3 - strength, 3, 3 + strength], -1)
-    columns = [raw[:, 0], raw[:, 1], choice, ordinal, (packed >> 5) & 1, raw[:, 2], raw[:, 3]]
-    columns += [((packed >> (6 + 3 * i)) & 7) - 1 for i in range(len(dims))]
+    columns = [raw[:, 0], raw[:, 1], choice, ordinal, (packed >> 5) & 3, raw[:, 2], raw[:, 3]]
+    columns += [((packed >> (DIM_SHIFT + 3 * i)) & 7) - 1 for i in range(len(dims))]
     return np.column_stack(columns) if len(rows) else np.zeros((0, 7 + len(dims)), dtype=np.int64)
 
 
@@ -225,7 +228,8 @@ def dataset_load(*, project: Project) -> Dataset:
         usernames=[users.get(int(pk), str(pk)) for pk in annotator_ids],
         standing=[standings.get(int(pk), StandingState.ACTIVE) for pk in annotator_ids],
         judgments=bias.Judgments(
-            item=item_index, annotator=annotator_index.reshape(-1), choice=table[:, 2], a_left=table[:, 4].astype(bool),
+            item=item_index, annotator=annotator_index.reshape(-1), choice=table[:, 2], a_left=table[:, 4] == 1,
+            side_known=table[:, 4] != 2,
             time_ms=table[:, 5],
         ),
         ordinal=table[:, 3],
