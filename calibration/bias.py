@@ -37,12 +37,60 @@ def _lexicon(name: str) -> list[str]:
 
 @lru_cache(maxsize=None)
 def _lexicon_pattern() -> re.Pattern:
-    """One pass finds both: group 1 is a hedge, group 2 a booster; longest first, so a phrase
-    wins over its first word."""
-    def alternatives(terms: list[str]) -> str:
-        return "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+    """One pass finds both: group 1 is a hedge, group 2 a booster. Every phrase of both lists is
+    tried longest first at each position, so a booster phrase that contains a hedge word ("without
+    any doubt") wins over the word ("doubt"), and a multi-word hedge ("not entirely sure") over
+    the booster inside it ("sure")."""
+    hedges, boosters = _lexicon("hedges"), _lexicon("boosters")
+    tagged = sorted([(t, 1) for t in hedges] + [(t, 2) for t in boosters], key=lambda x: len(x[0]), reverse=True)
+    parts = [f"(?P<{'h' if kind == 1 else 'b'}{i}>{_phrase(term)})" for i, (term, kind) in enumerate(tagged)]
+    return re.compile(rf"(?<![\w'])(?:{'|'.join(parts)})(?![\w'])")
 
-    return re.compile(rf"(?<![\w'])(?:({alternatives(_lexicon('hedges'))})|({alternatives(_lexicon('boosters'))}))(?![\w'])")
+
+def _phrase(term: str) -> str:
+    """A lexicon phrase as a pattern: words separated by any run of spaces."""
+    return r"\s+".join(re.escape(word) for word in term.split())
+
+
+# Negation: a booster in its scope becomes a hedge ("not certain", "hardly clear", "can't say for
+# sure"); a doubt word in its scope becomes a booster ("there isn't any doubt", "without the
+# slightest doubt"); other hedges stay hedges ("not likely" still withholds commitment). The scope
+# is the five words before the term, inside its clause (NegEx's window and terminators).
+NEGATORS = {"not", "no", "never", "without", "hardly", "barely", "scarcely", "neither", "nor", "cannot", "nothing",
+            "nobody", "none"}
+DOUBT_WORDS = {"doubt", "doubts", "doubtful", "uncertain", "unsure", "unclear", "question", "questionable"}
+NEGATION_SCOPE = 5
+_WORD = re.compile(r"[\w']+")
+_CLAUSE_BREAK = re.compile(r"[,;:()]|\bbut\b|\bhowever\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _negated(before: str) -> bool:
+    # The scope ends at a clause boundary, as in NegEx: "no, it is clearly right" is not negated.
+    clause = _CLAUSE_BREAK.split(before)[-1]
+    words = _WORD.findall(clause)[-NEGATION_SCOPE:]
+    # "not only ... but": emphasis, not negation.
+    return any((w in NEGATORS or w.endswith("n't")) and not (w == "not" and words[i + 1:i + 2] == ["only"])
+               for i, w in enumerate(words))
+
+
+def sentence_markers(sentence: str) -> tuple[int, int]:
+    """(hedges, boosters) of one sentence, with phrases matched longest first and negation applied."""
+    text = sentence.lower().replace("\u2019", "'")
+    hedges = boosters = 0
+    for match in _lexicon_pattern().finditer(text):
+        kind = match.lastgroup[0]
+        term = match.group(0)
+        if _negated(text[:match.start()]):
+            if kind == "b":
+                kind = "h"
+            elif term in DOUBT_WORDS:
+                kind = "b"
+        if kind == "h":
+            hedges += 1
+        else:
+            boosters += 1
+    return hedges, boosters
 
 
 _LIST_LINE = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+\S", re.MULTILINE)
@@ -63,12 +111,13 @@ class TextFeatures:
 
 
 def text_features(text: str) -> TextFeatures:
+    """Counts of hedges and boosters, scored sentence by sentence (negation never reaches across
+    a sentence), and whether the text is a list."""
     hedges = boosters = 0
-    for hedge, _ in _lexicon_pattern().findall(text.lower()):
-        if hedge:
-            hedges += 1
-        else:
-            boosters += 1
+    for sentence in _SENTENCE_END.split(text):
+        h, b = sentence_markers(sentence)
+        hedges += h
+        boosters += b
     return TextFeatures(
         chars=len(text),
         words=len(text.split()),

@@ -40,10 +40,12 @@ def _lower_first(s: str) -> str:
     return s[0].lower() + s[1:]
 
 
-def response_text(rng: np.random.Generator, sentences: int, tone: str, as_list: bool) -> str:
+def response_text(rng: np.random.Generator, sentences: int, tone: str, as_list: bool,
+                  phrasing: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> str:
     picked = [_SENTENCES[i] for i in rng.integers(0, len(_SENTENCES), sentences)]
     if tone != "plain":
-        templates = _HEDGED if tone == "hedged" else _BOOSTED
+        hedged, boosted = phrasing or (_HEDGED, _BOOSTED)
+        templates = hedged if tone == "hedged" else boosted
         out = []
         for sentence in picked:
             template = templates[rng.integers(0, len(templates))]
@@ -73,24 +75,31 @@ class Simulation:
     day: np.ndarray  # days since the start
 
 
-def _item_texts(rng: np.random.Generator, n_items: int):
+def _item_texts(rng: np.random.Generator, n_items: int, phrasing=None):
     # Lengths, tone and layout of each side are independent of each other and of the truth.
     sentences = rng.integers(1, 7, size=(n_items, 2))
     tones = rng.choice(np.array(["plain", "hedged", "boosted"]), size=(n_items, 2), p=[0.5, 0.25, 0.25])
     lists = rng.random((n_items, 2)) < 0.25
-    a = [response_text(rng, int(sentences[i, 0]), str(tones[i, 0]), bool(lists[i, 0])) for i in range(n_items)]
-    b = [response_text(rng, int(sentences[i, 1]), str(tones[i, 1]), bool(lists[i, 1])) for i in range(n_items)]
-    return a, b
+    a = [response_text(rng, int(sentences[i, 0]), str(tones[i, 0]), bool(lists[i, 0]), phrasing) for i in range(n_items)]
+    b = [response_text(rng, int(sentences[i, 1]), str(tones[i, 1]), bool(lists[i, 1]), phrasing) for i in range(n_items)]
+    written = np.select([tones == "hedged", tones == "boosted"], [-1, 1], 0)
+    return a, b, written
 
 
 def simulate(*, kinds: list[str], n_items: int, per_item: int, anchor_share: float = 0.15, days: int = 28,
-             seed: int = 0) -> Simulation:
-    """Each item is judged by `per_item` distinct annotators drawn at random."""
+             seed: int = 0, phrasing: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+             plant_by_written_tone: bool = False) -> Simulation:
+    """Each item is judged by `per_item` distinct annotators drawn at random.
+
+    `phrasing`: (hedged templates, boosted templates) instead of the built-in ones, each with a
+    "{s}" for the sentence. `plant_by_written_tone`: assertive raters prefer the side *written*
+    boosted (or the less hedged one) rather than the side our lexicon measures as more assertive,
+    which is how a pool we did not make behaves: the detector then has to read the phrasing."""
     rng = np.random.default_rng(seed)
     n_annotators = len(kinds)
     if per_item > n_annotators:
         raise ValueError("per_item cannot exceed the number of annotators")
-    text_a, text_b = _item_texts(rng, n_items)
+    text_a, text_b, written = _item_texts(rng, n_items, phrasing)
     prompts = [f"Question {i}: which answer is better?" for i in range(n_items)]
     truth = rng.integers(0, 2, n_items)
     is_anchor = rng.random(n_items) < anchor_share
@@ -125,7 +134,7 @@ def simulate(*, kinds: list[str], n_items: int, per_item: int, anchor_share: flo
     gap = (len_b - len_a)[item]
     prefer(kind == "length", np.where(gap > 30, B, np.where(gap < -30, A, -1)), 0.85)
     prefer(kind == "position", np.where(a_left, A, B), 0.8)
-    ag = (as_b - as_a)[item]
+    ag = ((written[:, 1] - written[:, 0]) if plant_by_written_tone else (as_b - as_a))[item]
     prefer(kind == "assertive", np.where(ag >= 1, B, np.where(ag <= -1, A, -1)), 0.85)
     lb, la = li_b[item], li_a[item]
     prefer(kind == "formatting", np.where(lb & ~la, B, np.where(la & ~lb, A, -1)), 0.85)

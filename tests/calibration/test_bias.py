@@ -204,3 +204,73 @@ def test_without_any_lists_the_controlled_check_still_runs_for_confidence():
     assert {f.kind for f in assertive["flags"]} == {"confidence"}
     assert assertive["confidence"]["controlled_z"] > 3
     assert all(not any(f.kind == "formatting" for f in row["flags"]) for row in detected)
+
+
+# Paraphrases written for this test, none of them a lexicon line as it stands: they exercise the
+# mechanisms (longest match, negation with words in between, doubt words flipped, sentence scope).
+HEDGED_PARAPHRASES = [
+    "I'm not a hundred percent certain, but the function returns the sum.",
+    "To be honest I'm not totally sure the contract can be ended that way.",
+    "This isn't always how a binary search behaves.",
+    "I can't really say for sure whether interest is charged monthly.",
+    "It is hardly clear that the medicine should be taken with food.",
+    "As far as I can remember, water boils at one hundred degrees.",
+    "Nobody can be certain the capital is Canberra.",
+]
+BOOSTED_PARAPHRASES = [
+    "Without the slightest doubt, the function returns the sum.",
+    "There isn't any doubt: the contract can be ended that way.",
+    "A binary search halves the interval, no doubt about it.",
+    "Interest is charged monthly, and nobody should doubt it.",
+    "You can be absolutely sure the medicine should be taken with food.",
+    "Water boils at one hundred degrees, without any doubt.",
+    "I can assure you the capital is Canberra.",
+]
+
+
+@pytest.mark.parametrize("hedged, boosted", list(zip(HEDGED_PARAPHRASES, BOOSTED_PARAPHRASES)))
+def test_assertiveness_reads_paraphrases_the_lexicon_does_not_list(hedged, boosted):
+    """The detector compares the two sides of a pair: the boosted paraphrase must read as more
+    assertive than the hedged one, each with its marker found."""
+    h, b = bias.text_features(hedged), bias.text_features(boosted)
+    assert h.hedges > 0 and b.boosters > 0 and h.assertiveness < 0 and b.assertiveness > h.assertiveness, (
+        hedged, (h.hedges, h.boosters), boosted, (b.hedges, b.boosters))
+
+
+def test_text_features_handle_negation_phrases_and_sentences():
+    # A booster phrase with a hedge word inside it is a booster ("doubt" inside "without any doubt").
+    assert (bias.text_features("Without any doubt, it works.").boosters, bias.text_features("Without any doubt, it works.").hedges) == (1, 0)
+    # Multi-word hedges, and a booster in the scope of a negation, are hedges.
+    for text in ("I'm not entirely sure.", "It is not clear.", "This does not always hold.", "I cannot say for certain."):
+        f = bias.text_features(text)
+        assert (f.hedges, f.boosters) == (1, 0), text
+    # Negation reaches five words back, stops at a clause boundary and never crosses a sentence.
+    assert bias.text_features("I am not a hundred percent certain.").hedges == 1
+    assert bias.text_features("No, it is certainly right.").boosters == 1
+    assert (bias.text_features("It is not. Certainly it works.").boosters) == 1
+    assert bias.text_features("Not only is it clear, it is proven.").hedges == 0  # "not only": emphasis
+    # Curly apostrophes read like straight ones.
+    assert bias.text_features("There isn\u2019t any doubt.").boosters == 1
+
+
+# Phrasings of our own for a pool we did not tune on: boosters holding a hedge word ("doubt"),
+# negated boosters and multi-word hedges, none of them a lexicon line verbatim.
+PARAPHRASED_TONES = (
+    ("I'm not entirely sure, but {s}", "As far as I can remember, {s}", "{s} Then again, I can't say for certain.",
+     "It's not clear to me, though {s}"),
+    ("Without the slightest doubt, {s}", "{s} There isn't any doubt about that.", "You can be absolutely sure: {s}",
+     "I can assure you that {s}"),
+)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_assertive_raters_are_flagged_on_phrasing_the_fixtures_never_use(seed):
+    """The planted preference follows the tone each side was written in, not what the lexicon
+    measures: every assertive rater is flagged for confidence, and no honest one for anything."""
+    kinds = ["expert"] * 6 + ["assertive"] * 3
+    s = sm.simulate(kinds=kinds, n_items=600, per_item=6, seed=seed, phrasing=PARAPHRASED_TONES,
+                    plant_by_written_tone=True)
+    detected = bias.detect(judgments_of(s), items_of(s), len(kinds))
+    for kind, row in zip(kinds, detected):
+        flags = {f.kind for f in row["flags"]}
+        assert flags == ({"confidence"} if kind == "assertive" else set()), (kind, [f.explanation for f in row["flags"]])
