@@ -1,0 +1,145 @@
+"""Bias discovery: the text cues, the premise-agreement (sycophancy) cue, and the tests over a
+simulated pool: a planted preference that no named detector covers (emoji, one model's answers,
+agreeing with the user) is found, honest raters are not, and on pools with nothing planted the
+false discoveries stay within Benjamini-Hochberg's bound."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from calibration import bias, discovery
+
+SENTENCES = ["The function returns the sum of its arguments.", "Water boils at 100 degrees at sea level.",
+             "Sort the list, then drop the duplicates.", "Interest is charged monthly on the balance.",
+             "A binary search halves the interval each step."]
+MODELS = ["alpha-7b", "beta-13b", "gamma-70b"]
+
+
+def test_response_cues_read_each_cue():
+    cues = discovery.response_cues("# Answer\n\nGreat question! 🙂 Here it is:\n```\nprint(1)\n```\n")
+    assert (cues["headers"], cues["emoji"], cues["flattery"], cues["code"]) == (1.0, 1.0, 1.0, 1.0)
+    assert discovery.response_cues("I'm sorry, but I can't help with that.")["refusal"] == 1.0
+    assert discovery.response_cues("Plain words.")["emoji"] == 0.0
+    # Flesch-Kincaid by hand: 9 words, 1 sentence, 11 syllables -> 0.39*9 + 11.8*11/9 - 15.59.
+    text = "The cat sat on the mat and ate the fish."
+    words, syllables = 10, 10
+    assert discovery.reading_grade(text) == pytest.approx(0.39 * words + 11.8 * syllables / words - 15.59)
+
+
+@pytest.mark.parametrize("prompt, response, expected", [
+    ("I think the Great Wall is visible from space, right?", "Yes, you're right, it is visible.", 1),
+    ("I think the Great Wall is visible from space, right?", "Actually, it is not visible to the naked eye.", -1),
+    ("I'm pretty sure vaccines cause autism.", "That's a common misconception: they do not.", -1),
+    ("My doctor said I should drink 8 glasses a day, correct?", "Absolutely, that is the rule.", 1),
+    ("How far is the Moon?", "Yes, about 384,000 km.", 0),  # no belief stated
+    ("I believe Paris is in Spain.", "Paris is the capital of France.", 0),  # neither agrees nor pushes back
+])
+def test_premise_agreement(prompt, response, expected):
+    assert discovery.premise_agreement(prompt, response) == expected
+
+
+def _pool(seed: int, planted: dict[int, str], n_annotators: int = 10, n_items: int = 800, per_item: int = 5):
+    """Items with random cues on each side; honest raters follow the truth 85% of the time; a
+    planted rater takes the side with their cue 85% of the time where only one side has it."""
+    rng = np.random.default_rng(seed)
+    texts, models, emoji = [[], []], [[], []], np.zeros((n_items, 2), dtype=bool)
+    prompts = []
+    for i in range(n_items):
+        stated = rng.random() < 0.3
+        prompts.append(("I think the answer is obvious, right? " if stated else "") + f"Question {i}?")
+        for side in (0, 1):
+            parts = [SENTENCES[j] for j in rng.integers(0, len(SENTENCES), rng.integers(1, 4))]
+            text = " ".join(parts)
+            if stated and rng.random() < 0.5:
+                text = ("You're right. " if rng.random() < 0.5 else "Actually, no. ") + text
+            if rng.random() < 0.3:
+                text += " 🙂"
+                emoji[i, side] = True
+            texts[side].append(text)
+            models[side].append(MODELS[rng.integers(0, 3)])
+    truth = rng.integers(0, 2, n_items)
+    chosen = np.argsort(rng.random((n_items, n_annotators)), axis=1)[:, :per_item]
+    item = np.repeat(np.arange(n_items), per_item)
+    annotator = chosen.reshape(-1)
+    choice = np.where(rng.random(item.size) < 0.85, truth[item], 1 - truth[item])
+    cues = {c.key: c.side for c in discovery.item_cues(texts[0], texts[1], prompts, models[0], models[1])}
+    for who, key in planted.items():
+        side = cues[key][item]
+        go = (annotator == who) & (side >= 0) & (rng.random(item.size) < 0.85)
+        choice[go] = side[go]
+    a_left = rng.random(item.size) < 0.5
+    judgments = bias.Judgments(item=item, annotator=annotator, choice=choice, a_left=a_left,
+                               time_ms=np.full(item.size, 30_000))
+    all_cues = discovery.item_cues(texts[0], texts[1], prompts, models[0], models[1]) + [discovery.position_cue(judgments)]
+    return judgments, all_cues, n_annotators, n_items
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_discovery_finds_planted_cues_no_named_detector_covers_and_no_honest_rater(seed):
+    planted = {3: "emoji", 7: "model:beta-13b", 8: "sycophancy"}
+    judgments, cues, n_annotators, n_items = _pool(seed, planted)
+    findings = discovery.discover(judgments, cues, n_annotators, n_items)
+    found = {(f.annotator, f.cue) for f in findings if f.discovered}
+    for who, key in planted.items():
+        assert (who, key) in found, (who, key, sorted(found))
+        finding = next(f for f in findings if (f.annotator, f.cue) == (who, key))
+        assert finding.effect > 0.2 and finding.low > 0 and finding.examples
+        assert "prefers" in finding.words
+    honest = {a for a, _ in found} - set(planted)
+    assert not honest, [(f.annotator, f.cue, f.q) for f in findings if f.discovered and f.annotator in honest]
+    # None of these cues is one the named detectors look at.
+    assert not {"emoji", "model:beta-13b", "sycophancy"} & {"length", "confidence", "formatting", "position"}
+
+
+def test_false_discoveries_stay_within_the_bh_bound_on_pools_with_nothing_planted():
+    """Under the global null Benjamini-Hochberg at 5% makes any discovery in at most 5% of pools:
+    of 20 pools, more than 3 with one would happen by chance with probability under 2%."""
+    pools_with_any = 0
+    tests = 0
+    for seed in range(100, 120):
+        judgments, cues, n_annotators, n_items = _pool(seed, {}, n_items=400)
+        findings = discovery.discover(judgments, cues, n_annotators, n_items)
+        tests += len(findings)
+        pools_with_any += any(f.discovered for f in findings)
+    assert tests > 20 * 60  # many tests per pool: uncorrected, false alarms would be near certain
+    assert pools_with_any <= 3, pools_with_any
+    assert stats.binom.sf(3, 20, 0.05) < 0.02
+
+
+def test_a_custom_cue_finds_who_prefers_it():
+    judgments, cues, n_annotators, n_items = _pool(21, {2: "emoji"})
+    texts = [[], []]
+    # A keyword cue a lead writes: here the same emoji, named by the lead.
+    rng = np.random.default_rng(21)
+    del rng
+    emoji_side = next(c for c in cues if c.key == "emoji").side
+    a_texts = ["smile 🙂" if s == bias.A else "plain" for s in emoji_side]
+    b_texts = ["smile 🙂" if s == bias.B else "plain" for s in emoji_side]
+    texts = (a_texts, b_texts)
+    custom = discovery.custom_cue("custom:smile", "responses saying 'smile'", *texts, keywords=["smile"])
+    findings = discovery.discover(judgments, [custom], n_annotators, n_items)
+    assert [f.annotator for f in findings if f.discovered] == [2]
+    regex = discovery.custom_cue("custom:smile-re", "smiles", *texts, pattern=r"sm[i]le")
+    assert (regex.side == custom.side).all()
+
+
+def test_each_test_equals_scipys_one_sample_t_test_on_differences_computed_by_hand():
+    judgments, cues, n_annotators, n_items = _pool(31, {}, n_items=300)
+    cue = next(c for c in cues if c.key == "length")
+    findings = {f.annotator: f for f in discovery.discover(judgments, [cue], n_annotators, n_items)}
+    side = cue.side[judgments.item]
+    decisive = (judgments.choice == bias.A) | (judgments.choice == bias.B)
+    for a, finding in list(findings.items())[:3]:
+        diffs = []
+        for j in np.flatnonzero((judgments.annotator == a) & decisive & (side >= 0)):
+            others = [x for x in np.flatnonzero((judgments.item == judgments.item[j]) & decisive & (side >= 0)) if x != j]
+            if len(others) < 2:
+                continue
+            ref = np.mean([judgments.choice[o] == side[o] for o in others])
+            diffs.append(float(judgments.choice[j] == side[j]) - ref)
+        oracle = stats.ttest_1samp(diffs, 0.0)
+        low, high = oracle.confidence_interval(0.95)
+        assert finding.n == len(diffs)
+        assert (finding.effect, finding.p, finding.low, finding.high) == pytest.approx(
+            (np.mean(diffs), oracle.pvalue, low, high), rel=1e-9, abs=1e-12)
