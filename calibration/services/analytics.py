@@ -8,6 +8,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -20,7 +21,7 @@ from django.utils import timezone
 from annotation.models import Item, ItemKind, Judgment, Project, RankingJudgment
 from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register
 
-from .. import agreement, bias, health
+from .. import agreement, bias, discovery, health
 from ..ranking_agreement import ranking_agreement
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
 from .policy import settings_apply
@@ -78,6 +79,7 @@ class Dataset:
     ordinal: np.ndarray  # per judgment, index into ORDINAL or -1
     dimensions: dict[str, np.ndarray]  # per judgment, index into CHOICES or -1
     created: np.ndarray  # epoch seconds
+    cues: list = dc_field(default_factory=list)  # discovery.Cue per item, for bias discovery
 
 
 def _code(expression, mapping: dict) -> Case:
@@ -117,6 +119,7 @@ def _item_rows(project: Project) -> list[tuple]:
         Item.objects.filter(project=project, kind=ItemKind.COMPARISON, judgment_count__gt=0).order_by().values_list(
             "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
             "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
+            "response_a__model_name", "response_b__model_name",
         )
     ))
 
@@ -136,7 +139,11 @@ def _item_features(item_rows: list[tuple]) -> tuple[list, bias.Items]:
         read_chars=np.array([f.chars for f in fa]) + np.array([f.chars for f in fb]) + prompt_chars,
         expert=expert,
     )
-    return messages, items
+    prompts = [" ".join(str(m.get("content", "")) for m in ms if isinstance(m, dict) and m.get("role") == "user")
+               for ms in messages]
+    cues = discovery.item_cues([r[5] for r in item_rows], [r[6] for r in item_rows], prompts,
+                               [r[10] or "" for r in item_rows], [r[11] or "" for r in item_rows])
+    return messages, items, cues
 
 
 def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
@@ -208,7 +215,7 @@ def dataset_load(*, project: Project) -> Dataset:
     with ThreadPoolExecutor(max_workers=1) as pool:
         features = pool.submit(_item_features, item_rows)
         table = (_judgment_columns_postgresql if fast else _judgment_columns_orm)(project, dims)
-        messages, items = features.result()
+        messages, items, cues = features.result()
     item_index = np.searchsorted(item_ids, table[:, 0])
     # Judgments whose item has judgment_count 0 cannot exist, but be safe against a racing write.
     known = (item_index < len(item_ids)) & (item_ids[np.minimum(item_index, len(item_ids) - 1)] == table[:, 0])
@@ -235,6 +242,7 @@ def dataset_load(*, project: Project) -> Dataset:
         ordinal=table[:, 3],
         dimensions={key: table[:, 7 + i] for i, key in enumerate(dims)},
         created=table[:, 6],
+        cues=cues,
     )
 
 
@@ -352,6 +360,57 @@ def _annotator_block(data: Dataset, nominal: np.ndarray, policy: AnalyticsPolicy
     return sorted(rows, key=lambda r: (-len(r["flags"]), r["username"]))
 
 
+def _discovery_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
+    """Cues each annotator follows beyond the rest of the pool (calibration/discovery.py), with
+    Benjamini-Hochberg over every annotator x cue test; discovered ones in words with examples."""
+    j = data.judgments
+    cues = list(data.cues) + [discovery.position_cue(j)]
+    findings = discovery.discover(j, cues, len(data.annotator_ids), len(data.item_ids),
+                                  min_n=policy.min_judgments, fdr=policy.significance)
+    found = [f for f in findings if f.discovered]
+    found.sort(key=lambda f: (f.q, -abs(f.effect)))
+    return {
+        "tests": len(findings),
+        "cues": [{"key": c.key, "title": c.title, "custom": c.custom} for c in cues],
+        "fdr": policy.significance,
+        "findings": [{
+            "username": data.usernames[f.annotator], "cue": f.cue, "title": f.title, "n": f.n,
+            "rate": round(f.rate, 4), "expected": round(f.expected, 4), "effect": round(f.effect, 4),
+            "low": round(f.low, 4), "high": round(f.high, 4), "p": f.p, "q": f.q, "words": f.words,
+            "examples": [{"item_id": int(data.item_ids[i]), "prompt": data.previews[i]} for i in f.examples],
+        } for f in found],
+    }
+
+
+def _sycophancy_flags(data: Dataset, block: dict) -> dict[str, dict]:
+    """A rater found to prefer answers that agree with the user's stated belief gets a flag, with
+    the experts' answers on anchors where one side agreed (when there are any) beside it."""
+    j = data.judgments
+    syc = next((c for c in data.cues if c.key == "sycophancy"), None)
+    flags: dict[str, dict] = {}
+    if syc is None:
+        return flags
+    pref = bias.feature_preference(j, syc.side, len(data.annotator_ids), expert=data.items.expert)
+    index = {name: a for a, name in enumerate(data.usernames)}
+    for f in block["findings"]:
+        if f["cue"] != "sycophancy" or f["effect"] <= 0:
+            continue
+        a = index[f["username"]]
+        evidence = {"rate": f["rate"], "pool_rate": f["expected"], "n": f["n"], "q": f["q"],
+                    "expert_n": int(pref.expert_n[a])}
+        explanation = "Prefers the answer that agrees with a belief the user stated: " + f["words"]
+        if pref.expert_n[a] > 0:
+            evidence.update(annotator_rate_on_anchors=round(float(pref.annotator_rate_on_anchors[a]), 4),
+                            expert_rate=round(float(pref.expert_rate[a]), 4), expert_p=float(pref.expert_p[a]))
+            explanation += (f" On {int(pref.expert_n[a])} anchors where one answer agreed, they chose it in "
+                            f"{100 * pref.annotator_rate_on_anchors[a]:.0f}% and the experts in "
+                            f"{100 * pref.expert_rate[a]:.0f}%.")
+        flags[f["username"]] = {"kind": "sycophancy", "title": "Prefers answers that agree with the user",
+                                "explanation": explanation, "evidence": evidence,
+                                "examples": [e["item_id"] for e in f["examples"]]}
+    return flags
+
+
 def _health_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     j = data.judgments
     # Excluded annotators' labels are kept for analysis but do not go into training sets.
@@ -438,11 +497,16 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
         "pairwise": timed("pairwise kappa", 50, lambda: _pairwise_block(data)),
         "contested": timed("contested items", 60, lambda: _contested_block(data, nominal, policy)),
         "annotators": timed("bias detectors", 65, lambda: _annotator_block(data, nominal, policy)),
+        "discovery": timed("bias discovery", 80, lambda: _discovery_block(data, policy)),
         "health": timed("dataset health", 90, lambda: _health_block(data, policy)),
         "ranking": timed("ranking agreement", 95, lambda: _ranking_block(project)),
         "thresholds": {name: getattr(policy, name) for name in ANALYTICS_FIELDS},
         "dimensions": project.dimension_keys,
     }
+    sycophancy = _sycophancy_flags(data, payload["discovery"])  # discovery's finding as a named flag
+    for row in payload["annotators"]:
+        if row["username"] in sycophancy:
+            row["flags"].append(sycophancy[row["username"]])
     flag_counts: dict[str, int] = {}
     for row in payload["annotators"]:
         for f in row["flags"]:

@@ -54,7 +54,8 @@ def _analytics_fields(policy) -> list[dict]:
 
 
 # The dashboard's sections, one at a time (it was one 8,700-px page).
-SECTIONS = [("agreement", "Agreement"), ("annotators", "Annotators and bias"), ("contested", "Contested items"),
+SECTIONS = [("agreement", "Agreement"), ("annotators", "Annotators and bias"), ("discovery", "Discovered cues"),
+            ("contested", "Contested items"),
             ("rankings", "Rankings"), ("health", "Dataset health"), ("settings", "Thresholds and targets")]
 CONTESTED_PAGE = 25
 

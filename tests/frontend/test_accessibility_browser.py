@@ -140,7 +140,7 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
         ("anchors", f"/p/{demo.slug}/anchors/"), ("anchor new", f"/p/{demo.slug}/anchors/new/?item={plain_item.pk}"),
         ("anchor edit", f"/p/{demo.slug}/anchors/{anchor.pk}/"),
         *[(f"analytics {s}", f"/p/{pool.slug}/analytics/?section={s}")
-          for s in ("agreement", "annotators", "contested", "rankings", "health", "settings")],
+          for s in ("agreement", "annotators", "discovery", "contested", "rankings", "health", "settings")],
         ("analytics annotator", f"/p/{pool.slug}/analytics/annotators/{_pool_annotator(pool)}/"),
         ("designed", f"/p/{demo.slug}/designed/"), ("rewrite review", f"/p/{demo.slug}/rewrites/"),
         ("sets", f"/p/{pool.slug}/sets/"), ("set", f"/p/{pool.slug}/sets/{preference_set.version}/"),

@@ -50,6 +50,7 @@ def client_for(user) -> Client:
 SECTIONS = {
     "agreement": ("overview", "agreement-breakdown", "pairwise", "chart-kappa", "chart-alpha-time", "kappa-readout"),
     "annotators": ("annotators", "length-bias", "chart-length"),
+    "discovery": ("discovery", "discovery-table"),
     "contested": ("contested",),
     "health": ("health", "chart-coverage", "chart-difficulty", "chart-length-hist"),
     "settings": ("analytics-settings",),
