@@ -16,7 +16,8 @@ from annotation.permissions import can_lead, can_see_all_judgments
 from annotation.serializers import SubmitInput
 
 from . import analytics_tables, selectors, serializers
-from .services.analytics import analytics_policy_update, analytics_state_fresh, snapshot_request
+from .services.analytics import analytics_policy_get, analytics_policy_update, analytics_state_fresh, snapshot_request
+from .services.custom_cues import custom_cue_check, custom_cue_remove, custom_cue_save
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
 from .services.policy import policy_get, policy_update
 from .services.queue import calibration_answer, question_next
@@ -284,6 +285,38 @@ def csv_response(slug: str, table: str, payload: dict) -> HttpResponse:
     response = HttpResponse(analytics_tables.table_csv(table, payload), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{slug}-{table}.csv"'
     return response
+
+
+class CustomCuesApi(APIView):
+    parser_classes = [UntrustedJSONParser]
+
+    @extend_schema(responses={200: OpenApiResponse(description="The saved custom cues: [{name, keywords|pattern}].")})
+    def get(self, request, slug: str):
+        project = _analytics_project(request, slug)
+        return Response(analytics_policy_get(project=project).custom_cues)
+
+    @extend_schema(request=serializers.CustomCueInput, responses={200: OpenApiResponse(description=(
+        "{cue, items_with_cue_on_one_side, timeouts, fdr, annotators: [{username, n, rate, expected, effect, "
+        "low, high, q, discovered, words, examples}], saved: [...]}"))})
+    def post(self, request, slug: str):
+        """Who prefers responses with this cue, computed now (Benjamini-Hochberg over the
+        annotators); saved for later computations unless save is false. Leads only."""
+        project = _lead_project(request, slug)
+        data = serializers.CustomCueInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        spec = {k: v for k, v in data.validated_data.items() if k != "save"}
+        result = custom_cue_check(project=project, spec=spec)
+        saved = custom_cue_save(project=project, spec=spec) if data.validated_data["save"] else \
+            analytics_policy_get(project=project).custom_cues
+        return Response({**result, "saved": saved})
+
+
+class CustomCueDeleteApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, slug: str, name: str):
+        project = _lead_project(request, slug)
+        custom_cue_remove(project=project, name=name)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnalyticsPolicyApi(APIView):

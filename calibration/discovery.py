@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import regex
 from scipy import stats
 
 from .bias import A, B, Judgments, text_features
@@ -173,16 +174,34 @@ def item_cues(texts_a: list[str], texts_b: list[str], prompts: list[str], models
     return cues
 
 
-def custom_cue(key: str, title: str, texts_a: list[str], texts_b: list[str], *, pattern: str = "",
-               keywords: list[str] | None = None) -> Cue:
-    """A lead's cue: responses matching a regular expression, or holding any of the keywords
-    (whole words, any case). The side with it, where the other has not."""
-    if keywords:
-        pattern = r"\b(" + "|".join(re.escape(k.strip()) for k in keywords if k.strip()) + r")\b"
-    compiled = re.compile(pattern, re.IGNORECASE)
-    va = np.array([bool(compiled.search(t)) for t in texts_a], dtype=float)
-    vb = np.array([bool(compiled.search(t)) for t in texts_b], dtype=float)
-    return Cue(key, title, side_of(va, vb, "flag", 0.0), custom=True)
+MATCH_SECONDS = 0.05  # per text, for a lead's regular expression
+
+
+def custom_cue(spec: dict, texts_a: list[str], texts_b: list[str]) -> tuple[Cue, int]:
+    """A lead's cue ({name, keywords} or {name, pattern}): the side whose response matches, where
+    the other does not. Keywords match whole words, any case; a pattern is run by the `regex`
+    module with a time limit per text (a badly backtracking pattern cannot stall a worker: texts
+    it times out on count as not matching). Returns the cue and the number of timeouts."""
+    if spec.get("keywords"):
+        # Not \b: a keyword may start or end with a non-word character (an emoji, "C++").
+        source = r"(?<!\w)(?:" + "|".join(regex.escape(k.strip()) for k in spec["keywords"] if k.strip()) + r")(?!\w)"
+    else:
+        source = spec["pattern"]
+    compiled = regex.compile(source, regex.IGNORECASE)
+    timeouts = 0
+
+    def matches(text: str) -> bool:
+        nonlocal timeouts
+        try:
+            return compiled.search(text, timeout=MATCH_SECONDS) is not None
+        except TimeoutError:
+            timeouts += 1
+            return False
+
+    va = np.array([matches(t) for t in texts_a], dtype=float)
+    vb = np.array([matches(t) for t in texts_b], dtype=float)
+    title = f"responses matching the cue \u201c{spec['name']}\u201d"
+    return Cue("custom:" + spec["name"], title, side_of(va, vb, "flag", 0.0), custom=True), timeouts
 
 
 def position_cue(judgments: Judgments) -> Cue:

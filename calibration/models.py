@@ -280,6 +280,11 @@ class AnalyticsPolicy(models.Model):
     """A project's thresholds for bias flags and its dataset-health targets."""
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="analytics_policy")
+    custom_cues = models.JSONField(
+        default=list, blank=True,
+        help_text="Cues leads defined for bias discovery: [{name, keywords: [...]} or {name, pattern}] "
+                  "(calibration/services/custom_cues.py).",
+    )
     length_gap_chars = models.PositiveIntegerField(
         default=30, help_text="Length bias looks only at pairs whose lengths differ by more than this (characters)."
     )

@@ -160,3 +160,11 @@ class OverrideInput(serializers.Serializer):
 
 class RecalibrateInput(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class CustomCueInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    keywords = serializers.ListField(child=serializers.CharField(max_length=80), required=False, max_length=50,
+                                     help_text="Words or phrases (whole words, any case).")
+    pattern = serializers.CharField(max_length=300, required=False, help_text="A regular expression instead.")
+    save = serializers.BooleanField(default=True, help_text="Keep it for every later computation.")

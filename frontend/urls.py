@@ -67,6 +67,8 @@ urlpatterns = [
     path("p/<slug:slug>/analytics/refresh/", analytics.analytics_refresh, name="analytics-refresh"),
     path("p/<slug:slug>/analytics/progress/<int:snapshot_id>/", analytics.analytics_progress, name="analytics-progress"),
     path("p/<slug:slug>/analytics/policy/", analytics.analytics_policy, name="analytics-policy"),
+    path("p/<slug:slug>/analytics/cues/", analytics.analytics_cue, name="analytics-cue"),
+    path("p/<slug:slug>/analytics/cues/remove/", analytics.analytics_cue_remove, name="analytics-cue-remove"),
     path("p/<slug:slug>/analytics/tables/<str:table>.csv", analytics.analytics_csv, name="analytics-csv"),
     path("p/<slug:slug>/analytics/annotators/<str:username>/", analytics.analytics_annotator, name="analytics-annotator"),
 ]

@@ -80,6 +80,7 @@ class Dataset:
     dimensions: dict[str, np.ndarray]  # per judgment, index into CHOICES or -1
     created: np.ndarray  # epoch seconds
     cues: list = dc_field(default_factory=list)  # discovery.Cue per item, for bias discovery
+    texts: tuple[list[str], list[str]] = ((), ())  # the two responses of each item (custom cues)
 
 
 def _code(expression, mapping: dict) -> Case:
@@ -243,6 +244,7 @@ def dataset_load(*, project: Project) -> Dataset:
         dimensions={key: table[:, 7 + i] for i, key in enumerate(dims)},
         created=table[:, 6],
         cues=cues,
+        texts=([r[5] for r in item_rows], [r[6] for r in item_rows]),
     )
 
 
@@ -364,7 +366,8 @@ def _discovery_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     """Cues each annotator follows beyond the rest of the pool (calibration/discovery.py), with
     Benjamini-Hochberg over every annotator x cue test; discovered ones in words with examples."""
     j = data.judgments
-    cues = list(data.cues) + [discovery.position_cue(j)]
+    custom = [discovery.custom_cue(spec, *data.texts) for spec in policy.custom_cues]
+    cues = list(data.cues) + [discovery.position_cue(j)] + [cue for cue, _timeouts in custom]
     findings = discovery.discover(j, cues, len(data.annotator_ids), len(data.item_ids),
                                   min_n=policy.min_judgments, fdr=policy.significance)
     found = [f for f in findings if f.discovered]
@@ -373,6 +376,7 @@ def _discovery_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
         "tests": len(findings),
         "cues": [{"key": c.key, "title": c.title, "custom": c.custom} for c in cues],
         "fdr": policy.significance,
+        "custom_timeouts": sum(t for _cue, t in custom),
         "findings": [{
             "username": data.usernames[f.annotator], "cue": f.cue, "title": f.title, "n": f.n,
             "rate": round(f.rate, 4), "expected": round(f.expected, 4), "effect": round(f.effect, 4),

@@ -17,6 +17,7 @@ from annotation.permissions import can_lead, can_see_all_judgments
 from annotation.untrusted import load_json
 from calibration import analytics_tables
 from calibration import selectors as calibration_selectors
+from calibration.services.custom_cues import custom_cue_check, custom_cue_remove, custom_cue_save
 from calibration.services.analytics import (
     ANALYTICS_FIELDS, analytics_policy_update, snapshot_fresh, snapshot_refresh_if_stale, snapshot_request,
 )
@@ -81,6 +82,7 @@ def analytics_page(request: HttpRequest, slug: str) -> HttpResponse:
         "fields": _analytics_fields(calibration_selectors.analytics_policy_read(project=project)),
         "tables": list(analytics_tables.TABLES),
         "section": section,
+        "custom_cues": calibration_selectors.analytics_policy_read(project=project).custom_cues,
         "sections": SECTIONS,
         "contested_page": Paginator(payload.get("contested", {}).get("items", []), CONTESTED_PAGE).get_page(
             request.GET.get("page", 1)),
@@ -153,3 +155,28 @@ def analytics_policy(request: HttpRequest, slug: str) -> HttpResponse:
         detail = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
         messages.error(request, f"{exc.message} {detail}")
     return redirect(reverse("analytics", args=[slug]) + "?section=settings")
+
+
+@login_required
+@require_POST
+def analytics_cue(request: HttpRequest, slug: str) -> HttpResponse:
+    """A lead's custom cue, checked at once and saved: who prefers responses that have it."""
+    project = project_for(request, slug, can_lead)
+    spec = {"name": request.POST.get("name", ""), "keywords": request.POST.get("keywords", ""),
+            "pattern": request.POST.get("pattern", "")}
+    try:
+        result = custom_cue_check(project=project, spec=spec)
+        custom_cue_save(project=project, spec=spec)
+    except ValidationFailed as exc:
+        return render(request, "frontend/_custom_cue_result.html",
+                      {"project": project, "errors": exc.field_errors, "message": exc.message}, status=422)
+    return render(request, "frontend/_custom_cue_result.html", {"project": project, "result": result})
+
+
+@login_required
+@require_POST
+def analytics_cue_remove(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request, slug, can_lead)
+    custom_cue_remove(project=project, name=request.POST.get("name", ""))
+    messages.success(request, "Cue removed; the next computation leaves it out.")
+    return redirect(reverse("analytics", args=[slug]) + "?section=discovery")

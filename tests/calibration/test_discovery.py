@@ -107,21 +107,22 @@ def test_false_discoveries_stay_within_the_bh_bound_on_pools_with_nothing_plante
     assert stats.binom.sf(3, 20, 0.05) < 0.02
 
 
-def test_a_custom_cue_finds_who_prefers_it():
+def test_a_custom_cue_finds_who_prefers_it_and_a_runaway_pattern_cannot_stall():
+    import time
+
     judgments, cues, n_annotators, n_items = _pool(21, {2: "emoji"})
-    texts = [[], []]
-    # A keyword cue a lead writes: here the same emoji, named by the lead.
-    rng = np.random.default_rng(21)
-    del rng
     emoji_side = next(c for c in cues if c.key == "emoji").side
     a_texts = ["smile 🙂" if s == bias.A else "plain" for s in emoji_side]
     b_texts = ["smile 🙂" if s == bias.B else "plain" for s in emoji_side]
-    texts = (a_texts, b_texts)
-    custom = discovery.custom_cue("custom:smile", "responses saying 'smile'", *texts, keywords=["smile"])
+    custom, timeouts = discovery.custom_cue({"name": "smile", "keywords": ["smile"]}, a_texts, b_texts)
     findings = discovery.discover(judgments, [custom], n_annotators, n_items)
-    assert [f.annotator for f in findings if f.discovered] == [2]
-    regex = discovery.custom_cue("custom:smile-re", "smiles", *texts, pattern=r"sm[i]le")
-    assert (regex.side == custom.side).all()
+    assert [f.annotator for f in findings if f.discovered] == [2] and timeouts == 0
+    regex_cue, _ = discovery.custom_cue({"name": "smile-re", "pattern": r"sm[i]le"}, a_texts, b_texts)
+    assert (regex_cue.side == custom.side).all()
+    # Catastrophic backtracking on every text: each search gives up after its time limit.
+    started = time.perf_counter()
+    _cue, timeouts = discovery.custom_cue({"name": "bad", "pattern": r"(a|aa)+$"}, ["a" * 60 + "b"] * 3, ["x"] * 3)
+    assert timeouts == 3 and time.perf_counter() - started < 3
 
 
 def test_each_test_equals_scipys_one_sample_t_test_on_differences_computed_by_hand():

@@ -84,3 +84,44 @@ def test_discovery_finds_the_imported_pools_cue_followers_and_the_dashboard_name
     annotator = Client()
     annotator.force_login(member(project))
     assert annotator.get(f"/p/{project.slug}/analytics/?section=discovery").status_code == 403
+
+
+def test_a_lead_adds_a_custom_cue_and_sees_at_once_who_prefers_it(django_capture_on_commit_callbacks):
+    project = ProjectFactory()
+    _pool(project)
+    lead = member(project, Role.LEAD)
+    from tests.factories import api_as
+
+    api = api_as(lead)
+    url = f"/api/projects/{project.slug}/analytics/custom-cues/"
+    answer = api.post(url, {"name": "smiley", "pattern": "\U0001F642"}, format="json")
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["items_with_cue_on_one_side"] > 50 and body["timeouts"] == 0
+    found = [r["username"].split("@")[0] for r in body["annotators"] if r["discovered"]]
+    assert found == ["emoji-fan"], body["annotators"][:3]
+    assert body["saved"] == [{"name": "smiley", "pattern": "\U0001F642"}]
+    # Saved cues join the next computation.
+    payload = analytics_compute(project=project)
+    assert any(f["cue"] == "custom:smiley" and f["username"].startswith("emoji-fan@") for f in payload["discovery"]["findings"])
+    # Bad cues are refused field by field; engineers read but may not add; annotators may not read.
+    bad = api.post(url, {"name": "x", "pattern": "(unclosed"}, format="json")
+    assert bad.status_code == 422 and "pattern" in bad.json()["errors"]
+    assert api.post(url, {"name": "x"}, format="json").status_code == 422
+    engineer = api_as(member(project, Role.ENGINEER))
+    assert engineer.get(url).json() == [{"name": "smiley", "pattern": "\U0001F642"}]
+    assert engineer.post(url, {"name": "y", "keywords": ["a"]}, format="json").status_code == 403
+    assert api_as(member(project)).get(url).status_code == 403
+    assert engineer.delete(f"{url}smiley/").status_code == 403
+    assert api.delete(f"{url}smiley/").status_code == 204
+    assert api.get(url).json() == []
+    # The page: a lead's form answers with the table at once.
+    client = Client()
+    client.force_login(lead)
+    html = client.post(f"/p/{project.slug}/analytics/cues/", {"name": "smile", "keywords": "\U0001F642, smile"}).content.decode()
+    assert 'id="cue-table"' in html and "prefers it" in html
+    refused = client.post(f"/p/{project.slug}/analytics/cues/", {"name": "", "keywords": ""})
+    assert refused.status_code == 422
+    viewer = Client()
+    viewer.force_login(member(project, Role.ENGINEER))
+    assert viewer.post(f"/p/{project.slug}/analytics/cues/", {"name": "z", "keywords": "z"}).status_code == 403
