@@ -1,0 +1,83 @@
+"""The bias-aware aggregation (rewards/bias_aware.py) against Dawid-Skene on simulated pools with
+known truth: with planted length, position, assertiveness and formatting raters it picks the true
+winner more often; without biases it is never more than half a point worse; and it recovers
+which rater follows which cue. The accuracies are printed (pytest -s) for the closing note."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration import bias
+from calibration.generators import simulation as sm
+from rewards.aggregation import dawid_skene
+from rewards.bias_aware import bias_aware_fit
+
+CUES = ("position", "length", "assertiveness", "list")
+BIASED = ["expert"] * 6 + ["noisy"] * 3 + ["length", "position", "assertive", "formatting", "fast"]
+HEAVY = (["expert"] * 5 + ["noisy"] * 2 + ["length"] * 2 + ["position"] * 2 + ["assertive"] * 2
+         + ["formatting", "spammer", "fast"])
+UNBIASED = ["expert"] * 8 + ["noisy"] * 4
+
+
+def judgment_cues(s: sm.Simulation) -> np.ndarray:
+    """Per judgment, which side each cue favours: +1 B, -1 A, 0 neither."""
+    fa = [bias.text_features(t) for t in s.text_a]
+    fb = [bias.text_features(t) for t in s.text_b]
+    gap = (np.array([f.chars for f in fb]) - np.array([f.chars for f in fa]))[s.item]
+    assertive = (np.array([f.assertiveness for f in fb]) - np.array([f.assertiveness for f in fa]))[s.item]
+    lists = (np.array([f.is_list for f in fb], dtype=int) - np.array([f.is_list for f in fa], dtype=int))[s.item]
+    return np.column_stack([
+        np.where(s.a_left, -1, 1),  # the side shown on the left
+        np.where(gap > 30, 1, np.where(gap < -30, -1, 0)),
+        np.where(assertive >= 1, 1, np.where(assertive <= -1, -1, 0)),
+        lists,
+    ])
+
+
+def accuracies(kinds, seed, n_items=600, per_item=5):
+    s = sm.simulate(kinds=kinds, n_items=n_items, per_item=per_item, seed=seed)
+    votes = [(int(i), int(a), "abtx"[c]) for i, a, c in zip(s.item, s.annotator, s.choice)]
+    decisive = s.choice <= 1
+
+    def acc(labels) -> float:
+        return float(np.mean([labels[i].label == "ab"[s.truth[i]] if i in labels else 0.5 for i in range(n_items)]))
+
+    ds_all = acc(dawid_skene(votes)[0])  # the platform's Dawid-Skene, ties and both-bad included
+    ds_binary = acc(dawid_skene([v for v, d in zip(votes, decisive) if d])[0])
+    fit = bias_aware_fit(s.item[decisive], s.annotator[decisive], (s.choice[decisive] == 1).astype(float),
+                         judgment_cues(s)[decisive], n_items=n_items, n_annotators=len(kinds))
+    ours = float(np.mean((fit.posterior_b > 0.5) == (s.truth == 1)))
+    return ds_all, ds_binary, ours, fit
+
+
+@pytest.mark.parametrize("kinds, name", [(BIASED, "biased"), (HEAVY, "heavily biased")])
+def test_with_planted_biases_it_finds_the_truth_more_often_than_dawid_skene(kinds, name, capsys):
+    rows = [accuracies(kinds, seed)[:3] for seed in range(3)]
+    ds_all, ds_binary, ours = (np.mean(col) for col in zip(*rows))
+    with capsys.disabled():
+        print(f"\n{name} pool, 3 seeds: Dawid-Skene {ds_all:.4f}, Dawid-Skene on A/B votes {ds_binary:.4f}, "
+              f"bias-aware {ours:.4f}")
+    assert ours >= ds_all + 0.02  # the platform's default aggregation, as the issue measured it
+    assert ours > ds_binary  # and the stronger binary baseline
+    assert all(o >= b - 0.005 for _a, b, o in rows)
+
+
+def test_without_biases_it_is_never_more_than_half_a_point_worse(capsys):
+    rows = [accuracies(UNBIASED, seed)[:3] for seed in range(5)]
+    with capsys.disabled():
+        print("\nunbiased pool, 5 seeds (DS, DS on A/B votes, bias-aware):", [tuple(round(x, 4) for x in r) for r in rows])
+    for _ds_all, ds_binary, ours in rows:
+        assert ours >= ds_binary - 0.005
+
+
+def test_it_recovers_which_rater_follows_which_cue():
+    _a, _b, _c, fit = accuracies(BIASED, seed=7, n_items=800)
+    for kind, cue in (("position", "position"), ("length", "length"), ("assertive", "assertiveness")):
+        rater = BIASED.index(kind)
+        column = CUES.index(cue)
+        assert int(np.argmax(fit.sensitivity[:, column])) == rater, (kind, fit.sensitivity[:, column].round(2))
+        experts = [i for i, k in enumerate(BIASED) if k == "expert"]
+        # Twice any expert's (whose estimates wander with a few hundred judgments each).
+        assert fit.sensitivity[rater, column] > max(1.0, 2 * np.abs(fit.sensitivity[experts, column]).max())
+    experts = [i for i, k in enumerate(BIASED) if k == "expert"]
+    assert fit.reliability[experts].min() > fit.reliability[BIASED.index("noisy")]
