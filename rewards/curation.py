@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .formats import STRENGTH_MARGIN, TAGS
 
-AGGREGATIONS = ("none", "majority", "dawid_skene", "bradley_terry")
+AGGREGATIONS = ("none", "majority", "dawid_skene", "bias_aware", "bradley_terry")
 STANDINGS = ("calibrating", "active", "needs_retraining", "excluded")
 SPLITS = ("train", "test")
 
@@ -25,8 +25,11 @@ class CurationPolicy:
         default=("active",), metadata={"help": "Annotator standings whose work counts."})
     aggregation: str = field(
         default="dawid_skene", metadata={"help": "How several judgments of one comparison become one: "
-                                         "none (a pair per judgment), majority, dawid_skene, or "
-                                         "bradley_terry (over all of a prompt's compared responses)."})
+                                         "none (a pair per judgment), majority, dawid_skene, bias_aware "
+                                         "(Dawid-Skene's ties and both-bads, then a model of each annotator's "
+                                         "reliability and pull towards position, length, assertiveness and lists "
+                                         "decides A or B: rewards/bias_aware.py), or bradley_terry (over all of a "
+                                         "prompt's compared responses)."})
     min_judgments: int = field(default=1, metadata={"help": "Fewest counted judgments an item needs."})
     min_confidence: float = field(
         default=0.0, metadata={"help": "Lowest aggregated confidence (vote share or posterior) kept."})

@@ -52,7 +52,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
             "id", "item_id", "annotator_id", "choice", "strength", "spec_version__version",
             "item__prompt_id", "item__response_a_id", "item__response_b_id", "item__prompt__messages",
             "item__response_a__text", "item__response_b__text", "item__prompt__domain", "item__prompt__difficulty",
-            "item__prompt__ground_truth", "rationale",
+            "item__prompt__ground_truth", "rationale", "shown_left",
         )
     )
     per_item: dict[int, list] = defaultdict(list)
@@ -87,7 +87,10 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
     eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
     votes = [(item, row[2], row[3]) for item, group in eligible.items() for row in group]
-    aggregated = dawid_skene(votes)[0] if policy.aggregation == "dawid_skene" else majority(votes)
+    if policy.aggregation == "bias_aware":
+        aggregated = _bias_aware(eligible, votes, counts)
+    else:
+        aggregated = dawid_skene(votes)[0] if policy.aggregation == "dawid_skene" else majority(votes)
     for item, group in sorted(eligible.items()):
         agg = aggregated[item]
         if agg.label not in (Choice.A, Choice.B):
@@ -102,6 +105,58 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
         rationales = [row[15] for row in group if row[3] == agg.label]
         out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
+    return out
+
+
+def _judgment_cues(group: list, features: dict) -> list[tuple[int, int, int, int]]:
+    """Per judgment row, the side each cue favours (+1 B, -1 A, 0 neither): the side shown on the
+    left, the longer response (by more than 30 characters), the more assertive one (by at least one
+    booster per 100 words), the one formatted as a list."""
+    out = []
+    for row in group:
+        fa, fb = features[row[1]]
+        left = {"a": -1, "b": 1}.get(row[16], 0)  # unknown sides (imported) carry no position cue
+        gap = fb.chars - fa.chars
+        assertive = fb.assertiveness - fa.assertiveness
+        out.append((left, (gap > 30) - (gap < -30), (assertive >= 1) - (assertive <= -1), int(fb.is_list) - int(fa.is_list)))
+    return out
+
+
+def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter) -> dict[int, Aggregate]:
+    """Dawid-Skene first (an item it calls a tie or both bad stays so); every other item's winner
+    is the bias-aware model's (rewards/bias_aware.py), fitted on the decisive judgments."""
+    import numpy as np
+
+    from calibration.bias import text_features
+
+    from ..bias_aware import bias_aware_fit
+
+    base = dawid_skene(votes)[0]
+    features = {item: (text_features(group[0][10]), text_features(group[0][11])) for item, group in eligible.items()}
+    items = sorted(eligible)
+    index = {item: k for k, item in enumerate(items)}
+    annotators = sorted({row[2] for group in eligible.values() for row in group})
+    who = {a: k for k, a in enumerate(annotators)}
+    rows = [row for item in items for row in eligible[item] if row[3] in (Choice.A, Choice.B)]
+    if not rows:
+        return base
+    cues = [c for item in items for c in _judgment_cues([r for r in eligible[item] if r[3] in (Choice.A, Choice.B)], features)]
+    fit = bias_aware_fit(
+        np.array([index[r[1]] for r in rows]), np.array([who[r[2]] for r in rows]),
+        np.array([r[3] == Choice.B for r in rows], dtype=float), np.array(cues), n_items=len(items),
+        n_annotators=len(annotators))
+    out = {}
+    for item in items:
+        agg = base[item]
+        decisive = sum(1 for r in eligible[item] if r[3] in (Choice.A, Choice.B))
+        if agg.label in ("tie", "both_bad") or decisive == 0:
+            out[item] = agg
+            continue
+        q = float(fit.posterior_b[index[item]])
+        label = Choice.B if q > 0.5 else Choice.A if q < 0.5 else None
+        if label is not None and agg.label is not None and label != agg.label:
+            counts["items_decided_otherwise_than_dawid_skene"] += 1
+        out[item] = Aggregate(label=label, confidence=max(q, 1 - q), votes=agg.votes)
     return out
 
 

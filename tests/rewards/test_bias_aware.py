@@ -81,3 +81,36 @@ def test_it_recovers_which_rater_follows_which_cue():
         assert fit.sensitivity[rater, column] > max(1.0, 2 * np.abs(fit.sensitivity[experts, column]).max())
     experts = [i for i, k in enumerate(BIASED) if k == "expert"]
     assert fit.reliability[experts].min() > fit.reliability[BIASED.index("noisy")]
+
+
+@pytest.mark.django_db
+def test_a_set_frozen_with_the_bias_aware_policy_has_more_true_winners_than_dawid_skenes(capsys):
+    """Through the real freeze: the simulated pool stored as rows, one set per aggregation, each
+    pair's chosen response checked against the known truth."""
+    from dataclasses import replace
+
+    from calibration.generators.simulation_store import simulation_store
+    from rewards.curation import CurationPolicy
+    from rewards.models import SetPair
+    from rewards.services.sets import preference_set_freeze
+    from tests.factories import ProjectFactory
+
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=HEAVY, n_items=400, per_item=5, seed=3)
+    stored = simulation_store(project=project, sim=sim, prefix=f"ba{project.pk}")
+    from annotation.models import Item
+
+    position = {pk: k for k, pk in enumerate(stored["items"])}
+    truth_response = {
+        f"item:{item.pk}": item.response_a_id if sim.truth[position[item.pk]] == 0 else item.response_b_id
+        for item in Item.objects.filter(pk__in=stored["items"])
+    }
+    accuracy = {}
+    for aggregation in ("dawid_skene", "bias_aware"):
+        frozen = preference_set_freeze(project=project, policy=replace(CurationPolicy(), aggregation=aggregation))
+        pairs = SetPair.objects.filter(preference_set=frozen, tag="comparison").values_list("key", "chosen_response_id")
+        right = sum(truth_response.get(key) == chosen for key, chosen in pairs)
+        accuracy[aggregation] = right / len(stored["items"])
+    with capsys.disabled():
+        print(f"\nfrozen sets, heavily biased pool: true winners per item {accuracy}")
+    assert accuracy["bias_aware"] > accuracy["dawid_skene"] + 0.01
