@@ -403,3 +403,33 @@ class AnalyticsSnapshot(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "-requested_at"], name="snapshot_latest_idx")]
+
+
+class ProposalStatus(models.TextChoices):
+    OPEN = "open", "Waiting for a lead"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class FlagProposal(models.Model):
+    """A bias flag's proposal to change an annotator's standing, which a lead accepts (the
+    standing changes, with the flag in the audit trail) or rejects with one click. The row itself
+    is the audit of the decision: who, when and why."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="flag_proposals")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    flag_kind = models.CharField(max_length=32)
+    title = models.CharField(max_length=200)
+    explanation = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    examples = models.JSONField(default=list, blank=True, help_text="Item ids.")
+    proposed_state = models.CharField(max_length=20, choices=StandingState.choices, default=StandingState.NEEDS_RETRAINING)
+    status = models.CharField(max_length=12, choices=ProposalStatus.choices, default=ProposalStatus.OPEN)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "annotator", "flag_kind"],
+                                               condition=models.Q(status="open"), name="one_open_proposal_per_flag")]

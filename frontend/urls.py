@@ -37,6 +37,7 @@ urlpatterns = [
     path("p/<slug:slug>/calibration/", calibration.calibration_page, name="calibration"),
     path("p/<slug:slug>/calibration/policy/", calibration.calibration_policy, name="calibration-policy"),
     path("p/<slug:slug>/calibration/alerts/<int:change_id>/ack/", calibration.calibration_acknowledge, name="calibration-ack"),
+    path("p/<slug:slug>/calibration/proposals/<int:proposal_id>/", calibration.calibration_proposal, name="calibration-proposal"),
     path("p/<slug:slug>/calibration/<str:username>/override/", calibration.calibration_override, name="calibration-override"),
     path("p/<slug:slug>/calibration/<str:username>/recalibrate/", calibration.calibration_recalibrate, name="calibration-recalibrate"),
     path("p/<slug:slug>/anchors/", calibration.anchors_page, name="anchors"),

@@ -17,7 +17,7 @@ NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next"
              "anchor-edit", "lead-spec", "lead-import", "lead-imports", "import-status", "import-retry", "set-freezing",
              "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "rl-run-start", "monitor-thresholds",
              "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv", "my-work-edit",
-             "analytics-cue", "analytics-cue-remove",
+             "analytics-cue", "analytics-cue-remove", "calibration-proposal",
              "my-goal", "settings-goal"}
 
 

@@ -25,6 +25,7 @@ from .. import agreement, bias, discovery, health
 from ..ranking_agreement import ranking_agreement
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
 from .policy import settings_apply
+from .proposals import proposals_sync
 
 CHOICES = ("a", "b", "tie", "both_bad")
 # The signed strength scale for ordinal α: A much better ... tie ... B much better.
@@ -611,6 +612,7 @@ def _snapshot_compute(snapshot_id: int) -> AnalyticsSnapshot:
         duration_ms=round((time.perf_counter() - started) * 1000), **marks,
     )
     snapshot.refresh_from_db()
+    proposals_sync(project=snapshot.project, payload=payload)  # flags act: each new flag is proposed to a lead
     # Payloads are megabytes: keep the last few successes for comparison, not every refresh.
     keep = AnalyticsSnapshot.objects.filter(project=snapshot.project_id, status=SnapshotStatus.SUCCEEDED).order_by(
         "-requested_at").values_list("pk", flat=True)[:KEEP_SNAPSHOTS]

@@ -13,7 +13,8 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Strength
 from annotation.permissions import can_lead
 from calibration import selectors as calibration_selectors
-from calibration.models import StandingState
+from calibration.models import FlagProposal, ProposalStatus, StandingState
+from calibration.services.proposals import proposal_decide
 from calibration.services.anchors import (
     ExpertAnswer,
     anchor_create,
@@ -41,8 +42,27 @@ def calibration_page(request: HttpRequest, slug: str) -> HttpResponse:
             "history": list(calibration_selectors.standing_history(project=project)[:40]),
             "policy": calibration_selectors.policy_read(project=project),
             "states": StandingState.choices,
+            "proposals": list(FlagProposal.objects.filter(project=project, status=ProposalStatus.OPEN)
+                              .select_related("annotator").order_by("created_at")[:100]),
         },
     )
+
+
+@login_required
+@require_POST
+def calibration_proposal(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
+    """A lead accepts (the standing changes, audited) or rejects a bias flag's proposal."""
+    project = project_for(request, slug, can_lead)
+    accept = request.POST.get("decision") == "accept"
+    try:
+        proposal = proposal_decide(proposal_id=proposal_id, project=project, accept=accept, actor=request.user,
+                                   note=request.POST.get("note", ""))
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{proposal.annotator.username}: {proposal.title} — "
+                                  f"{'accepted, standing changed' if accept else 'rejected'}.")
+    return lead_redirect(slug)
 
 
 @login_required
