@@ -16,6 +16,8 @@ from .formats import STRENGTH_MARGIN, TAGS
 
 AGGREGATIONS = ("none", "majority", "dawid_skene", "bias_aware", "bradley_terry")
 STANDINGS = ("calibrating", "active", "needs_retraining", "excluded")
+# Bias flags whose judgments a policy can leave out where the bias applies (rewards/services/sets.py).
+BIAS_DROPS = ("length", "position", "confidence", "formatting", "speed", "sycophancy")
 SPLITS = ("train", "test")
 
 
@@ -50,6 +52,12 @@ class CurationPolicy:
                               "a ranking counts once, whatever number of pairs it expands to."})
     hard_share_min: float | None = field(
         default=None, metadata={"help": "At least this share of pairs on hard prompts (difficulty hard)."})
+    drop_biased: tuple[str, ...] = field(
+        default=(), metadata={"help": "Bias flags (length, position, confidence, formatting, speed, sycophancy) "
+                              "whose annotators' judgments are left out where the bias applies: a length-biased "
+                              "rater's on pairs whose lengths differ by more than the analytics gap, a "
+                              "position-biased or too-fast rater's everywhere. Flags come from the latest "
+                              "analytics computation; the set's counts say how many were left out."})
     chosen_shorter_share: float | None = field(
         default=None, metadata={"help": "Target share of pairs whose chosen response is the shorter one "
                                 "(length-aware: concise good answers against longer bad ones)."})
@@ -66,6 +74,8 @@ class CurationPolicy:
             out["min_confidence"] = "Between 0 and 1."
         if not self.tags or set(self.tags) - set(TAGS):
             out["tags"] = f"Choose from {', '.join(TAGS)}."
+        if set(self.drop_biased) - set(BIAS_DROPS):
+            out["drop_biased"] = f"Choose from {', '.join(BIAS_DROPS)}."
         margins = dict(self.margins)
         if set(margins) != set(STRENGTH_MARGIN) or any(not 0 <= m <= 10 for m in margins.values()):
             out["margins"] = "Give a margin from 0 to 10 for slight, clear and strong."
@@ -88,6 +98,7 @@ class CurationPolicy:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["standings"], data["tags"] = sorted(set(self.standings)), [t for t in TAGS if t in self.tags]
+        data["drop_biased"] = sorted(set(self.drop_biased))
         data["margins"] = dict(self.margins)
         data["domain_targets"], data["tag_targets"] = dict(self.domain_targets), dict(self.tag_targets)
         return data
@@ -99,7 +110,7 @@ class CurationPolicy:
         if unknown:
             raise ValueError(f"unknown policy field(s): {', '.join(sorted(unknown))}")
         values = dict(data)
-        for name in ("standings", "tags"):
+        for name in ("standings", "tags", "drop_biased"):
             if name in values:
                 values[name] = tuple(values[name])
         for name in ("margins", "domain_targets", "tag_targets"):

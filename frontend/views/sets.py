@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.permissions import can_export
 from calibration.models import StandingState
-from rewards.curation import AGGREGATIONS, CurationPolicy
+from rewards.curation import AGGREGATIONS, BIAS_DROPS, CurationPolicy
 from rewards.formats import TAGS
 from rewards.selectors import freeze_request_get, preference_set_get, preference_sets_of
 from rewards.models import FreezeStatus
@@ -52,6 +52,7 @@ def _policy_from_post(post) -> CurationPolicy:
         "tag_targets": _shares(post.get("tag_targets", "")),
         "hard_share_min": _optional(post.get("hard_share_min", "")),
         "chosen_shorter_share": _optional(post.get("chosen_shorter_share", "")),
+        "drop_biased": post.getlist("drop_biased"),
     })
 
 
@@ -72,7 +73,7 @@ def sets_page(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect(reverse("set-freezing", args=[slug, freeze.pk]))
     return render(request, "frontend/sets.html", {
         "project": project, "sets": preference_sets_of(project=project), "defaults": CurationPolicy(),
-        "aggregations": AGGREGATIONS, "standings": StandingState.choices, "tags": TAGS,
+        "aggregations": AGGREGATIONS, "bias_drops": BIAS_DROPS, "standings": StandingState.choices, "tags": TAGS,
     })
 
 

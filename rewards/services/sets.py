@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -56,9 +57,14 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         )
     )
     per_item: dict[int, list] = defaultdict(list)
+    biased = _bias_filter(project, policy, counts)
     for row in rows.iterator(chunk_size=BATCH):
         if not counted(row[2]):
             counts["judgments_left_out_by_standing"] += 1
+            continue
+        dropped = biased(row)
+        if dropped:
+            counts[f"judgments_left_out_for_{dropped}_bias"] += 1
             continue
         counts["judgments_counted"] += 1
         if row[5] is not None:
@@ -106,6 +112,57 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         rationales = [row[15] for row in group if row[3] == agg.label]
         out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
     return out
+
+
+def _bias_filter(project: Project, policy: CurationPolicy, counts: Counter):
+    """A function of a judgment row: the bias flag (policy.drop_biased) under which it is left
+    out, or "". Flags come from the latest analytics computation (its id goes into the counts);
+    "where the bias applies" uses that computation's thresholds."""
+    if not policy.drop_biased:
+        return lambda row: ""
+    from calibration.bias import text_features
+    from calibration.discovery import premise_agreement
+    from calibration.models import AnalyticsSnapshot
+
+    snapshot = (AnalyticsSnapshot.objects.filter(project=project, status="succeeded")
+                .order_by("-finished_at").only("pk", "payload").first())
+    if snapshot is None:
+        counts["bias_drops_without_analytics"] += 1
+        return lambda row: ""
+    counts["bias_flags_from_analytics_computation"] = snapshot.pk
+    payload = snapshot.payload
+    wanted = set(policy.drop_biased)
+    flagged_names = {r["username"]: {f["kind"] for f in r["flags"]} & wanted for r in payload.get("annotators", [])}
+    ids = dict(get_user_model().objects.filter(
+        username__in=[n for n, kinds in flagged_names.items() if kinds]).values_list("pk", "username"))
+    flags = {pk: flagged_names[name] for pk, name in ids.items()}
+    gap_chars = payload.get("thresholds", {}).get("length_gap_chars", 30)
+    assertive_gap = payload.get("thresholds", {}).get("assertive_gap", 1.0)
+    features: dict[int, tuple] = {}
+
+    def applies(kind: str, row) -> bool:
+        if kind in ("position", "speed"):
+            return True
+        if row[1] not in features:
+            prompt = " ".join(str(m.get("content", "")) for m in row[9] if isinstance(m, dict) and m.get("role") == "user")
+            features[row[1]] = (text_features(row[10]), text_features(row[11]),
+                                premise_agreement(prompt, row[10]), premise_agreement(prompt, row[11]))
+        fa, fb, agree_a, agree_b = features[row[1]]
+        if kind == "length":
+            return abs(fb.chars - fa.chars) > gap_chars
+        if kind == "confidence":
+            return abs(fb.assertiveness - fa.assertiveness) >= assertive_gap
+        if kind == "formatting":
+            return fa.is_list != fb.is_list
+        return agree_a != agree_b  # sycophancy
+
+    def check(row) -> str:
+        for kind in sorted(flags.get(row[2], ())):
+            if applies(kind, row):
+                return kind
+        return ""
+
+    return check
 
 
 def _judgment_cues(group: list, features: dict) -> list[tuple[int, int, int, int]]:

@@ -114,3 +114,43 @@ def test_a_set_frozen_with_the_bias_aware_policy_has_more_true_winners_than_dawi
     with capsys.disabled():
         print(f"\nfrozen sets, heavily biased pool: true winners per item {accuracy}")
     assert accuracy["bias_aware"] > accuracy["dawid_skene"] + 0.01
+
+
+@pytest.mark.django_db
+def test_a_policy_leaves_out_flagged_raters_judgments_where_their_bias_applies(django_capture_on_commit_callbacks):
+    from dataclasses import replace
+
+    from annotation.models import Judgment
+    from calibration.generators.simulation_store import simulation_store
+    from calibration.services.analytics import snapshot_request, snapshot_run
+    from rewards.curation import CurationPolicy
+    from rewards.services.sets import preference_set_freeze
+    from tests.factories import ProjectFactory
+
+    project = ProjectFactory()
+    sim = sm.simulate(kinds=HEAVY, n_items=300, per_item=5, seed=8)
+    stored = simulation_store(project=project, sim=sim, prefix=f"dr{project.pk}")
+    snapshot = snapshot_run(snapshot_id=snapshot_request(project=project).pk)
+    flagged = {r["username"]: {f["kind"] for f in r["flags"]} for r in snapshot.payload["annotators"]}
+    length_raters = [u for u in stored["users"] if "length" in flagged.get(u.username, set())]
+    position_raters = [u for u in stored["users"] if "position" in flagged.get(u.username, set())]
+    assert length_raters and position_raters
+    policy = replace(CurationPolicy(), drop_biased=("length", "position"))
+    frozen = preference_set_freeze(project=project, policy=policy)
+    counts = frozen.counts
+    assert counts["bias_flags_from_analytics_computation"] == snapshot.pk
+    # Every judgment of a position-biased rater goes; a length-biased rater's only where lengths differ.
+    position_judgments = Judgment.objects.filter(annotator__in=position_raters).count()
+    length_judgments = Judgment.objects.filter(annotator__in=length_raters).count()
+    assert counts["judgments_left_out_for_position_bias"] == position_judgments
+    assert 0 < counts["judgments_left_out_for_length_bias"] < length_judgments
+    gap = snapshot.payload["thresholds"]["length_gap_chars"]
+    differ = sum(1 for j in Judgment.objects.filter(annotator__in=length_raters).select_related(
+        "item__response_a", "item__response_b")
+        if abs(len(j.item.response_a.text) - len(j.item.response_b.text)) > gap
+        and not position_raters.count(j.annotator))
+    assert counts["judgments_left_out_for_length_bias"] == differ
+    # Without the option nothing is left out for bias.
+    plain = preference_set_freeze(project=project, policy=CurationPolicy())
+    assert not any(k.startswith("judgments_left_out_for_") for k in plain.counts)
+    assert CurationPolicy(drop_biased=("nonsense",)).errors()["drop_biased"].startswith("Choose from")
