@@ -16,8 +16,11 @@ from .after_response import AfterResponse
 from .models import BadCaseSource, RewriteStatus
 from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
 from .services.badcases import bad_case_report
+from django.conf import settings
+
 from .errors import ValidationFailed
-from .services.imports import import_file_size_error, import_job_create, import_job_progress, import_job_retry
+from .importing import file_too_large
+from .services.imports import import_job_create, import_job_progress, import_job_retry
 from .services.judgment_imports import judgments_import
 from .services.jobs import JobStateError
 from .services.judgments import JudgmentInput, judgment_edit
@@ -195,7 +198,8 @@ class JudgmentImportApi(APIView):
         data = serializers.JudgmentImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        too_large = import_file_size_error(size=upload.size)
+        too_large = file_too_large(upload.size, limit=settings.JUDGMENT_IMPORT_MAX_FILE_BYTES,
+                                   setting="JUDGMENT_IMPORT_MAX_FILE_BYTES")
         if too_large:
             raise ValidationFailed(too_large, field_errors={"file": too_large})
         result = judgments_import(project=project, fh=upload.open("rb"))

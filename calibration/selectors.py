@@ -268,6 +268,14 @@ def question_for_annotator(*, question_id: int, annotator) -> CalibrationQuestio
 
 # --- analytics -------------------------------------------------------------------------------
 
+def flag_proposals_open(*, project: Project, limit: int = 100) -> list:
+    """The bias flags' proposals waiting for a lead, oldest first (the calibration page)."""
+    from .models import FlagProposal, ProposalStatus
+
+    return list(FlagProposal.objects.filter(project=project, status=ProposalStatus.OPEN)
+                .select_related("annotator").order_by("created_at")[:limit])
+
+
 def analytics_policy_read(*, project: Project) -> AnalyticsPolicy:
     """The project's analytics settings, unsaved defaults if none were ever set."""
     return AnalyticsPolicy.objects.filter(project=project).first() or AnalyticsPolicy(project=project)

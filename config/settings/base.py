@@ -167,6 +167,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10_485_760
 # annotation/importing.py and annotation/untrusted.py. Anchors files are validated in memory.
 IMPORT_MAX_FILE_BYTES = int(os.environ.get("IMPORT_MAX_FILE_BYTES", 1 << 30))
 ANCHORS_IMPORT_MAX_FILE_BYTES = int(os.environ.get("ANCHORS_IMPORT_MAX_FILE_BYTES", 32 << 20))
+# The REST judgment import runs inside the request (the CLI has no limit but the machine's).
+JUDGMENT_IMPORT_MAX_FILE_BYTES = int(os.environ.get("JUDGMENT_IMPORT_MAX_FILE_BYTES", 32 << 20))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

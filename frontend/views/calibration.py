@@ -13,7 +13,7 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Strength
 from annotation.permissions import can_lead
 from calibration import selectors as calibration_selectors
-from calibration.models import FlagProposal, ProposalStatus, StandingState
+from calibration.models import StandingState
 from calibration.services.proposals import proposal_decide
 from calibration.services.anchors import (
     ExpertAnswer,
@@ -42,8 +42,7 @@ def calibration_page(request: HttpRequest, slug: str) -> HttpResponse:
             "history": list(calibration_selectors.standing_history(project=project)[:40]),
             "policy": calibration_selectors.policy_read(project=project),
             "states": StandingState.choices,
-            "proposals": list(FlagProposal.objects.filter(project=project, status=ProposalStatus.OPEN)
-                              .select_related("annotator").order_by("created_at")[:100]),
+            "proposals": calibration_selectors.flag_proposals_open(project=project),
         },
     )
 

@@ -19,9 +19,12 @@ from django.utils import timezone
 from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
 from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register, job_retryable
 from annotation.ranking import expand_pairs
-from calibration.models import Standing
+from calibration.bias import text_features
+from calibration.discovery import premise_agreement
+from calibration.models import AnalyticsSnapshot, Standing
 
 from ..aggregation import Aggregate, bradley_terry, dawid_skene, majority
+from ..bias_aware import bias_aware_fit
 from ..curation import Candidate, CurationPolicy, content_hash, coverage_report, sample, split_of
 from ..formats import PAIR_FORMATS, jsonl_line, majority_vote, preference_row, prompt_as_text
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
@@ -120,10 +123,6 @@ def _bias_filter(project: Project, policy: CurationPolicy, counts: Counter):
     "where the bias applies" uses that computation's thresholds."""
     if not policy.drop_biased:
         return lambda row: ""
-    from calibration.bias import text_features
-    from calibration.discovery import premise_agreement
-    from calibration.models import AnalyticsSnapshot
-
     snapshot = (AnalyticsSnapshot.objects.filter(project=project, status="succeeded")
                 .order_by("-finished_at").only("pk", "payload").first())
     if snapshot is None:
@@ -182,12 +181,6 @@ def _judgment_cues(group: list, features: dict) -> list[tuple[int, int, int, int
 def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter) -> dict[int, Aggregate]:
     """Dawid-Skene first (an item it calls a tie or both bad stays so); every other item's winner
     is the bias-aware model's (rewards/bias_aware.py), fitted on the decisive judgments."""
-    import numpy as np
-
-    from calibration.bias import text_features
-
-    from ..bias_aware import bias_aware_fit
-
     base = dawid_skene(votes)[0]
     features = {item: (text_features(group[0][10]), text_features(group[0][11])) for item, group in eligible.items()}
     items = sorted(eligible)

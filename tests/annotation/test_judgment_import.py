@@ -235,3 +235,14 @@ def test_judgments_without_a_known_side_are_left_out_of_the_position_analysis():
     assert judgments_import(project=unknown, fh=_jsonl(prefs)).ok
     assert not dataset_load(project=unknown).judgments.known_sides().any()
     assert not _position_flagged(unknown, "p")
+
+
+def test_the_rest_import_refuses_a_file_over_its_request_sized_limit(settings):
+    project = _project_with_items()
+    settings.JUDGMENT_IMPORT_MAX_FILE_BYTES = 100
+    body = "".join(json.dumps(r) + "\n" for r in OURS).encode()
+    assert len(body) > 100
+    refused = api_as(member(project, Role.LEAD)).post(
+        f"/api/projects/{project.slug}/judgment-imports/", {"file": SimpleUploadedFile("j.jsonl", body)}, format="multipart")
+    assert refused.status_code == 422 and "JUDGMENT_IMPORT_MAX_FILE_BYTES" in refused.content.decode()
+    assert Judgment.objects.count() == 0

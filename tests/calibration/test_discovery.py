@@ -88,8 +88,12 @@ def test_discovery_finds_planted_cues_no_named_detector_covers_and_no_honest_rat
         assert "prefers" in finding.words
     honest = {a for a, _ in found} - set(planted)
     assert not honest, [(f.annotator, f.cue, f.q) for f in findings if f.discovered and f.annotator in honest]
-    # None of these cues is one the named detectors look at.
-    assert not {"emoji", "model:beta-13b", "sycophancy"} & {"length", "confidence", "formatting", "position"}
+    # The named detectors see none of these raters.
+    items = bias.Items(len_a=np.zeros(n_items), len_b=np.zeros(n_items), assert_a=np.zeros(n_items),
+                       assert_b=np.zeros(n_items), list_a=np.zeros(n_items, bool), list_b=np.zeros(n_items, bool),
+                       read_chars=np.full(n_items, 100.0), expert=np.full(n_items, bias.NO_EXPERT))
+    named = bias.detect(judgments, items, n_annotators)
+    assert not any(named[who]["flags"] for who in planted), [(w, [f.kind for f in named[w]["flags"]]) for w in planted]
 
 
 def test_false_discoveries_stay_within_the_bh_bound_on_pools_with_nothing_planted():
