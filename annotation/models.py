@@ -327,6 +327,12 @@ class Item(models.Model):
         help_text="Served by the ordinary queue. Items held out of it (calibration anchors) are "
         "served only by whoever asks for them explicitly.",
     )
+    reask_of = models.OneToOneField(  # a judgment is asked again at most once
+        "Judgment", null=True, blank=True, on_delete=models.CASCADE, related_name="reask_item",
+        help_text="A swapped re-ask: this item repeats that judgment's pair, held out of the live queue "
+        "and served only to its annotator with the sides swapped (calibration/services/reasks.py). "
+        "Its judgment measures self-consistency and is in no set, count or agreement figure.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Anchors are served to every annotator, so they get the largest target the column holds.
@@ -357,6 +363,7 @@ class Item(models.Model):
                 condition=Q(assigned_count__lte=F("target_judgments")),
                 name="item_never_over_assigned",
             ),
+
             models.CheckConstraint(
                 condition=Q(kind="ranking")
                 | Q(kind="comparison", response_a__isnull=False, response_b__isnull=False)
@@ -458,6 +465,11 @@ class Judgment(models.Model):
     )
     client_token = models.UUIDField(default=uuid.uuid4)
     revision = models.PositiveIntegerField(default=1)
+    reask_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reasks",
+        help_text="Set on a swapped re-ask's answer: the same annotator's earlier judgment of the pair. "
+        "Such judgments measure self-consistency only; every data reader leaves them out.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -121,11 +121,13 @@ def assignment_payload(*, assignment: Assignment) -> dict:
 
 
 def judgments_visible_to(*, user, project: Project) -> QuerySet[Judgment]:
-    """Leads and engineers see every judgment; an annotator sees only their own."""
+    """Leads and engineers see every judgment of the data (swapped re-asks, which measure
+    self-consistency, are on the analytics page instead); an annotator sees only their own, re-asks
+    included, as they look like any other work to them."""
     qs = Judgment.objects.filter(project=project).select_related("annotator").order_by("id")
     if not can_see_all_judgments(user=user, project=project):
-        qs = qs.filter(annotator=user)
-    return qs
+        return qs.filter(annotator=user)
+    return qs.filter(reask_of__isnull=True)
 
 
 def import_job_get(*, job_id: int, user) -> ImportJob:
@@ -140,7 +142,7 @@ def project_overview(*, project: Project) -> dict:
     "N done" (annotation.services.routing.annotator_progress: submitted assignments of every
     kind, hidden anchors among the comparisons), split by kind so the two numbers can be read
     against the project's comparison-judgment count. Calibration-round answers are in neither."""
-    items = Item.objects.filter(project=project).aggregate(
+    items = Item.objects.filter(project=project, reask_of__isnull=True).aggregate(
         items=Count("id"),
         complete=Count("id", filter=Q(judgment_count__gte=project.overlap)),
     )
@@ -154,7 +156,8 @@ def project_overview(*, project: Project) -> dict:
         row["done"] += n
     per_annotator = sorted(rows.values(), key=lambda r: (-r["done"], r["username"]))
     choices = dict(
-        Judgment.objects.filter(project=project).values_list("choice").annotate(n=Count("id")).order_by()
+        Judgment.objects.filter(project=project, reask_of__isnull=True)
+        .values_list("choice").annotate(n=Count("id")).order_by()
     )
     return {
         "items": items["items"],
@@ -339,7 +342,8 @@ def items_for_lead(*, project: Project, kind: str = "", query: str = "", domain:
     domain, status and whether the item is an anchor ("yes"/"no"), with their responses, the whole
     conversation and whether each response is already a bad case: what a lead browses to mark bad
     cases and make anchors. Returns (page, rows)."""
-    qs = Item.objects.filter(project=project).select_related("prompt", "response_a", "response_b", "anchor").order_by("-id")
+    qs = (Item.objects.filter(project=project, reask_of__isnull=True)  # not the swapped re-asks' shadows
+          .select_related("prompt", "response_a", "response_b", "anchor").order_by("-id"))
     if kind:
         qs = qs.filter(kind=kind)
     if query:

@@ -40,6 +40,12 @@ class CalibrationPolicy(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text="Share of live requests answered with a hidden anchor (0.1 = 1 in 10).",
     )
+    reask_rate = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.3)],
+        help_text="Share of an annotator's comparisons asked again later with the sides swapped, to "
+        "measure their self-consistency (0.05 = 1 in 20; never counted toward an item's k).",
+    )
     show_hidden_feedback = models.BooleanField(
         default=False, help_text="Show the expert's answer after a hidden anchor is answered."
     )

@@ -21,6 +21,13 @@ sensitivities to 0 when there is little evidence, and a weaker one on alpha); pi
 q. Start: the vote shares of the decisive judgments. Stop when no posterior moves by more than
 `tol`.
 
+Self-consistency. An annotator's swapped re-asks (calibration/services/reasks.py) say how noisy
+they are: with n re-asks of which a share f flipped, the reliability's ridge is centred on the
+alpha that f implies (a rater right with probability p each time flips with 2p(1-p)) and weighted
+by the inverse of that estimate's variance (delta method), instead of on 1 with weight
+ridge_alpha. Consistency measures noise only: a rater who always picks the longer response is
+consistent, and that is what the cue sensitivities are for.
+
 Identifiability: a cue that every annotator follows alike cannot be told from the truth it
 correlates with; the ridge keeps such shared sensitivities small, so the model falls back to
 Dawid-Skene where it cannot separate them (tests/rewards/test_bias_aware.py compares the two on
@@ -48,8 +55,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def bias_aware_fit(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray, cues: np.ndarray, *,
                    n_items: int, n_annotators: int, ridge_beta: float = 1.0, ridge_alpha: float = 0.5,
-                   n_iter: int = 50, tol: float = 1e-4) -> BiasAwareFit:
-    """Fit on decisive judgments (chose_b 0/1). `cues` is m x F in {-1, 0, 1}."""
+                   n_iter: int = 50, tol: float = 1e-4, reliability_centre: np.ndarray | None = None,
+                   reliability_weight: np.ndarray | None = None) -> BiasAwareFit:
+    """Fit on decisive judgments (chose_b 0/1). `cues` is m x F in {-1, 0, 1}. Per annotator,
+    `reliability_centre`/`reliability_weight` replace the reliability ridge's centre (1) and weight
+    (ridge_alpha), e.g. from self-consistency (consistency_prior)."""
     item = np.asarray(item, dtype=np.int64)
     annotator = np.asarray(annotator, dtype=np.int64)
     y = np.asarray(chose_b, dtype=float)
@@ -59,7 +69,10 @@ def bias_aware_fit(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray,
     votes_b = np.bincount(item, weights=y, minlength=n_items)
     votes = np.bincount(item, minlength=n_items).astype(float)
     q = np.where(votes > 0, (votes_b + 0.5) / (votes + 1.0), 0.5)
-    alpha = np.ones(n_annotators)
+    centre = np.ones(n_annotators) if reliability_centre is None else np.asarray(reliability_centre, dtype=float)
+    weight = (np.full(n_annotators, ridge_alpha) if reliability_weight is None
+              else np.asarray(reliability_weight, dtype=float))
+    alpha = centre.copy()
     beta = np.zeros((n_annotators, n_cues))
     prior = 0.5
     order = np.argsort(annotator, kind="stable")
@@ -72,7 +85,7 @@ def bias_aware_fit(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray,
             if rows.size == 0:
                 continue
             alpha[a], beta[a] = _fit_annotator(y[rows], q[item[rows]], c[rows], alpha[a], beta[a],
-                                               ridge_alpha, ridge_beta)
+                                               weight[a], ridge_beta, centre[a])
         prior = float(np.clip(q.mean(), 0.05, 0.95))
         # E-step.
         bias_term = (beta[annotator] * c).sum(axis=1)
@@ -95,7 +108,7 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
 
-def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, steps: int = 8):
+def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, alpha_centre: float = 1.0, steps: int = 8):
     """Weighted ridge logistic regression: rows (t=+1, weight q) and (t=-1, weight 1-q)."""
     n = y.size
     t = np.concatenate([np.ones(n), -np.ones(n)])
@@ -104,8 +117,8 @@ def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, steps: int = 8
     w = np.concatenate([q, 1 - q])
     theta = np.concatenate([[alpha], beta])
     penalty = np.concatenate([[ridge_alpha], np.full(beta.size, ridge_beta)])
-    # The reliability's ridge pulls toward 1 (a typical rater), the sensitivities' toward 0.
-    centre = np.concatenate([[1.0], np.zeros(beta.size)])
+    # The reliability's ridge pulls toward alpha_centre (1: a typical rater), the sensitivities' toward 0.
+    centre = np.concatenate([[alpha_centre], np.zeros(beta.size)])
     for _ in range(steps):
         p = _sigmoid(X @ theta)
         grad = X.T @ (w * (target - p)) - penalty * (theta - centre)
@@ -118,3 +131,19 @@ def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, steps: int = 8
         if np.abs(step).max() < 1e-6:
             break
     return float(theta[0]), theta[1:]
+
+
+def consistency_prior(reasks: int, flips: int, *, ridge_alpha: float = 0.5, cap_p: float = 0.98) -> tuple[float, float]:
+    """(centre, weight) of an annotator's reliability ridge from their swapped re-asks: the alpha
+    a flip rate f implies, logit(p) with p = (1 + sqrt(1 - 2f)) / 2 (p capped at `cap_p`; f of 1/2
+    or more is a coin, alpha 0), weighted by n / (f (1 - f) (d alpha / d f)^2), the inverse of its
+    delta-method variance, plus the usual ridge_alpha. No re-asks: (1, ridge_alpha)."""
+    if reasks <= 0:
+        return 1.0, ridge_alpha
+    # f at least 1/(2n): a rater who never flipped in n re-asks is not known to be perfect.
+    f = min(max(flips / reasks, 0.5 / reasks), 0.5 - 1e-6)
+    p = min((1.0 + np.sqrt(1.0 - 2.0 * f)) / 2.0, cap_p)
+    centre = float(np.log(p / (1.0 - p)))
+    slope = (1.0 / (p * (1.0 - p))) * (1.0 / (2.0 * np.sqrt(1.0 - 2.0 * f)))  # |d alpha / d f|
+    weight = reasks / (f * (1.0 - f) * slope * slope)
+    return centre, ridge_alpha + float(weight)

@@ -21,7 +21,7 @@ AGGREGATIONS = ("none", "majority")
 
 
 def _judgments(project: Project, *, include_excluded: bool):
-    qs = Judgment.objects.filter(project=project)
+    qs = Judgment.objects.filter(project=project, reask_of__isnull=True)  # swapped re-asks are not data
     if not include_excluded:
         # Excluded annotators keep their judgments (for analysis) but do not train reward models.
         qs = qs.exclude(annotator_id__in=excluded_annotator_ids(project=project))
@@ -36,7 +36,8 @@ class ExportExclusions:
 
 def export_exclusions(*, project: Project) -> ExportExclusions:
     """How many judgments (and from how many annotators) an export leaves out by default."""
-    left_out = Judgment.objects.filter(project=project, annotator_id__in=excluded_annotator_ids(project=project))
+    left_out = Judgment.objects.filter(project=project, reask_of__isnull=True,
+                                       annotator_id__in=excluded_annotator_ids(project=project))
     return ExportExclusions(
         annotators=left_out.values("annotator_id").distinct().count(), judgments=left_out.count()
     )
@@ -58,7 +59,7 @@ class ExportSources:
 
 def export_sources(*, project: Project, include_excluded: bool = False) -> ExportSources:
     excluded = [] if include_excluded else excluded_annotator_ids(project=project)
-    judgments = Judgment.objects.filter(project=project).exclude(annotator_id__in=excluded)
+    judgments = Judgment.objects.filter(project=project, reask_of__isnull=True).exclude(annotator_id__in=excluded)
     pairs = DerivedPair.objects.filter(project=project).exclude(author_id__in=excluded)
     rewrites = Rewrite.objects.filter(project=project).exclude(author_id__in=excluded)
     return ExportSources(

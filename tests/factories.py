@@ -46,6 +46,17 @@ class ProjectFactory(factory.django.DjangoModelFactory):
         if create:
             spec_publish(project=obj, text=extracted or "# Spec\n\nBe helpful and *honest*.")
 
+    @factory.post_generation
+    def reask_rate(obj, create, extracted, **kwargs):
+        """Swapped re-asks are off in test projects unless a test asks for them (`reask_rate=0.3`):
+        one drawn at random would make what a test is served vary between runs. The tests of
+        invariants that must hold with them on (k per item, two web processes, the gold adversary)
+        turn them on."""
+        if create:
+            from calibration.models import CalibrationPolicy
+
+            CalibrationPolicy.objects.update_or_create(project=obj, defaults={"reask_rate": extracted or 0.0})
+
 
 class PromptFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -164,6 +164,8 @@ def judgment_record(
         shown_left=assignment.shown_left,
         spec_version=project.current_spec,
         client_token=client_token,
+        # A swapped re-ask's answer points at the earlier judgment it repeats (read by the claim).
+        reask_of_id=assignment.item.reask_of_id,
     )
     try:
         judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway

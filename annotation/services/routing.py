@@ -22,9 +22,10 @@ from django.utils import timezone
 from ..errors import Conflict
 from ..rows import columns, from_row
 from ..models import (
-    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Project, assignment_handle_new,
-    domain_in,
+    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Judgment, Project,
+    assignment_handle_new, domain_in,
 )
+from ..sides import other_side
 
 _rng = random.SystemRandom()
 
@@ -82,18 +83,20 @@ def assignment_held(*, project: Project, annotator, now: datetime) -> Assignment
 
 def assignment_lease(
     *, project: Project, annotator, now: datetime | None = None, held_out: bool = False, narrow: Narrow | None = None,
-    kind: str = "",
+    kind: str = "", reask: bool = False,
 ) -> Assignment | None:
     """Lease a new item to this annotator: from the live queue, or with `held_out` from the items
-    held out of it (calibration anchors), optionally narrowed by `narrow(project=, annotator=)` (a
-    higher app's filter, e.g. calibration's) and to one `kind`. The query, its shape and its row
-    locking are the same either way, so the two cannot be told apart by how they are served
-    (callers pass the same `narrow` for both)."""
+    held out of it (calibration anchors; with `reask` too, this annotator's own swapped re-asks
+    instead, Item.reask_of), optionally narrowed by `narrow(project=, annotator=)` (a higher app's
+    filter, e.g. calibration's) and to one `kind`. The query, its shape and its row locking are the
+    same either way, so they cannot be told apart by how they are served (callers pass the same
+    `narrow` for all). A re-ask is shown with the sides its earlier judgment had swapped."""
     now = now or timezone.now()
+    held_out = held_out or reask
     for _attempt in range(5):
         try:
             return _lease_new_item(project=project, annotator=annotator, now=now, held_out=held_out, narrow=narrow,
-                                   kind=kind)
+                                   kind=kind, reask=reask)
         except IntegrityError:
             # The same annotator raced themselves (two tabs) for one item: pick again.
             continue
@@ -150,7 +153,7 @@ def _not_mine_already(annotator) -> RawSQL:
     )
 
 
-def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | None):
+def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | None, reask: bool = False):
     """Items this annotator could be leased now: active, with room, not theirs already."""
     pool = Item.objects.filter(
         project=project,
@@ -158,6 +161,10 @@ def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | N
         assigned_count__lt=F("target_judgments"),
         in_live_queue=not held_out,
     )
+    if held_out:
+        # Held out of the live queue are anchors (for anyone) and swapped re-asks (each only for
+        # the annotator whose judgment it repeats); a lease asks for one or the other.
+        pool = pool.filter(reask_of__annotator_id=annotator.pk) if reask else pool.filter(reask_of__isnull=True)
     if extra is not None:
         pool = pool.filter(extra)
     # Expertise routing applies to every lease, whoever asks (live queue or held out alike).
@@ -182,7 +189,7 @@ _compiled: dict[tuple, tuple[str, tuple]] = {}
 
 
 def candidate_sql(*, project: Project, annotator, held_out: bool, narrow: Narrow | None = None,
-                  kind: str = "") -> tuple[str, list]:
+                  kind: str = "", reask: bool = False) -> tuple[str, list]:
     """The SQL of "the first item this annotator could be leased" and its parameters.
 
     Built by the ORM (_candidate_pool: the one definition), but compiled once per shape and
@@ -190,45 +197,50 @@ def candidate_sql(*, project: Project, annotator, held_out: bool, narrow: Narrow
     (bench/annotate_load.py --py-spy). The shape is everything but the two ids: it is compiled for
     stand-ins whose ids are sentinels, and the sentinels are swapped for the real ids on each call
     (tests/annotation/test_routing_sql.py checks the result equals a fresh compile)."""
-    key = (connection.vendor, held_out, kind, tuple(project.skill_domains or ()), narrow)
+    key = (connection.vendor, held_out, kind, tuple(project.skill_domains or ()), narrow, reask)
     shape = _compiled.get(key)
     if shape is None:
         from django.contrib.auth import get_user_model
 
         stand_in = Project(pk=_PROJECT_ID, skill_domains=project.skill_domains)
         someone = get_user_model()(pk=_ANNOTATOR_ID)
-        shape = _compile_candidates(project=stand_in, annotator=someone, held_out=held_out, narrow=narrow, kind=kind)
+        shape = _compile_candidates(project=stand_in, annotator=someone, held_out=held_out, narrow=narrow, kind=kind,
+                                    reask=reask)
         _compiled[key] = shape
     sql, params = shape
     swap = {_PROJECT_ID: project.pk, _ANNOTATOR_ID: annotator.pk}
     return sql, [swap.get(p, p) if type(p) is int else p for p in params]
 
 
-def _ordered_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str):
+def _ordered_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str,
+                        reask: bool = False):
     """_candidate_pool narrowed by the higher app's filter and to one kind, first candidate first."""
     extra = narrow(project=project, annotator=annotator) if narrow is not None else Q()
     if kind:
         extra &= Q(kind=kind)
-    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra)
+    pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra, reask=reask)
     return pool.order_by("-priority", "id")
 
 
-def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str) -> tuple[str, tuple]:
-    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind)
+def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str,
+                        reask: bool = False) -> tuple[str, tuple]:
+    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind,
+                               reask=reask)
     return pool.values("id")[:1].query.sql_with_params()
 
 
 def _lease_new_item(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
-                    kind: str) -> Assignment | None:
+                    kind: str, reask: bool) -> Assignment | None:
     if connection.vendor == "postgresql":
         return _lease_one_statement(project=project, annotator=annotator, now=now, held_out=held_out, narrow=narrow,
-                                    kind=kind)
-    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind)
+                                    kind=kind, reask=reask)
+    pool = _ordered_candidates(project=project, annotator=annotator, held_out=held_out, narrow=narrow, kind=kind,
+                               reask=reask)
     return _lease_orm(pool=pool, project=project, annotator=annotator, now=now)
 
 
 def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out: bool, narrow: Narrow | None,
-                         kind: str) -> Assignment | None:
+                         kind: str, reask: bool) -> Assignment | None:
     """PostgreSQL: the lease in one statement, one round trip and no explicit transaction (a single
     statement is atomic): pick the first candidate with FOR UPDATE SKIP LOCKED, count the slot on
     the item, insert the assignment (or renew a lapsed one of theirs on this item, keeping the
@@ -237,12 +249,15 @@ def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out
     the ORM's (_candidate_pool, through candidate_sql), so there is one definition of who may get
     what.
 
+    The side shown on the left is drawn at random, except on a swapped re-ask (Item.reask_of),
+    which shows the other side than its earlier judgment did: the same CASE runs for every lease.
+
     A ranking's shown order is shuffled by PostgreSQL's random(): it only spreads position bias
     over annotators, it guards nothing."""
     from ..models import Prompt, Response
 
     pool_sql, pool_params = candidate_sql(project=project, annotator=annotator, held_out=held_out, narrow=narrow,
-                                          kind=kind)
+                                          kind=kind, reask=reask)
     item_table, assignment_table = Item._meta.db_table, Assignment._meta.db_table
     sql = f"""
         WITH picked AS ({pool_sql} FOR UPDATE OF "{item_table}" SKIP LOCKED),
@@ -253,7 +268,9 @@ def _lease_one_statement(*, project: Project, annotator, now: datetime, held_out
         lease AS (
             INSERT INTO "{assignment_table}" ("handle", "project_id", "item_id", "annotator_id", "status",
                 "shown_left", "shown_order", "leased_at", "lease_expires_at", "finished_at")
-            SELECT %s, %s, item."id", %s, %s, %s,
+            SELECT %s, %s, item."id", %s, %s, COALESCE((
+                    SELECT CASE j."shown_left" WHEN 'a' THEN 'b' WHEN 'b' THEN 'a' END
+                    FROM "{Judgment._meta.db_table}" j WHERE j."id" = item."reask_of_id"), %s),
                 CASE WHEN item."kind" = %s THEN (
                     SELECT COALESCE(jsonb_agg(r."response_id" ORDER BY random()), '[]'::jsonb)
                     FROM "{ItemResponse._meta.db_table}" r WHERE r."item_id" = item."id")
@@ -316,6 +333,8 @@ def _lease_orm(*, pool, project: Project, annotator, now: datetime) -> Assignmen
             shown_left, shown_order, handle = earlier
         else:
             shown_left, shown_order = _rng.choice("ab"), []
+            if item.reask_of_id is not None:
+                shown_left = other_side(Judgment.objects.values_list("shown_left", flat=True).get(pk=item.reask_of_id))
             if item.kind == ItemKind.RANKING:
                 # A fresh random order per assignment: position bias averages out over annotators.
                 shown_order = list(ItemResponse.objects.filter(item=item).values_list("response_id", flat=True))

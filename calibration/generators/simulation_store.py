@@ -134,3 +134,46 @@ def _judgments_copy(project, sim, users, items, start, now, report) -> None:
                 if j % 100_000 == 0:
                     report(total // 2 + j // 2, total)
     report(total, total)
+
+
+# How often each simulated kind answers a swapped re-ask differently from the first time (a noisy
+# or hurried rater flips often; a rater following a cue follows it again, so flips less).
+REASK_FLIP_RATE = {"expert": 0.06, "noisy": 0.32, "fast": 0.38}
+REASK_FLIP_RATE_DEFAULT = 0.12
+
+
+def simulation_reasks_store(*, project: Project, sim: sim_mod.Simulation, users: list, per_annotator: int = 48,
+                            seed: int = 0) -> int:
+    """Swapped re-asks for a stored simulated pool (calibration/services/reasks.py's rows): for each
+    annotator, `per_annotator` of their live judgments asked again with the other side on the left,
+    answered differently with their kind's REASK_FLIP_RATE. Returns how many were made."""
+    rng = np.random.default_rng(seed)
+    made = 0
+    with transaction.atomic():
+        for index, user in enumerate(users):
+            mine = list(Judgment.objects.filter(project=project, annotator=user, item__in_live_queue=True,
+                                                reask_of__isnull=True).select_related("item").order_by("id"))
+            if not mine:
+                continue
+            chosen = rng.choice(len(mine), size=min(per_annotator, len(mine)), replace=False)
+            flip_rate = REASK_FLIP_RATE.get(sim.kinds[index], REASK_FLIP_RATE_DEFAULT)
+            now = timezone.now()
+            for k in sorted(chosen):
+                first = mine[k]
+                shadow = Item.objects.create(
+                    project=project, prompt_id=first.item.prompt_id, response_a_id=first.item.response_a_id,
+                    response_b_id=first.item.response_b_id, target_judgments=1, assigned_count=1, judgment_count=1,
+                    in_live_queue=False, reask_of=first)
+                shown_left = "b" if first.shown_left == "a" else "a"
+                assignment = Assignment.objects.create(
+                    project=project, item=shadow, annotator=user, status=AssignmentStatus.SUBMITTED,
+                    shown_left=shown_left, leased_at=now, lease_expires_at=now, finished_at=now)
+                choice = first.choice
+                if rng.random() < flip_rate:
+                    choice = rng.choice([c for c in _CHOICE if c != first.choice])
+                Judgment.objects.create(
+                    assignment=assignment, project=project, item=shadow, annotator=user, choice=str(choice),
+                    strength="clear" if choice in ("a", "b") else "", rationale="Simulated re-ask.",
+                    time_spent_ms=first.time_spent_ms, shown_left=shown_left, reask_of=first)
+                made += 1
+    return made

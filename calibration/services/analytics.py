@@ -24,8 +24,9 @@ from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarde
 from .. import agreement, bias, discovery, health
 from ..ranking_agreement import ranking_agreement
 from ..models import AnalyticsPolicy, AnalyticsSnapshot, SnapshotStatus, Standing, StandingState
-from .policy import settings_apply
+from .policy import policy_get, settings_apply
 from .proposals import proposals_sync
+from .reasks import REASK_MIN_FOR_RATE, self_consistency
 
 CHOICES = ("a", "b", "tie", "both_bad")
 # The signed strength scale for ordinal α: A much better ... tie ... B much better.
@@ -118,7 +119,8 @@ def _json(value):
 
 def _item_rows(project: Project) -> list[tuple]:
     return sorted(_fetch(
-        Item.objects.filter(project=project, kind=ItemKind.COMPARISON, judgment_count__gt=0).order_by().values_list(
+        Item.objects.filter(project=project, kind=ItemKind.COMPARISON, judgment_count__gt=0, reask_of__isnull=True)
+        .order_by().values_list(
             "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
             "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
             "response_a__model_name", "response_b__model_name",
@@ -157,7 +159,7 @@ def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
         When(choice="tie", then=Value(3)), default=Value(-1), output_field=IntegerField(),
     )
     queryset = (
-        Judgment.objects.filter(project=project)
+        Judgment.objects.filter(project=project, reask_of__isnull=True)
         .annotate(
             c=_code("choice", choice_code),
             o=ordinal_code,
@@ -191,7 +193,8 @@ def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarra
     parts += [f"{1 << (DIM_SHIFT + 3 * i)}::bigint * ({code.format('dimension_choices ->> %s', 1, 2, 3, 4, 0)})"
               for i in range(len(dims))]
     sql = (f'SELECT item_id, annotator_id, time_spent_ms, EXTRACT(EPOCH FROM created_at)::bigint, '
-           f'({" + ".join(parts)})::bigint FROM "{Judgment._meta.db_table}" WHERE project_id = %s')
+           f'({" + ".join(parts)})::bigint FROM "{Judgment._meta.db_table}" WHERE project_id = %s '
+           f'AND reask_of_id IS NULL')
     with connection.cursor() as cursor:
         cursor.execute(sql, [*dims, project.pk])
         rows = cursor.fetchall()
@@ -475,6 +478,22 @@ def _ranking_block(project: Project) -> dict:
     }
 
 
+def _consistency_block(project: Project) -> dict:
+    """Swapped re-asks per annotator (services/reasks.py): flip rate and its Wilson 95% interval,
+    shown once an annotator has REASK_MIN_FOR_RATE of them; fewer are listed with their count."""
+    per = self_consistency(project=project)
+    users = dict(get_user_model().objects.filter(pk__in=list(per)).values_list("pk", "username"))
+    rows = [{**c.as_dict(), "username": users.get(a, str(a))} for a, c in per.items()]
+    for row in rows:
+        row.pop("annotator_id")
+        for key in ("flip_rate", "ci_low", "ci_high"):
+            row[key] = None if row[key] is None else round(row[key], 4)
+    rows.sort(key=lambda r: (not r["shown"], -(r["flip_rate"] or 0.0) if r["shown"] else 0.0, r["username"]))
+    rate = policy_get(project=project).reask_rate
+    return {"min_reasks": REASK_MIN_FOR_RATE, "annotators": rows, "reask_rate_percent": f"{rate * 100:g}%",
+            "reasks": sum(r["reasks"] for r in rows), "flips": sum(r["flips"] for r in rows)}
+
+
 def analytics_compute(*, project: Project, progress=None) -> dict:
     """Every dashboard number for a project. `progress(phase, percent)` is told as it goes."""
     report = progress or (lambda phase, percent: None)
@@ -505,6 +524,7 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
         "discovery": timed("bias discovery", 80, lambda: _discovery_block(data, policy)),
         "health": timed("dataset health", 90, lambda: _health_block(data, policy)),
         "ranking": timed("ranking agreement", 95, lambda: _ranking_block(project)),
+        "consistency": timed("self-consistency", 97, lambda: _consistency_block(project)),
         "thresholds": {name: getattr(policy, name) for name in ANALYTICS_FIELDS},
         "dimensions": project.dimension_keys,
     }
@@ -524,7 +544,7 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
 # --- snapshots -------------------------------------------------------------------------------
 
 def _judgment_marks(project: Project) -> dict:
-    return Judgment.objects.filter(project=project).aggregate(
+    return Judgment.objects.filter(project=project, reask_of__isnull=True).aggregate(
         judgments_seen=Count("id"), last_judgment_at=Max("updated_at"), last_judgment_id=Coalesce(Max("id"), 0))
 
 

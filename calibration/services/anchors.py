@@ -73,6 +73,9 @@ def anchor_create(
     item = Item.objects.select_for_update().select_related("project").get(pk=item.pk)
     if item.kind != ItemKind.COMPARISON:
         raise ValidationFailed("Only comparison items can be anchors.", field_errors={"item": "Not a comparison."})
+    if item.reask_of_id is not None:
+        raise ValidationFailed("A swapped re-ask cannot be an anchor; make its original item one.",
+                               field_errors={"item": "A swapped re-ask."})
     if Anchor.objects.filter(item=item).exists():
         raise Conflict("This item is already an anchor; edit it instead.")
     _check(item.project, answer)

@@ -12,6 +12,7 @@ POLICY_FIELDS = (
     "disagreement_threshold",
     "calibration_size",
     "hidden_rate",
+    "reask_rate",
     "show_hidden_feedback",
     "window_size",
     "window_min",

@@ -35,6 +35,7 @@ from ..models import (
     RoundStatus,
     StandingState,
 )
+from .reasks import reask_draw, reask_plan, reask_serve_chance
 from .standing import anchor_result_create, hidden_result_record, round_finish, standing_with_policy
 
 _rng = random.SystemRandom()
@@ -61,7 +62,8 @@ def _admit(*, project: Project, annotator):
 
 def _pick_hidden(*, project: Project, annotator, now: datetime, narrow, state) -> Assignment | None:
     """A hidden anchor with the project's probability (an independent draw per request: no schedule
-    to learn, "every 10th is gold"), else None and the live lease follows."""
+    to learn, "every 10th is gold"), else one of the annotator's pending swapped re-asks with its
+    own chance (services/reasks.py), else None and the live lease follows."""
     policy = state
     # Gold only hides among live work: once no live comparison is left for this annotator
     # (finished, skipped, all leased by others, paused), an anchor would be recognisable by
@@ -71,8 +73,13 @@ def _pick_hidden(*, project: Project, annotator, now: datetime, narrow, state) -
     live_comparison_left = live_item_available(
         project=project, annotator=annotator, narrow=narrow, kind=ItemKind.COMPARISON
     )
-    if live_comparison_left and policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
+    if not live_comparison_left:
+        return None
+    if policy.hidden_rate > 0 and _rng.random() < policy.hidden_rate:
         return assignment_lease(project=project, annotator=annotator, now=now, held_out=True, narrow=narrow)
+    # A re-ask goes through the same lease statement; when none is pending the live lease follows.
+    if policy.reask_rate > 0 and _rng.random() < reask_serve_chance(policy.reask_rate):
+        return assignment_lease(project=project, annotator=annotator, now=now, reask=True, narrow=narrow)
     return None
 
 
@@ -108,9 +115,18 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     every minute) scores it later: nothing is lost. Returns the expert's feedback when the
     project shows it.
     """
-    # Whether the item is an anchor, and whether the project shows feedback, were read by the
-    # claim's locking query (standing.CLAIM_READS): the same statement for every submit.
-    if not created or known["anchor_id"] is None:
+    # Whether the item is an anchor, whether the project shows feedback and its re-ask rate were
+    # read by the claim's locking query (standing.CLAIM_READS): the same statement for every submit.
+    if not created:
+        return None
+    if known["anchor_id"] is None:
+        rate = known.get("reask_rate")
+        if rate and reask_draw(judgment=judgment, rate=rate):
+            project_id, annotator_id = judgment.project_id, judgment.annotator_id
+            if defer is not None:
+                transaction.on_commit(lambda: defer(lambda: reask_plan(project_id=project_id, annotator_id=annotator_id)))
+            else:
+                reask_plan(project_id=project_id, annotator_id=annotator_id)
         return None
     shows_feedback = bool(known["shows_hidden_feedback"])
     if defer is not None and not shows_feedback:

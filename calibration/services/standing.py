@@ -88,13 +88,17 @@ def standing_work_check(*, user, project: Project, known: dict | None = None) ->
 # What calibration needs to know about a claimed assignment, read in the claim's own locking query
 # (annotation.permissions.work_gate_register): the annotator's standing for the gate; whether the
 # item is an anchor, and whether its project shows hidden-anchor feedback, for the after-submit
-# scoring (services/queue.py). The same subqueries run for every claim, anchor or not.
+# scoring (services/queue.py); the project's re-ask rate, for planning a swapped re-ask. The same
+# subqueries run for every claim, anchor or not.
 CLAIM_READS = {
     "standing_state": lambda user: Subquery(
         Standing.objects.filter(project_id=OuterRef("project_id"), annotator_id=user.pk).values("state")[:1]),
     "anchor_id": lambda user: Subquery(Anchor.objects.filter(item_id=OuterRef("item_id")).values("id")[:1]),
     "shows_hidden_feedback": lambda user: Subquery(
         CalibrationPolicy.objects.filter(project_id=OuterRef("project_id")).values("show_hidden_feedback")[:1]),
+    # Whether a submitted live comparison may plan a swapped re-ask (services/reasks.py).
+    "reask_rate": lambda user: Subquery(
+        CalibrationPolicy.objects.filter(project_id=OuterRef("project_id")).values("reask_rate")[:1]),
 }
 
 

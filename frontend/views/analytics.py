@@ -38,6 +38,10 @@ def _chart_data(payload: dict) -> dict:
                     "n": r["length"]["n"], "flagged": any(f["kind"] == "length" for f in r["flags"])}
                    for r in payload.get("annotators", [])],
         "histogram": health.get("length", {}).get("histogram", {}),
+        # Flip rates with their intervals, only where there are enough re-asks to show one.
+        "consistency": [{"username": r["username"], "rate": r["flip_rate"], "low": r["ci_low"], "high": r["ci_high"],
+                         "n": r["reasks"]}
+                        for r in payload.get("consistency", {}).get("annotators", []) if r["shown"]],
         "domains": health.get("domains", []),
         "difficulty": health.get("difficulty", []),
     }

@@ -22,9 +22,10 @@ from annotation.ranking import expand_pairs
 from calibration.bias import text_features
 from calibration.discovery import premise_agreement
 from calibration.models import AnalyticsSnapshot, Standing
+from calibration.services.reasks import self_consistency
 
 from ..aggregation import Aggregate, bradley_terry, dawid_skene, majority
-from ..bias_aware import bias_aware_fit
+from ..bias_aware import bias_aware_fit, consistency_prior
 from ..curation import Candidate, CurationPolicy, content_hash, coverage_report, sample, split_of
 from ..formats import PAIR_FORMATS, jsonl_line, majority_vote, preference_row, prompt_as_text
 from ..set_formats import PROMPT_FORMATS, READER_ARGS, SET_FORMATS, pair_row, prompt_rows, ranking_rows
@@ -50,7 +51,7 @@ def _counted(project: Project, policy: CurationPolicy):
 def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec_versions: set) -> list[Candidate]:
     counted = _counted(project, policy)
     rows = (
-        Judgment.objects.filter(project=project)
+        Judgment.objects.filter(project=project, reask_of__isnull=True)  # re-asks measure, they are not data
         .order_by("item_id", "id")
         .values_list(
             "id", "item_id", "annotator_id", "choice", "strength", "spec_version__version",
@@ -97,7 +98,8 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
     votes = [(item, row[2], row[3]) for item, group in eligible.items() for row in group]
     if policy.aggregation == "bias_aware":
-        aggregated = _bias_aware(eligible, votes, counts)
+        consistency = {a: (c.reasks, c.flips) for a, c in self_consistency(project=project).items() if c.reasks}
+        aggregated = _bias_aware(eligible, votes, counts, consistency=consistency)
     else:
         aggregated = dawid_skene(votes)[0] if policy.aggregation == "dawid_skene" else majority(votes)
     for item, group in sorted(eligible.items()):
@@ -178,9 +180,12 @@ def _judgment_cues(group: list, features: dict) -> list[tuple[int, int, int, int
     return out
 
 
-def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter) -> dict[int, Aggregate]:
+def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter,
+                consistency: dict[int, tuple[int, int]] | None = None) -> dict[int, Aggregate]:
     """Dawid-Skene first (an item it calls a tie or both bad stays so); every other item's winner
-    is the bias-aware model's (rewards/bias_aware.py), fitted on the decisive judgments."""
+    is the bias-aware model's (rewards/bias_aware.py), fitted on the decisive judgments, with each
+    annotator's reliability pulled toward what their swapped re-asks say (`consistency`:
+    annotator id -> (re-asks, flips))."""
     base = dawid_skene(votes)[0]
     features = {item: (text_features(group[0][10]), text_features(group[0][11])) for item, group in eligible.items()}
     items = sorted(eligible)
@@ -191,10 +196,13 @@ def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter) -> dict
     if not rows:
         return base
     cues = [c for item in items for c in _judgment_cues([r for r in eligible[item] if r[3] in (Choice.A, Choice.B)], features)]
+    priors = [consistency_prior(*(consistency or {}).get(a, (0, 0))) for a in annotators]
     fit = bias_aware_fit(
         np.array([index[r[1]] for r in rows]), np.array([who[r[2]] for r in rows]),
         np.array([r[3] == Choice.B for r in rows], dtype=float), np.array(cues), n_items=len(items),
-        n_annotators=len(annotators))
+        n_annotators=len(annotators), reliability_centre=np.array([p[0] for p in priors]),
+        reliability_weight=np.array([p[1] for p in priors]))
+    counts["annotators_with_reasks_in_reliability"] += sum(1 for a in annotators if a in (consistency or {}))
     out = {}
     for item in items:
         agg = base[item]

@@ -68,8 +68,11 @@ def _cycle(client, slug: str, choice: str = "left") -> dict:
     return {"next": [q["sql"] for q in next_sql.captured_queries], "submit": submitted[:cut], "after": submitted[cut:]}
 
 
-def _hidden_rate(project, rate: float) -> None:
-    CalibrationPolicy.objects.update_or_create(project=project, defaults={"hidden_rate": rate})
+def _hidden_rate(project, rate: float, reask_rate: float = 0.0) -> None:
+    """Hidden gold at `rate`; swapped re-asks off unless asked for (a random draw of either would
+    make a count vary from run to run)."""
+    CalibrationPolicy.objects.update_or_create(project=project, defaults={"hidden_rate": rate,
+                                                                           "reask_rate": reask_rate})
 
 
 def _steady(client, slug: str) -> dict:
@@ -100,6 +103,29 @@ def test_a_hidden_anchor_costs_the_same_statements_as_a_live_item(labelling):
         assert len(gold[kind]) == len(live[kind]), (kind, gold[kind], live[kind])
         assert len(gold[kind]) <= BUDGET[kind]
     assert gold["after"] and not live["after"], "the anchor was scored, after its response had gone out"
+
+
+def test_a_swapped_reask_costs_the_same_statements_as_a_live_item(labelling, monkeypatch):
+    """A re-ask (calibration/services/reasks.py) is served by the same lease statement and
+    submitted through the same claim: the same count as a live item, before the response goes out."""
+    from annotation.models import Judgment
+    from calibration.services import queue as calibration_queue
+    from calibration.services import reasks
+
+    project, _, client = labelling
+    _hidden_rate(project, 0.0)
+    for _ in range(11):
+        live = _cycle(client, project.slug)
+    annotator = Judgment.objects.filter(project=project).first().annotator
+    planned = reasks.reask_plan(project_id=project.pk, annotator_id=annotator.pk)
+    assert planned is not None
+    _hidden_rate(project, 0.0, reask_rate=0.3)
+    monkeypatch.setattr(reasks._rng, "random", lambda: 1.0)  # plan no further re-ask
+    monkeypatch.setattr(calibration_queue._rng, "random", lambda: 0.0)  # the serving draw asks for one
+    again = _cycle(client, project.slug)
+    assert Judgment.objects.filter(item=planned, reask_of=planned.reask_of).count() == 1, "the re-ask was served"
+    for kind in ("next", "submit"):
+        assert len(again[kind]) == len(live[kind]), (kind, again[kind], live[kind])
 
 
 def test_the_budget_test_fails_on_a_query_too_many(labelling, monkeypatch):

@@ -7,8 +7,11 @@ a project over real HTTP (a live server), recording everything a client can obse
 item (payload shape, headers, status codes, timings of the request that served it, of its submit
 and of the request after it, its position in the sequence, counts, handle, lease length), and a
 classifier trained with the true labels (stronger than any real attacker) tries to say which items
-were gold. Its cross-validated accuracy must not beat always guessing "live" (binomial test), while
-the same classifier does find a leak planted on purpose (so the attack can detect one).
+were gold, and which were swapped re-asks (calibration/services/reasks.py). Its cross-validated
+accuracy must not beat always guessing "live" (binomial test), while the same classifier does find
+a leak planted on purpose (so the attack can detect one). A re-ask repeats a pair the annotator
+saw earlier, so their memory of the texts can give it away; what is tested is that the platform
+adds no sign of its own.
 """
 from __future__ import annotations
 
@@ -113,13 +116,14 @@ def _text(rng: random.Random, low: int, high: int) -> str:
 
 def _adversary_world(seed: int = 7):
     """Items drawn from one distribution; a random fifth of them become anchors (as a lead picks
-    anchors among real items), and every annotator is active with hidden gold at 30%."""
+    anchors among real items), and every annotator is active with hidden gold at 30% and swapped
+    re-asks at their highest rate (0.3), so both hide in the same stream."""
     rng = random.Random(seed)
     project = ProjectFactory(overlap=4)
     # Scripts answer at random: standing rules that would retrain them are set out of reach, so
     # every script works to the end (a change of standing is a visible event of its own).
     CalibrationPolicy.objects.update_or_create(project=project, defaults={
-        "hidden_rate": 0.3, "window_min": 1000, "window_size": 1000, "cusum_h": 1e9})
+        "hidden_rate": 0.3, "reask_rate": 0.3, "window_min": 1000, "window_size": 1000, "cusum_h": 1e9})
     items = []
     for _ in range(44):
         prompt = Prompt.objects.create(project=project, messages=[{"role": "user", "content": _text(rng, 5, 20)}],
@@ -203,27 +207,33 @@ def _attack(x: np.ndarray, y: np.ndarray, items: np.ndarray) -> float:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("live")
-def test_an_adversary_cannot_tell_gold_from_live_work(live_server):
+def test_an_adversary_cannot_tell_gold_or_a_reask_from_live_work(live_server):
     project, annotators = _adversary_world()
     rng = random.Random(11)
     rows: list[dict] = []
     for user in annotators:
         rows.extend(_observe(live_server.url, project, user, rng))
-    gold_items = set(Item.objects.filter(project=project, in_live_queue=False).values_list("pk", flat=True))
+    gold_items = set(Item.objects.filter(project=project, anchor__isnull=False).values_list("pk", flat=True))
+    reask_items = set(Item.objects.filter(project=project, reask_of__isnull=False).values_list("pk", flat=True))
     item_of = dict(Assignment.objects.filter(project=project).values_list("handle", "item_id"))
-    y = np.array([item_of[r["handle"]] in gold_items for r in rows], dtype=int)
     x = np.array([[r[f] for f in FEATURES] for r in rows], dtype=float)
     items = np.array([item_of[r["handle"]] for r in rows])
-    n, gold = len(y), int(y.sum())
-    assert n >= 140 and 25 <= gold <= n - 25, (n, gold)
-    chance = max(gold, n - gold) / n
+    for what, hidden, least in (("gold", gold_items, 25), ("swapped re-ask", reask_items, 15)):
+        y = np.array([item in hidden for item in items], dtype=int)
+        _cannot_tell(what, x, y, items, least)
+
+
+def _cannot_tell(what: str, x: np.ndarray, y: np.ndarray, items: np.ndarray, least: int) -> None:
+    n, hidden = len(y), int(y.sum())
+    assert n >= 140 and least <= hidden <= n - 25, (what, n, hidden)
+    chance = max(hidden, n - hidden) / n
 
     accuracy = _attack(x, y, items)
     correct = round(accuracy * n)
     p_value = binomtest(correct, n, chance, alternative="greater").pvalue
-    print(f"\ngold classifier: {n} items ({gold} gold), accuracy {accuracy:.3f} vs chance {chance:.3f}, "
+    print(f"\n{what} classifier: {n} items ({hidden} {what}), accuracy {accuracy:.3f} vs chance {chance:.3f}, "
           f"binomial p = {p_value:.3f}")
-    assert p_value > 0.01, (accuracy, chance, p_value)
+    assert p_value > 0.01, (what, accuracy, chance, p_value)
 
     # The attack is able to find a leak: plant one (the label behind 5% noise, so a perfect reader
     # scores 0.95) and it must, clearly above chance. At 10% noise the forest, fitting the noise of
@@ -232,4 +242,4 @@ def test_an_adversary_cannot_tell_gold_from_live_work(live_server):
     noise = np.random.default_rng(0).random(n) < 0.05
     planted = np.column_stack([x, np.where(noise, 1 - y, y)])
     found = _attack(planted, y, items)
-    assert found > 0.85 and binomtest(round(found * n), n, chance, alternative="greater").pvalue < 0.01, found
+    assert found > 0.85 and binomtest(round(found * n), n, chance, alternative="greater").pvalue < 0.01, (what, found)

@@ -97,6 +97,22 @@
     },
   });
 
+  // Flip rate per annotator on swapped re-asks: a floating bar for the 95% interval, a dot for the rate.
+  const flips = data.consistency || [];
+  chart("chart-consistency", {
+    type: "bar",
+    data: { labels: flips.map((r) => r.username), datasets: [
+      { label: "95% interval", data: flips.map((r) => [r.low, r.high]), backgroundColor: "rgba(23,92,211,0.25)", borderColor: blue, borderWidth: 1 },
+      { label: "flip rate", type: "scatter", data: flips.map((r, i) => ({ x: r.rate, y: i })), backgroundColor: blue, pointRadius: 5 },
+    ] },
+    options: {
+      indexAxis: "y",
+      scales: { x: { min: 0, suggestedMax: 0.5, title: { display: true, text: "share of re-asks answered differently" } },
+                y: { ticks: { autoSkip: false } } },
+      plugins: { tooltip: { callbacks: { label: (c) => { const r = flips[c.dataIndex]; return `${r.username}: ${r.rate} (${r.low}–${r.high}), n=${r.n}`; } } } },
+    },
+  });
+
   // Chosen minus rejected length.
   const hist = data.histogram || { edges: [], counts: [] };
   chart("chart-length-hist", {

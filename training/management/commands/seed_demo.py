@@ -25,7 +25,7 @@ from annotation.sides import to_shown
 from calibration.models import AnalyticsSnapshot
 from calibration.services.analytics import snapshot_run
 from calibration.services.anchors import anchors_import
-from calibration.generators.simulation_store import simulation_store
+from calibration.generators.simulation_store import simulation_reasks_store, simulation_store
 from calibration.generators.simulation import simulate
 from calibration.services.queue import calibration_answer, question_next
 from calibration.services.standing import standing_with_policy
@@ -107,7 +107,9 @@ class Command(BaseCommand):
             membership_add(project=project, user=User.objects.get(username=username), role=role)
         kinds = ["expert"] * 6 + ["noisy"] * 2 + ["length", "position", "assertive", "formatting", "fast"]
         sim = simulate(kinds=kinds, n_items=600, per_item=7, seed=7, days=42)
-        simulation_store(project=project, sim=sim, prefix="pool")
+        stored = simulation_store(project=project, sim=sim, prefix="pool")
+        # Swapped re-asks, so the self-consistency table and chart have something to show.
+        simulation_reasks_store(project=project, sim=sim, users=stored["users"], seed=7)
         snapshot = AnalyticsSnapshot.objects.create(project=project)
         snapshot_run(snapshot_id=snapshot.pk)
         self.stdout.write(f"Simulated {sim.item.size} judgments in project demo-pool; analytics computed.")
