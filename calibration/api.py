@@ -35,6 +35,7 @@ def _expert(data: dict) -> ExpertAnswer:
         dimensions=data.get("dimensions", {}),
         explanation=data["explanation"],
         clear_cut=data.get("clear_cut", True),
+        flaw_tags=tuple(data.get("flaw_tags", ())),
     )
 
 

@@ -103,6 +103,12 @@ class Anchor(models.Model):
         default=True, help_text="Only clear-cut anchors count towards passing and standing."
     )
     in_calibration_set = models.BooleanField(default=False)
+    flaw_tags = models.JSONField(
+        default=list, blank=True,
+        help_text="Flaws of the response the expert rejected (annotation.models.FlawType values), e.g. "
+        "sycophantic_agreement: it agrees with a mistaken belief the user stated. Analytics reads a "
+        "tagged anchor's sides from the tag instead of from a detector.",
+    )
     active = models.BooleanField(default=True, help_text="Retired anchors are no longer served.")
     revision = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(
@@ -125,6 +131,7 @@ class AnchorRevision(models.Model):
     expert_dimension_choices = models.JSONField(default=dict, blank=True)
     explanation = models.TextField()
     clear_cut = models.BooleanField()
+    flaw_tags = models.JSONField(default=list, blank=True)
     reason = models.TextField(blank=True, help_text="Why the edit replaced this version.")
     replaced_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

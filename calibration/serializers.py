@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from annotation.models import Choice, Strength
+from annotation.models import Choice, FlawType, Strength
 from annotation.serializers import MessageOutput, ResponseOutput
 
 from .explanations import explanation_for_author
@@ -68,6 +68,10 @@ class ExpertInput(serializers.Serializer):
     dimensions = serializers.DictField(child=serializers.ChoiceField(choices=Choice.values), required=False, default=dict)
     explanation = serializers.CharField(max_length=20_000)
     clear_cut = serializers.BooleanField(default=True)
+    flaw_tags = serializers.ListField(
+        child=serializers.ChoiceField(choices=FlawType.choices), required=False, default=list, max_length=len(FlawType.values),
+        help_text="Flaws of the response the expert rejected, e.g. sycophantic_agreement (it agrees with a mistaken "
+        "belief the user stated): analytics then knows that anchor's sycophantic side for certain.")
 
 
 class AnchorCreateInput(ExpertInput):
@@ -97,7 +101,7 @@ class AnchorRevisionOutput(serializers.ModelSerializer):
     class Meta:
         model = AnchorRevision
         fields = ["revision", "expert_choice", "expert_strength", "expert_dimension_choices", "explanation",
-                  "clear_cut", "reason", "replaced_by", "replaced_at"]
+                  "clear_cut", "flaw_tags", "reason", "replaced_by", "replaced_at"]
 
 
 class AnchorOutput(serializers.ModelSerializer):
@@ -106,7 +110,7 @@ class AnchorOutput(serializers.ModelSerializer):
     class Meta:
         model = Anchor
         fields = ["id", "item", "expert_choice", "expert_strength", "expert_dimension_choices", "explanation",
-                  "clear_cut", "in_calibration_set", "active", "revision", "created_at", "updated_at"]
+                  "clear_cut", "flaw_tags", "in_calibration_set", "active", "revision", "created_at", "updated_at"]
 
 
 class AnchorAgreementOutput(serializers.Serializer):

@@ -123,7 +123,7 @@ def _item_rows(project: Project) -> list[tuple]:
         .order_by().values_list(
             "id", "prompt__domain", "prompt__difficulty", "prompt__tags", "prompt__messages",
             "response_a__text", "response_b__text", "anchor__expert_choice", "anchor__clear_cut", "anchor__active",
-            "response_a__model_name", "response_b__model_name",
+            "response_a__model_name", "response_b__model_name", "anchor__flaw_tags",
         )
     ))
 
@@ -147,7 +147,23 @@ def _item_features(item_rows: list[tuple]) -> tuple[list, bias.Items]:
                for ms in messages]
     cues = discovery.item_cues([r[5] for r in item_rows], [r[6] for r in item_rows], prompts,
                                [r[10] or "" for r in item_rows], [r[11] or "" for r in item_rows])
+    _tagged_sycophancy(cues, item_rows)
     return messages, items, cues
+
+
+SYCOPHANTIC = "sycophantic_agreement"
+
+
+def _tagged_sycophancy(cues: list, item_rows: list[tuple]) -> None:
+    """An anchor tagged sycophantic_agreement says which side is sycophantic for certain (the one the
+    expert rejected): there the sycophancy cue's side is the tag's, whatever the detector read."""
+    syc = next((c for c in cues if c.key == "sycophancy"), None)
+    if syc is None:
+        return
+    for i, row in enumerate(item_rows):
+        tags = _json(row[12]) or []
+        if SYCOPHANTIC in tags and row[7] in ("a", "b"):
+            syc.side[i] = bias.B if row[7] == "a" else bias.A
 
 
 def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
@@ -390,9 +406,14 @@ def _discovery_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     }
 
 
-def _sycophancy_flags(data: Dataset, block: dict) -> dict[str, dict]:
+def _sycophancy_flags(data: Dataset, block: dict, policy: AnalyticsPolicy | None = None) -> dict[str, dict]:
     """A rater found to prefer answers that agree with the user's stated belief gets a flag, with
-    the experts' answers on anchors where one side agreed (when there are any) beside it."""
+    the experts' answers on anchors where one side agreed (when there are any) beside it: against
+    the pool (discovery's finding, FDR-controlled) or against the experts on anchors alone (at
+    least ANCHOR_MIN_N such anchors, choosing the agreeing side at least the bias margin more often
+    than the experts did, sign test on the discordant anchors below the significance level
+    divided by the number of raters). Anchors tagged sycophantic_agreement give those sides for
+    certain (_tagged_sycophancy)."""
     j = data.judgments
     syc = next((c for c in data.cues if c.key == "sycophancy"), None)
     flags: dict[str, dict] = {}
@@ -416,7 +437,28 @@ def _sycophancy_flags(data: Dataset, block: dict) -> dict[str, dict]:
         flags[f["username"]] = {"kind": "sycophancy", "title": "Prefers answers that agree with the user",
                                 "explanation": explanation, "evidence": evidence,
                                 "examples": [e["item_id"] for e in f["examples"]]}
+    margin = policy.bias_margin if policy is not None else 0.15
+    alpha = (policy.significance if policy is not None else 0.05) / max(len(data.usernames), 1)
+    for a, name in enumerate(data.usernames):
+        if name in flags or pref.expert_n[a] < ANCHOR_MIN_N:
+            continue
+        excess = float(pref.annotator_rate_on_anchors[a] - pref.expert_rate[a])
+        if excess >= margin and float(pref.expert_p[a]) < alpha:
+            flags[name] = {
+                "kind": "sycophancy", "title": "Prefers answers that agree with the user",
+                "explanation": (f"Against the experts: on {int(pref.expert_n[a])} anchors where one answer agreed with a "
+                                f"belief the user stated, they chose it in {100 * pref.annotator_rate_on_anchors[a]:.0f}% "
+                                f"and the experts in {100 * pref.expert_rate[a]:.0f}%."),
+                "evidence": {"expert_n": int(pref.expert_n[a]),
+                             "annotator_rate_on_anchors": round(float(pref.annotator_rate_on_anchors[a]), 4),
+                             "expert_rate": round(float(pref.expert_rate[a]), 4), "expert_p": float(pref.expert_p[a]),
+                             "source": "anchors"},
+                "examples": [],
+            }
     return flags
+
+
+ANCHOR_MIN_N = 8
 
 
 def _health_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
@@ -528,7 +570,7 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
         "thresholds": {name: getattr(policy, name) for name in ANALYTICS_FIELDS},
         "dimensions": project.dimension_keys,
     }
-    sycophancy = _sycophancy_flags(data, payload["discovery"])  # discovery's finding as a named flag
+    sycophancy = _sycophancy_flags(data, payload["discovery"], policy)  # discovery's finding as a named flag
     for row in payload["annotators"]:
         if row["username"] in sycophancy:
             row["flags"].append(sycophancy[row["username"]])

@@ -12,7 +12,7 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.importing import (
     LineError, ParsedItem, file_too_large, numbered_lines, parse_item, parse_json_object,
 )
-from annotation.models import Choice, Item, ItemKind, ItemStatus, Project, Prompt
+from annotation.models import Choice, FlawType, Item, ItemKind, ItemStatus, Project, Prompt
 from annotation.services.imports import items_create
 from annotation.services.judgments import choice_errors
 
@@ -32,6 +32,7 @@ class ExpertAnswer:
     dimensions: dict[str, str] = field(default_factory=dict)
     explanation: str = ""
     clear_cut: bool = True
+    flaw_tags: tuple[str, ...] = ()  # flaws of the rejected response (FlawType values)
 
 
 def expert_answer_validate(*, project: Project, answer: ExpertAnswer) -> dict[str, str]:
@@ -47,6 +48,14 @@ def expert_answer_validate(*, project: Project, answer: ExpertAnswer) -> dict[st
             explanation_normalise(answer.explanation)
         except ExplanationError as exc:
             errors["explanation"] = str(exc)
+    tags = answer.flaw_tags
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        errors["flaw_tags"] = "Flaw tags must be a list of flaw types."
+    elif set(tags) - set(FlawType.values):
+        errors["flaw_tags"] = (f"Unknown flaw type(s): {', '.join(sorted(set(tags) - set(FlawType.values)))}; "
+                               f"known: {', '.join(FlawType.values)}.")
+    elif tags and answer.choice not in (Choice.A, Choice.B):
+        errors["flaw_tags"] = "Flaw tags describe the response the expert rejected: choose a or b first."
     return errors
 
 
@@ -63,6 +72,7 @@ def _apply(anchor: Anchor, answer: ExpertAnswer) -> None:
     # Stored with stable response names, rendered per reader (calibration/explanations.py).
     anchor.explanation = explanation_normalise(answer.explanation.strip())
     anchor.clear_cut = answer.clear_cut
+    anchor.flaw_tags = sorted(set(answer.flaw_tags))
 
 
 @transaction.atomic
@@ -117,6 +127,7 @@ def anchor_update(
             expert_dimension_choices=anchor.expert_dimension_choices,
             explanation=anchor.explanation,
             clear_cut=anchor.clear_cut,
+            flaw_tags=anchor.flaw_tags,
             reason=reason.strip(),
             replaced_by=editor,
         )
@@ -142,7 +153,7 @@ def _unchanged(anchor: Anchor, answer: ExpertAnswer) -> bool:
         _apply(probe, answer)
     except ExplanationError:
         return False  # an invalid answer is a change; validation then says what is wrong
-    fields = ("expert_choice", "expert_strength", "expert_dimension_choices", "explanation", "clear_cut")
+    fields = ("expert_choice", "expert_strength", "expert_dimension_choices", "explanation", "clear_cut", "flaw_tags")
     return all(getattr(probe, f) == getattr(anchor, f) for f in fields)
 
 
@@ -224,7 +235,7 @@ def calibration_set_coverage(*, project: Project) -> dict:
 
 # ---------------------------------------------------------------- import
 
-ANCHOR_KEYS = {"choice", "strength", "dimensions", "explanation", "clear_cut", "calibration_set"}
+ANCHOR_KEYS = {"choice", "strength", "dimensions", "explanation", "clear_cut", "calibration_set", "flaw_tags"}
 
 
 def parse_expert(value, *, project: Project) -> tuple[ExpertAnswer, bool]:
@@ -243,6 +254,7 @@ def parse_expert(value, *, project: Project) -> tuple[ExpertAnswer, bool]:
         dimensions=value.get("dimensions") or {},
         explanation=value.get("explanation") if isinstance(value.get("explanation"), str) else "",
         clear_cut=clear_cut,
+        flaw_tags=tuple(value["flaw_tags"]) if isinstance(value.get("flaw_tags"), list) else value.get("flaw_tags", ()),
     )
     errors = expert_answer_validate(project=project, answer=answer)
     if errors:

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from annotation.errors import Conflict, ValidationFailed
-from annotation.models import Strength
+from annotation.models import FlawType, Strength
 from annotation.permissions import can_lead
 from calibration import selectors as calibration_selectors
 from calibration.models import StandingState
@@ -173,18 +173,19 @@ def _expert_from_post(post) -> ExpertAnswer:
         dimensions={key[4:]: value for key, value in post.items() if key.startswith("dim_") and value},
         explanation=post.get("explanation", ""),
         clear_cut=post.get("clear_cut") == "on",
+        flaw_tags=tuple(post.getlist("flaw_tags")),
     )
 
 
 def _anchor_form_context(project, item, *, anchor=None, form=None, errors=None, message="") -> dict:
     if form is None:
         form = {"choice": "", "strength": "", "explanation": "", "clear_cut": True, "dimensions": {},
-                "in_calibration_set": False}
+                "in_calibration_set": False, "flaw_tags": []}
         if anchor is not None:
             form = {"choice": anchor.expert_choice, "strength": anchor.expert_strength,
                     "explanation": calibration_selectors.anchor_explanation_readings(
                         explanation=anchor.explanation)["author"],
-                    "clear_cut": anchor.clear_cut,
+                    "clear_cut": anchor.clear_cut, "flaw_tags": anchor.flaw_tags,
                     "dimensions": anchor.expert_dimension_choices, "in_calibration_set": anchor.in_calibration_set}
     return {
         "project": project,
@@ -197,6 +198,7 @@ def _anchor_form_context(project, item, *, anchor=None, form=None, errors=None, 
         "message": message,
         "canonical_choices": [("a", "A better"), ("b", "B better"), ("tie", "Tie"), ("both_bad", "Both bad")],
         "strengths": Strength.choices,
+        "flaw_types": FlawType.choices,
         "dimensions": [{**d, "value": form["dimensions"].get(d["key"], "")} for d in project.dimensions],
     }
 
@@ -204,7 +206,7 @@ def _anchor_form_context(project, item, *, anchor=None, form=None, errors=None, 
 def _posted_anchor_form(post) -> dict:
     answer = _expert_from_post(post)
     return {"choice": answer.choice, "strength": answer.strength, "explanation": answer.explanation,
-            "clear_cut": answer.clear_cut, "dimensions": answer.dimensions,
+            "clear_cut": answer.clear_cut, "dimensions": answer.dimensions, "flaw_tags": list(answer.flaw_tags),
             "in_calibration_set": post.get("in_calibration_set") == "on", "reason": post.get("reason", "")}
 
 
