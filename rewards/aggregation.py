@@ -6,6 +6,11 @@ shares, same EM steps, same evidence-lower-bound stopping rule), checked against
 tests/rewards/test_aggregation.py. Why not call crowd-kit here: installing crowd-kit pulls
 transformers, nltk and pyarrow, which the web core must install without (they live in the `train`
 extra), and freezing a preference set is a web-core action. crowd-kit stays the oracle.
+
+Votes may carry a fourth element, a weight (default 1): a down-weighted judgment (a flagged
+rater's where their bias applies, CurationPolicy.biased_weight) counts that much in the vote
+shares, in Dawid-Skene's likelihood and M-step, and in Bradley-Terry's win counts. With every
+weight 1 the results are the unweighted ones (the crowd-kit comparisons run that way).
 """
 from __future__ import annotations
 
@@ -38,19 +43,21 @@ class _Votes:
     item: np.ndarray
     worker: np.ndarray
     label: np.ndarray
+    weight: np.ndarray
 
     @classmethod
-    def of(cls, votes: Sequence[tuple[Hashable, Hashable, str]]) -> _Votes:
+    def of(cls, votes: Sequence[tuple]) -> _Votes:
         items, item = _index(v[0] for v in votes)
         workers, worker = _index(v[1] for v in votes)
         classes = sorted({v[2] for v in votes})
         label = np.asarray([classes.index(v[2]) for v in votes], dtype=np.int64)
-        return cls(items, workers, classes, item, worker, label)
+        weight = np.asarray([float(v[3]) if len(v) > 3 else 1.0 for v in votes])
+        return cls(items, workers, classes, item, worker, label, weight)
 
     def shares(self) -> np.ndarray:
         counts = np.zeros((len(self.items), len(self.classes)))
-        np.add.at(counts, (self.item, self.label), 1.0)
-        return counts / counts.sum(axis=1, keepdims=True)
+        np.add.at(counts, (self.item, self.label), self.weight)
+        return counts / np.clip(counts.sum(axis=1, keepdims=True), EPS, None)
 
 
 def majority(votes: Sequence[tuple[Hashable, Hashable, str]]) -> dict[Hashable, Aggregate]:
@@ -106,7 +113,7 @@ def dawid_skene(
 def _m_step(v: _Votes, probas: np.ndarray, n_workers: int, k: int) -> np.ndarray:
     """errors[worker, observed, true]: P(answers `observed` | the truth is `true`)."""
     errors = np.zeros((n_workers, k, k))
-    np.add.at(errors, (v.worker, v.label), probas[v.item])
+    np.add.at(errors, (v.worker, v.label), probas[v.item] * v.weight[:, None])
     errors = np.clip(errors, EPS, None)
     return errors / errors.sum(axis=1, keepdims=True)
 
@@ -114,7 +121,7 @@ def _m_step(v: _Votes, probas: np.ndarray, n_workers: int, k: int) -> np.ndarray
 def _e_step(v: _Votes, priors: np.ndarray, errors: np.ndarray, n_items: int) -> np.ndarray:
     # In logs: products of many small probabilities underflow.
     log_lik = np.zeros((n_items, priors.size))
-    np.add.at(log_lik, v.item, np.log2(errors[v.worker, v.label]))
+    np.add.at(log_lik, v.item, np.log2(errors[v.worker, v.label]) * v.weight[:, None])
     log_lik += np.log2(np.clip(priors, EPS, None))
     scaled = np.exp2(log_lik - log_lik.max(axis=1, keepdims=True))
     return scaled / scaled.sum(axis=1, keepdims=True)
@@ -122,17 +129,18 @@ def _e_step(v: _Votes, priors: np.ndarray, errors: np.ndarray, n_items: int) -> 
 
 def _elbo(v: _Votes, probas: np.ndarray, priors: np.ndarray, errors: np.ndarray) -> float:
     joint = np.log(errors[v.worker, v.label]) + np.log(np.clip(priors, EPS, None))
-    expectation = float((probas[v.item] * joint).sum())
+    expectation = float((probas[v.item] * joint * v.weight[:, None]).sum())
     clipped = np.clip(probas, EPS, None)
     entropy = float(-(np.log(clipped) * clipped).sum())
     return expectation + entropy
 
 
 def bradley_terry(
-    outcomes: Sequence[tuple[Hashable, Hashable, Hashable]], *, n_iter: int = 100, tol: float = 1e-5
+    outcomes: Sequence[tuple], *, n_iter: int = 100, tol: float = 1e-5
 ) -> dict[Hashable, dict[Hashable, float]]:
-    """Bradley-Terry strengths from (group, winner, loser) outcomes, fitted per group (a prompt's
-    responses are only ever compared with each other): {group: {response: p}}, p summing to 1.
+    """Bradley-Terry strengths from (group, winner, loser[, weight]) outcomes, fitted per group (a
+    prompt's responses are only ever compared with each other): {group: {response: p}}, p summing
+    to 1.
 
     The update is crowd-kit's `BradleyTerry` (Zermelo/Hunter MM: p_i = wins_i / sum_j n_ij /
     (p_i + p_j), renormalised, stop when the L1 change is under `tol`), run on one small dense
@@ -142,16 +150,16 @@ def bradley_terry(
     after the second update, far from the maximum-likelihood fit (1.4.2; on a:b won 3:1, b:c 2:1
     it gives 0.571/0.264/0.164 instead of 6/9, 2/9, 1/9). Tests: the closed form, crowd-kit's
     own two updates, and scipy's optimiser on the likelihood."""
-    by_group: dict[Hashable, list[tuple[Hashable, Hashable]]] = {}
-    for group, winner, loser in outcomes:
-        by_group.setdefault(group, []).append((winner, loser))
+    by_group: dict[Hashable, list[tuple[Hashable, Hashable, float]]] = {}
+    for group, winner, loser, *weight in outcomes:
+        by_group.setdefault(group, []).append((winner, loser, float(weight[0]) if weight else 1.0))
     out = {}
     for group, games in by_group.items():
-        labels = sorted({x for game in games for x in game}, key=str)
+        labels = sorted({x for game in games for x in game[:2]}, key=str)
         index = {label: i for i, label in enumerate(labels)}
         wins = np.zeros((len(labels), len(labels)))
-        for winner, loser in games:
-            wins[index[winner], index[loser]] += 1
+        for winner, loser, weight in games:
+            wins[index[winner], index[loser]] += weight
         out[group] = dict(zip(labels, _bt_fit(wins, n_iter=n_iter, tol=tol)))
     return out
 

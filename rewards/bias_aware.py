@@ -56,18 +56,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def bias_aware_fit(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray, cues: np.ndarray, *,
                    n_items: int, n_annotators: int, ridge_beta: float = 1.0, ridge_alpha: float = 0.5,
                    n_iter: int = 50, tol: float = 1e-4, reliability_centre: np.ndarray | None = None,
-                   reliability_weight: np.ndarray | None = None) -> BiasAwareFit:
+                   reliability_weight: np.ndarray | None = None, weights: np.ndarray | None = None) -> BiasAwareFit:
     """Fit on decisive judgments (chose_b 0/1). `cues` is m x F in {-1, 0, 1}. Per annotator,
     `reliability_centre`/`reliability_weight` replace the reliability ridge's centre (1) and weight
-    (ridge_alpha), e.g. from self-consistency (consistency_prior)."""
+    (ridge_alpha), e.g. from self-consistency (consistency_prior). `weights` (per judgment, default
+    1) scale each judgment's likelihood, in the E-step and the M-step alike."""
     item = np.asarray(item, dtype=np.int64)
     annotator = np.asarray(annotator, dtype=np.int64)
     y = np.asarray(chose_b, dtype=float)
     c = np.asarray(cues, dtype=float).reshape(item.size, -1)
+    r = np.ones(item.size) if weights is None else np.asarray(weights, dtype=float)
     n_cues = c.shape[1]
     # Start from the decisive vote shares.
-    votes_b = np.bincount(item, weights=y, minlength=n_items)
-    votes = np.bincount(item, minlength=n_items).astype(float)
+    votes_b = np.bincount(item, weights=y * r, minlength=n_items)
+    votes = np.bincount(item, weights=r, minlength=n_items)
     q = np.where(votes > 0, (votes_b + 0.5) / (votes + 1.0), 0.5)
     centre = np.ones(n_annotators) if reliability_centre is None else np.asarray(reliability_centre, dtype=float)
     weight = (np.full(n_annotators, ridge_alpha) if reliability_weight is None
@@ -85,14 +87,14 @@ def bias_aware_fit(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray,
             if rows.size == 0:
                 continue
             alpha[a], beta[a] = _fit_annotator(y[rows], q[item[rows]], c[rows], alpha[a], beta[a],
-                                               weight[a], ridge_beta, centre[a])
+                                               weight[a], ridge_beta, centre[a], r[rows])
         prior = float(np.clip(q.mean(), 0.05, 0.95))
         # E-step.
         bias_term = (beta[annotator] * c).sum(axis=1)
         z_plus = alpha[annotator] + bias_term
         z_minus = -alpha[annotator] + bias_term
-        ll_plus = y * _log_sigmoid(z_plus) + (1 - y) * _log_sigmoid(-z_plus)
-        ll_minus = y * _log_sigmoid(z_minus) + (1 - y) * _log_sigmoid(-z_minus)
+        ll_plus = r * (y * _log_sigmoid(z_plus) + (1 - y) * _log_sigmoid(-z_plus))
+        ll_minus = r * (y * _log_sigmoid(z_minus) + (1 - y) * _log_sigmoid(-z_minus))
         lp = np.log(prior) + np.bincount(item, weights=ll_plus, minlength=n_items)
         lm = np.log(1 - prior) + np.bincount(item, weights=ll_minus, minlength=n_items)
         new_q = _sigmoid(lp - lm)
@@ -108,13 +110,16 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
 
-def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, alpha_centre: float = 1.0, steps: int = 8):
-    """Weighted ridge logistic regression: rows (t=+1, weight q) and (t=-1, weight 1-q)."""
+def _fit_annotator(y, q, c, alpha, beta, ridge_alpha, ridge_beta, alpha_centre: float = 1.0, r=None,
+                   steps: int = 8):
+    """Weighted ridge logistic regression: rows (t=+1, weight q r) and (t=-1, weight (1-q) r), r the
+    judgments' own weights (1 unless down-weighted)."""
+    r = np.ones(y.size) if r is None else r
     n = y.size
     t = np.concatenate([np.ones(n), -np.ones(n)])
     X = np.column_stack([t, np.vstack([c, c])])
     target = np.concatenate([y, y])
-    w = np.concatenate([q, 1 - q])
+    w = np.concatenate([q * r, (1 - q) * r])
     theta = np.concatenate([[alpha], beta])
     penalty = np.concatenate([[ridge_alpha], np.full(beta.size, ridge_beta)])
     # The reliability's ridge pulls toward alpha_centre (1: a typical rater), the sensitivities' toward 0.

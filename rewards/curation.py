@@ -58,6 +58,11 @@ class CurationPolicy:
                               "rater's on pairs whose lengths differ by more than the analytics gap, a "
                               "position-biased or too-fast rater's everywhere. Flags come from the latest "
                               "analytics computation; the set's counts say how many were left out."})
+    biased_weight: float = field(
+        default=0.0, metadata={"help": "What a judgment under drop_biased counts for: 0 leaves it out; between 0 and 1 "
+                               "keeps it down-weighted in the aggregation (majority, Dawid-Skene, bias-aware, "
+                               "Bradley-Terry). With aggregation none each judgment is a pair of its own and "
+                               "cannot be partly in a set, so any weight below 1 leaves it out there."})
     chosen_shorter_share: float | None = field(
         default=None, metadata={"help": "Target share of pairs whose chosen response is the shorter one "
                                 "(length-aware: concise good answers against longer bad ones)."})
@@ -76,6 +81,9 @@ class CurationPolicy:
             out["tags"] = f"Choose from {', '.join(TAGS)}."
         if set(self.drop_biased) - set(BIAS_DROPS):
             out["drop_biased"] = f"Choose from {', '.join(BIAS_DROPS)}."
+        if isinstance(self.biased_weight, bool) or not isinstance(self.biased_weight, (int, float)) \
+                or not 0.0 <= self.biased_weight <= 1.0:
+            out["biased_weight"] = "From 0 (leave out) to 1 (count in full)."
         margins = dict(self.margins)
         if set(margins) != set(STRENGTH_MARGIN) or any(not 0 <= m <= 10 for m in margins.values()):
             out["margins"] = "Give a margin from 0 to 10 for slight, clear and strong."

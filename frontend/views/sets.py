@@ -53,6 +53,7 @@ def _policy_from_post(post) -> CurationPolicy:
         "hard_share_min": _optional(post.get("hard_share_min", "")),
         "chosen_shorter_share": _optional(post.get("chosen_shorter_share", "")),
         "drop_biased": post.getlist("drop_biased"),
+        "biased_weight": float(post.get("biased_weight") or 0),
     })
 
 

@@ -48,6 +48,9 @@ def _counted(project: Project, policy: CurationPolicy):
     return lambda annotator_id: states.get(annotator_id, "active") in allowed
 
 
+WEIGHT = 17  # a comparison row's last field: what it counts for in the aggregation (see _comparisons)
+
+
 def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec_versions: set) -> list[Candidate]:
     counted = _counted(project, policy)
     rows = (
@@ -62,18 +65,25 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
     )
     per_item: dict[int, list] = defaultdict(list)
     biased = _bias_filter(project, policy, counts)
+    # A judgment under drop_biased counts for policy.biased_weight (0: left out); a pair of its
+    # own (aggregation none) cannot count in part, so there anything below 1 leaves it out.
+    down_weight = policy.biased_weight if policy.aggregation != "none" else 0.0
     for row in rows.iterator(chunk_size=BATCH):
         if not counted(row[2]):
             counts["judgments_left_out_by_standing"] += 1
             continue
+        weight = 1.0
         dropped = biased(row)
-        if dropped:
+        if dropped and down_weight <= 0.0:
             counts[f"judgments_left_out_for_{dropped}_bias"] += 1
             continue
+        if dropped:
+            counts[f"judgments_down_weighted_for_{dropped}_bias"] += 1
+            weight = down_weight
         counts["judgments_counted"] += 1
         if row[5] is not None:
             spec_versions.add(row[5])
-        per_item[row[1]].append(row)
+        per_item[row[1]].append((*row, weight))
 
     def candidate(key: str, row, choice: str, strength: str, agg: Aggregate, rationales) -> Candidate:
         prompt_id, a_id, b_id, messages, text_a, text_b, domain, difficulty, truth = row[6:15]
@@ -96,7 +106,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         return _bradley_terry_pairs(per_item, policy, counts)
     eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
-    votes = [(item, row[2], row[3]) for item, group in eligible.items() for row in group]
+    votes = [(item, row[2], row[3], row[WEIGHT]) for item, group in eligible.items() for row in group]
     if policy.aggregation == "bias_aware":
         consistency = {a: (c.reasks, c.flips) for a, c in self_consistency(project=project).items() if c.reasks}
         aggregated = _bias_aware(eligible, votes, counts, consistency=consistency)
@@ -201,7 +211,7 @@ def _bias_aware(eligible: dict[int, list], votes: list, counts: Counter,
         np.array([index[r[1]] for r in rows]), np.array([who[r[2]] for r in rows]),
         np.array([r[3] == Choice.B for r in rows], dtype=float), np.array(cues), n_items=len(items),
         n_annotators=len(annotators), reliability_centre=np.array([p[0] for p in priors]),
-        reliability_weight=np.array([p[1] for p in priors]))
+        reliability_weight=np.array([p[1] for p in priors]), weights=np.array([r[WEIGHT] for r in rows]))
     counts["annotators_with_reasks_in_reliability"] += sum(1 for a in annotators if a in (consistency or {}))
     out = {}
     for item in items:
@@ -233,7 +243,7 @@ def _bradley_terry_pairs(per_item: dict[int, list], policy: CurationPolicy, coun
             if choice not in (Choice.A, Choice.B):
                 continue
             winner, loser = (a_id, b_id) if choice == Choice.A else (b_id, a_id)
-            outcomes.append((prompt_id, winner, loser))
+            outcomes.append((prompt_id, winner, loser, row[WEIGHT]))
             games[(prompt_id, min(a_id, b_id), max(a_id, b_id))].append((row, winner))
     scores = bradley_terry(outcomes)
     out = []

@@ -99,3 +99,39 @@ def test_bradley_terry_matches_the_closed_form_crowd_kits_update_and_scipys_opti
     best = minimize(nll, np.zeros(6), method="BFGS", options={"gtol": 1e-10}).x
     expected = np.exp(best) / np.exp(best).sum()
     assert [ours[n] for n in names] == pytest.approx([expected[index[n]] for n in names], abs=1e-5)
+
+
+def test_a_weight_counts_like_that_many_copies_of_the_vote():
+    """Weights (a down-weighted biased judgment) are linear in every aggregation: a weight of 2 is
+    the same as the vote listed twice, and weight 1 is the unweighted result. The copies are the
+    oracle; crowd-kit (above) is for the unweighted case."""
+    from rewards.aggregation import bradley_terry
+    from rewards.bias_aware import bias_aware_fit
+
+    _, votes = pool_votes(4, ["expert"] * 3 + ["noisy", "length"], n_items=120)
+    doubled = {k for k in range(0, len(votes), 7)}
+    weighted = [(*v, 2.0 if k in doubled else 1.0) for k, v in enumerate(votes)]
+    copied = votes + [votes[k] for k in sorted(doubled)]
+    for aggregate in (majority, lambda vs: dawid_skene(vs)[0]):
+        by_weight, by_copy = aggregate(weighted), aggregate(copied)
+        assert aggregate([(*v, 1.0) for v in votes]).keys() == aggregate(votes).keys()
+        for task in by_copy:
+            assert by_weight[task].label == by_copy[task].label
+            assert by_weight[task].confidence == pytest.approx(by_copy[task].confidence, abs=1e-9)
+    half = majority([("x", "w1", "a", 0.5), ("x", "w2", "a", 0.5), ("x", "w3", "b", 1.0)])
+    assert half["x"].label is None, "two half votes tie one full one"
+
+    games = [("p", "r1", "r2"), ("p", "r2", "r3"), ("p", "r1", "r3"), ("p", "r3", "r1")]
+    assert bradley_terry([(*g, 2.0) if k == 1 else g for k, g in enumerate(games)])["p"] == pytest.approx(
+        bradley_terry(games + [games[1]])["p"])
+
+    decisive = [(i, w, c) for i, w, c in votes if c in ("a", "b")]
+    item = np.array([i for i, _, _ in decisive])
+    worker = np.array([int(w[1:]) for _, w, _ in decisive])
+    chose_b = np.array([c == "b" for _, _, c in decisive], dtype=float)
+    cues = np.zeros((len(decisive), 1))
+    twice = np.arange(len(decisive)) % 5 == 0
+    fit_w = bias_aware_fit(item, worker, chose_b, cues, n_items=120, n_annotators=5, weights=np.where(twice, 2.0, 1.0))
+    rows = np.concatenate([np.arange(len(decisive)), np.flatnonzero(twice)])
+    fit_c = bias_aware_fit(item[rows], worker[rows], chose_b[rows], cues[rows], n_items=120, n_annotators=5)
+    assert fit_w.posterior_b == pytest.approx(fit_c.posterior_b, abs=1e-9)

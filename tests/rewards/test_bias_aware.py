@@ -154,3 +154,14 @@ def test_a_policy_leaves_out_flagged_raters_judgments_where_their_bias_applies(d
     plain = preference_set_freeze(project=project, policy=CurationPolicy())
     assert not any(k.startswith("judgments_left_out_for_") for k in plain.counts)
     assert CurationPolicy(drop_biased=("nonsense",)).errors()["drop_biased"].startswith("Choose from")
+
+    # Down-weighted instead: the same judgments stay in at half a vote, and the set says so.
+    halved = preference_set_freeze(project=project, policy=replace(policy, biased_weight=0.5))
+    assert halved.counts["judgments_down_weighted_for_position_bias"] == position_judgments
+    assert halved.counts["judgments_down_weighted_for_length_bias"] == differ
+    assert not any(k.startswith("judgments_left_out_for_") for k in halved.counts)
+    assert halved.counts["judgments_counted"] == counts["judgments_counted"] + position_judgments + differ
+    # A pair of its own cannot count in part: with aggregation none they are left out.
+    single = preference_set_freeze(project=project, policy=replace(policy, biased_weight=0.5, aggregation="none"))
+    assert single.counts["judgments_left_out_for_position_bias"] == position_judgments
+    assert set(CurationPolicy(biased_weight=1.5).errors()) == {"biased_weight"}
