@@ -26,6 +26,15 @@ the cue's side while the pool least did.
 Cues here are computed from the texts (`response_cues`, `premise_agreement`), from the model that
 wrote each response, from the judgment (position), and from custom cues a lead defines
 (`custom_cue`: keywords or a regular expression).
+
+When, not which side: time of day and time spent are not sides of a pair, so they are tested as
+conditions (`time_conditions`): does an annotator disagree with the rest of the pool more under the
+condition than otherwise? Per decisive judgment with at least two other decisive voters and no tie
+among them, y = 1 when the annotator chose against the others' majority; effect = mean(y | in the
+condition) - mean(y | not), Welch's t-test and its 95% interval, in the same Benjamini-Hochberg
+family as the cue tests. Conditions: at night (22:00-06:00 in the project's time zone), rushed (the
+annotator's own fastest quarter by time spent), and late in a session (after two hours of work
+without a 30-minute break).
 """
 from __future__ import annotations
 
@@ -229,9 +238,16 @@ class Finding:
     discovered: bool
     custom: bool = False
     examples: list[int] = field(default_factory=list)  # item indexes
+    n_other: int = 0  # a condition's finding: judgments outside the condition
 
     @property
     def words(self) -> str:
+        if self.cue.startswith("time:"):
+            direction = "disagrees with the other annotators more" if self.effect > 0 else "agrees with them more"
+            return (f"{direction} {self.title}: against the others' majority in {100 * self.rate:.0f}% of {self.n} "
+                    f"such judgments, {100 * self.expected:.0f}% of {self.n_other} at other times (difference "
+                    f"{100 * self.effect:+.0f} points, 95% interval {100 * self.low:+.0f} to {100 * self.high:+.0f}; "
+                    f"q = {self.q:.2g}).")
         direction = "prefers" if self.effect > 0 else "avoids"
         return (f"{direction} {self.title}: chose them in {100 * self.rate:.0f}% of {self.n} comparisons where "
                 f"only one side had them; the other annotators on the same items did in {100 * self.expected:.0f}% "
@@ -291,12 +307,97 @@ def _follows(r: dict, min_n: int) -> bool:
     return r["n"] >= min_n and _t(r)[2] > 4.0
 
 
+@dataclass
+class Condition:
+    key: str  # time:night, time:rushed, time:long_session
+    title: str  # "at night (22:00-06:00 UTC)"
+    inside: np.ndarray  # per judgment: under the condition
+    known: np.ndarray  # per judgment: whether the condition can be told (a time spent of 0 cannot)
+
+
+NIGHT_HOURS = (22, 6)
+SESSION_BREAK_S, SESSION_LONG_S = 30 * 60, 2 * 3600
+
+
+def time_conditions(judgments: Judgments, created: np.ndarray, *, utc_offset_s: int = 0,
+                    zone: str = "UTC") -> list[Condition]:
+    """Night, rushed and late-in-a-session, per judgment. `created`: epoch seconds; the hour of
+    day is read at `utc_offset_s` (the project's time zone)."""
+    created = np.asarray(created, dtype=np.int64)
+    hour = ((created + utc_offset_s) // 3600) % 24
+    night = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
+    timed = judgments.time_ms > 0
+    rushed = np.zeros(created.size, dtype=bool)
+    late = np.zeros(created.size, dtype=bool)
+    for a in np.unique(judgments.annotator):
+        mine = np.flatnonzero(judgments.annotator == a)
+        own = mine[timed[mine]]
+        if own.size:
+            rushed[own] = judgments.time_ms[own] <= np.quantile(judgments.time_ms[own], 0.25)
+        order = mine[np.argsort(created[mine], kind="stable")]
+        t = created[order]
+        starts = np.r_[True, np.diff(t) > SESSION_BREAK_S]
+        session_start = t[np.maximum.accumulate(np.where(starts, np.arange(t.size), 0))]
+        late[order] = t - session_start >= SESSION_LONG_S
+    every = np.ones(created.size, dtype=bool)
+    return [
+        Condition("time:night", f"at night ({NIGHT_HOURS[0]}:00–{NIGHT_HOURS[1]:02d}:00 {zone})", night, every),
+        Condition("time:rushed", "when rushed (their own fastest quarter by time spent)", rushed, timed),
+        Condition("time:long_session", "late in a long session (after two hours without a 30-minute break)",
+                  late, every),
+    ]
+
+
+def against_majority(judgments: Judgments, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per judgment: whether the decisive choice went against the majority of the *other* decisive
+    voters on the item, and whether that is defined (at least two others, no tie among them)."""
+    decisive = (judgments.choice == A) | (judgments.choice == B)
+    is_b = (judgments.choice == B) & decisive
+    votes = np.bincount(judgments.item, weights=decisive.astype(float), minlength=n_items)[judgments.item]
+    for_b = np.bincount(judgments.item, weights=is_b.astype(float), minlength=n_items)[judgments.item]
+    others = votes - decisive
+    others_b = for_b - is_b
+    others_a = others - others_b
+    defined = decisive & (others >= 2) & (others_a != others_b)
+    majority_b = others_b > others_a
+    return defined & (is_b != majority_b), defined
+
+
+def condition_tests(judgments: Judgments, conditions: list[Condition], n_annotators: int, n_items: int, *,
+                    min_n: int = 30) -> list[Finding]:
+    """Per (annotator, condition): disagreement with the others' majority inside against outside,
+    Welch's t-test; at least min_n / 2 judgments on each side. Unadjusted (q = p until discover)."""
+    against, defined = against_majority(judgments, n_items)
+    y = against.astype(float)
+    rows = []
+    least = max(min_n // 2, 5)
+    for condition in conditions:
+        ok = defined & condition.known
+        for a in range(n_annotators):
+            mine = ok & (judgments.annotator == a)
+            inside, outside = y[mine & condition.inside], y[mine & ~condition.inside]
+            if inside.size < least or outside.size < least:
+                continue
+            if inside.var() + outside.var() <= 0:
+                continue  # no spread on either side: nothing to test
+            welch = stats.ttest_ind(inside, outside, equal_var=False)
+            interval = welch.confidence_interval(0.95)
+            rows.append(Finding(annotator=a, cue=condition.key, title=condition.title, n=int(inside.size),
+                                rate=float(inside.mean()), expected=float(outside.mean()),
+                                effect=float(inside.mean() - outside.mean()), low=float(interval.low),
+                                high=float(interval.high), p=float(welch.pvalue), q=1.0, discovered=False,
+                                n_other=int(outside.size)))
+    return rows
+
+
 def discover(judgments: Judgments, cues: list[Cue], n_annotators: int, n_items: int, *, min_n: int = 30,
-             fdr: float = 0.05, min_effect: float = 0.05, examples: int = 3) -> list[Finding]:
-    """Every (annotator, cue) test with enough judgments, Benjamini-Hochberg over all of them;
-    `discovered` marks the findings whose q is at most `fdr` and whose effect is at least
-    `min_effect` (5 points: a real but negligible lean in a huge pool is not worth a flag)."""
-    rows: list[Finding] = []
+             fdr: float = 0.05, min_effect: float = 0.05, examples: int = 3,
+             conditions: list[Condition] | None = None) -> list[Finding]:
+    """Every (annotator, cue) test with enough judgments, and every (annotator, condition) test
+    (time_conditions), Benjamini-Hochberg over all of them; `discovered` marks the findings whose
+    q is at most `fdr` and whose effect is at least `min_effect` (5 points: a real but negligible
+    lean in a huge pool is not worth a flag)."""
+    rows: list[Finding] = condition_tests(judgments, conditions or [], n_annotators, n_items, min_n=min_n)
     for cue in cues:
         # Twice more with the raters found to follow the cue left out of everyone else's reference
         # (a strong follower on an item otherwise makes the honest raters there look as if they

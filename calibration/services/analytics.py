@@ -388,13 +388,17 @@ def _discovery_block(data: Dataset, policy: AnalyticsPolicy) -> dict:
     j = data.judgments
     custom = [discovery.custom_cue(spec, *data.texts) for spec in policy.custom_cues]
     cues = list(data.cues) + [discovery.position_cue(j)] + [cue for cue, _timeouts in custom]
+    zone = timezone.get_default_timezone()
+    offset = int(timezone.now().astimezone(zone).utcoffset().total_seconds())  # today's (no DST history)
+    conditions = discovery.time_conditions(j, data.created, utc_offset_s=offset, zone=str(zone))
     findings = discovery.discover(j, cues, len(data.annotator_ids), len(data.item_ids),
-                                  min_n=policy.min_judgments, fdr=policy.significance)
+                                  min_n=policy.min_judgments, fdr=policy.significance, conditions=conditions)
     found = [f for f in findings if f.discovered]
     found.sort(key=lambda f: (f.q, -abs(f.effect)))
     return {
         "tests": len(findings),
-        "cues": [{"key": c.key, "title": c.title, "custom": c.custom} for c in cues],
+        "cues": [{"key": c.key, "title": c.title, "custom": c.custom} for c in cues]
+        + [{"key": c.key, "title": c.title, "custom": False} for c in conditions],
         "fdr": policy.significance,
         "custom_timeouts": sum(t for _cue, t in custom),
         "findings": [{

@@ -148,3 +148,86 @@ def test_each_test_equals_scipys_one_sample_t_test_on_differences_computed_by_ha
         assert finding.n == len(diffs)
         assert (finding.effect, finding.p, finding.low, finding.high) == pytest.approx(
             (np.mean(diffs), oracle.pvalue, low, high), rel=1e-9, abs=1e-12)
+
+
+def _timed_pool(seed: int, planted: dict[int, str], n_annotators: int = 8, n_items: int = 700, per_item: int = 5):
+    """Honest raters right 85% of the time around the clock; a planted rater drops to 55% under
+    their condition (at night, when rushed, late in a long session). Judgments spread over two
+    weeks in working sessions of an hour or three."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n_items)
+    chosen = np.argsort(rng.random((n_items, n_annotators)), axis=1)[:, :per_item]
+    item = np.repeat(np.arange(n_items), per_item)
+    annotator = chosen.reshape(-1)
+    created = np.zeros(item.size, dtype=np.int64)
+    time_ms = rng.integers(8_000, 90_000, item.size)
+    for a in range(n_annotators):
+        mine = np.flatnonzero(annotator == a)
+        t, k = 1_700_000_000 + int(rng.integers(0, 86_400)), 0
+        while k < mine.size:  # sessions of 20-70 judgments, 2-4 minutes apart, 1-20 hours between
+            for _ in range(int(rng.integers(20, 70))):
+                if k == mine.size:
+                    break
+                created[mine[k]] = t
+                t += int(rng.integers(120, 240))
+                k += 1
+            t += int(rng.integers(3_600, 72_000))
+    judgments = bias.Judgments(item=item, annotator=annotator, choice=np.zeros(item.size, dtype=np.int64),
+                               a_left=rng.random(item.size) < 0.5, time_ms=time_ms)
+    inside = {c.key: c.inside for c in discovery.time_conditions(judgments, created)}
+    accuracy = np.full(item.size, 0.85)
+    for who, key in planted.items():
+        accuracy[(annotator == who) & inside[key]] = 0.55
+    judgments.choice = np.where(rng.random(item.size) < accuracy, truth[item], 1 - truth[item])
+    return judgments, created, n_annotators, n_items
+
+
+def test_time_conditions_read_the_clock_the_stopwatch_and_the_session():
+    judgments = bias.Judgments(item=np.zeros(6, dtype=np.int64), annotator=np.zeros(6, dtype=np.int64),
+                               choice=np.zeros(6, dtype=np.int64), a_left=np.ones(6, dtype=bool),
+                               time_ms=np.array([1000, 2000, 3000, 4000, 0, 5000]))
+    day = 1_700_006_400  # 2023-11-15 00:00 UTC
+    created = np.array([day + 23 * 3600, day + 23 * 3600 + 600, day + 3 * 3600, day + 10 * 3600,
+                        day + 12 * 3600, day + 12 * 3600 + 7300])
+    night, rushed, late = discovery.time_conditions(judgments, created)
+    assert night.inside.tolist() == [True, True, True, False, False, False]
+    # Fastest quarter of the timed ones (1..5 s: at most 2 s); an untimed judgment cannot be told.
+    assert rushed.inside.tolist()[:4] == [True, True, False, False] and not rushed.known[4]
+    # Every gap but 23:00 -> 23:10 is over 30 minutes: no session reaches two hours.
+    assert late.inside.tolist() == [False] * 6
+    created[5] = day + 12 * 3600 + 1500  # 25 minutes later: the same session, but not two hours in
+    assert discovery.time_conditions(judgments, created)[2].inside.tolist() == [False] * 6
+    steady = np.array([day + k * 1200 for k in range(6)])  # every 20 minutes: 1 h 40 in at the end
+    assert discovery.time_conditions(judgments, steady)[2].inside.tolist() == [False] * 6
+    steady = np.array([day + k * 1500 for k in range(6)])  # every 25 minutes: 2 h 5 in at the end
+    assert discovery.time_conditions(judgments, steady)[2].inside.tolist() == [False] * 5 + [True]
+
+
+@pytest.mark.parametrize("planted", [{2: "time:night"}, {5: "time:rushed"}, {6: "time:long_session"}])
+def test_discovery_finds_a_rater_who_slips_under_a_condition(planted):
+    judgments, created, n_annotators, n_items = _timed_pool(21, planted)
+    conditions = discovery.time_conditions(judgments, created)
+    findings = discovery.discover(judgments, [], n_annotators, n_items, conditions=conditions)
+    found = {(f.annotator, f.cue) for f in findings if f.discovered}
+    assert found == set(planted.items()), found
+    finding = next(f for f in findings if f.discovered)
+    assert finding.effect > 0.1 and "disagrees with the other annotators more" in finding.words
+    # The interval is Welch's: scipy's, read back.
+    against, defined = discovery.against_majority(judgments, n_items)
+    condition = next(c for c in conditions if c.key == finding.cue)
+    mine = defined & condition.known & (judgments.annotator == finding.annotator)
+    welch = stats.ttest_ind(against[mine & condition.inside].astype(float),
+                            against[mine & ~condition.inside].astype(float), equal_var=False)
+    assert (finding.low, finding.high) == pytest.approx(tuple(welch.confidence_interval(0.95)))
+
+
+def test_time_conditions_make_few_false_discoveries_on_pools_without_them():
+    pools_with_any = 0
+    for seed in range(30):
+        judgments, created, n_annotators, n_items = _timed_pool(100 + seed, {})
+        findings = discovery.discover(judgments, [], n_annotators, n_items,
+                                      conditions=discovery.time_conditions(judgments, created))
+        pools_with_any += any(f.discovered for f in findings)
+    # Every null is true here, so BH at 5% bounds the chance of any discovery by 5%; allow for the
+    # binomial spread of 30 pools (P(>= 5 of 30) at 5% is 0.016).
+    assert pools_with_any <= 4, pools_with_any
