@@ -44,7 +44,13 @@ from rewards.aggregation import dawid_skene, majority  # noqa: E402
 from rewards.bias_aware import bias_aware_fit  # noqa: E402
 from training.generators.synthetic import fact_pairs, split_by_fact  # noqa: E402
 
-RATERS = ["honest"] * 5 + ["length"] * 2 + ["position"] * 2 + ["spammer"]
+POOLS = {
+    "mild": ["honest"] * 5 + ["length"] * 2 + ["position"] * 2 + ["spammer"],
+    # Length bias common enough that the raw majority follows it on many pairs where the right
+    # answer is the shorter: the classic way crowd labels teach a reward model "longer is better".
+    "length-heavy": ["honest"] * 4 + ["length"] * 4 + ["position", "spammer"],
+}
+RATERS = POOLS["mild"]
 
 
 def pool(train: list[dict], seed: int):
@@ -130,7 +136,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--per-fact", type=int, default=6)
+    parser.add_argument("--pool", choices=sorted(POOLS), default="mild", help="which raters label the pairs")
     options = parser.parse_args()
+    global RATERS
+    RATERS = POOLS[options.pool]
     pairs = fact_pairs(per_fact=options.per_fact, seed=0)
     results: dict[str, dict[str, list]] = {}
     label_accuracy: dict[str, list] = {}
