@@ -19,6 +19,7 @@ from .models import (
     Item,
     ItemKind,
     ItemResponse,
+    ItemStatus,
     Prompt,
     Judgment,
     Membership,
@@ -342,7 +343,9 @@ def items_for_lead(*, project: Project, kind: str = "", query: str = "", domain:
     domain, status and whether the item is an anchor ("yes"/"no"), with their responses, the whole
     conversation and whether each response is already a bad case: what a lead browses to mark bad
     cases and make anchors. Returns (page, rows)."""
-    qs = (Item.objects.filter(project=project, reask_of__isnull=True)  # not the swapped re-asks' shadows
+    # Not the swapped re-asks' shadow items (copies of items listed here), unless one was
+    # quarantined: that needs a lead's look like any other.
+    qs = (Item.objects.filter(Q(reask_of__isnull=True) | Q(status=ItemStatus.QUARANTINED), project=project)
           .select_related("prompt", "response_a", "response_b", "anchor").order_by("-id"))
     if kind:
         qs = qs.filter(kind=kind)

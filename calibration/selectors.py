@@ -296,7 +296,7 @@ def analytics_state(*, project: Project) -> dict:
 
         # Counting all of a large project's judgments takes a while; counting past an id is an
         # index range scan.
-        new = Judgment.objects.filter(project=project, id__gt=latest.last_judgment_id, reask_of__isnull=True).count()
+        new = Judgment.objects.filter(project=project, id__gt=latest.last_judgment_id).count()  # re-asks too
     return {"latest": latest, "pending": pending, "failed": failed, "new_judgments": max(new, 0)}
 
 

@@ -85,14 +85,16 @@ def judgments_import(*, project: Project, fh) -> JudgmentImportResult:
             result.errors.append(str(record))
         else:
             records.append(record)
-    # Items named by external id must exist, as comparisons of this project.
+    # Items named by external id must exist, as comparisons of this project (a swapped re-ask's
+    # shadow shares its original's prompt and is never the item a judgment names).
     wanted = {r.item_external_id for r in records if r.item_external_id}
+    comparisons = Item.objects.filter(project=project, kind=ItemKind.COMPARISON, reask_of__isnull=True)
     by_external: dict[str, list[Item]] = {}
-    for item in Item.objects.filter(project=project, prompt__external_id__in=wanted, kind=ItemKind.COMPARISON).select_related("prompt"):
+    for item in comparisons.filter(prompt__external_id__in=wanted).select_related("prompt"):
         by_external.setdefault(item.prompt.external_id, []).append(item)
     pair_keys = {r.pair.key for r in records if r.pair}
-    by_pair = {item.prompt.external_id: item for item in Item.objects.filter(
-        project=project, prompt__external_id__in=pair_keys, kind=ItemKind.COMPARISON).select_related("prompt")}
+    by_pair = {item.prompt.external_id: item for item in comparisons.filter(
+        prompt__external_id__in=pair_keys).select_related("prompt")}
     for record in records:
         if record.item_external_id:
             found = by_external.get(record.item_external_id, [])

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from ..errors import Conflict
-from ..models import Assignment, AssignmentStatus, Item, Judgment, Project
+from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Judgment, Project
 from ..permissions import work_allowed_check
 from .judgments import JudgmentInput, judgment_record
 from .routing import assignment_held, assignment_lease, queue_sweep
@@ -121,5 +121,9 @@ def queue_skip(*, assignment_id: int, annotator, now: datetime | None = None) ->
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
     if was_holding_slot:
-        Item.objects.filter(pk=assignment.item_id).update(assigned_count=F("assigned_count") - 1)
+        # A skipped swapped re-ask is over: its shadow item (only ever theirs) is paused, so it no
+        # longer counts as waiting.
+        Item.objects.filter(pk=assignment.item_id).update(
+            assigned_count=F("assigned_count") - 1,
+            status=Case(When(reask_of__isnull=False, then=Value(ItemStatus.PAUSED)), default=F("status")))
     return assignment

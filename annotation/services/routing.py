@@ -315,7 +315,7 @@ def _lease_orm(*, pool, project: Project, annotator, now: datetime) -> Assignmen
         item = (
             pool
             # The texts come along so the caller needs no second query to show the item.
-            .select_related("prompt", "response_a", "response_b")
+            .select_related("prompt", "response_a", "response_b", "reask_of")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
@@ -333,8 +333,8 @@ def _lease_orm(*, pool, project: Project, annotator, now: datetime) -> Assignmen
             shown_left, shown_order, handle = earlier
         else:
             shown_left, shown_order = _rng.choice("ab"), []
-            if item.reask_of_id is not None:
-                shown_left = other_side(Judgment.objects.values_list("shown_left", flat=True).get(pk=item.reask_of_id))
+            if item.reask_of_id is not None:  # read by the pick's own join: no query more for a re-ask
+                shown_left = other_side(item.reask_of.shown_left)
             if item.kind == ItemKind.RANKING:
                 # A fresh random order per assignment: position bias averages out over annotators.
                 shown_order = list(ItemResponse.objects.filter(item=item).values_list("response_id", flat=True))

@@ -4,6 +4,12 @@ import django.core.validators
 from django.db import migrations, models
 
 
+def existing_projects_off(apps, schema_editor):
+    """Projects that existed before re-asks keep what their annotators are asked as it was: off
+    until a lead turns it on (it costs about 5% more labels). New projects get the default."""
+    apps.get_model("calibration", "CalibrationPolicy").objects.update(reask_rate=0.0)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -16,4 +22,5 @@ class Migration(migrations.Migration):
             name='reask_rate',
             field=models.FloatField(default=0.05, help_text="Share of an annotator's comparisons asked again later with the sides swapped, to measure their self-consistency (0.05 = 1 in 20; never counted toward an item's k).", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.3)]),
         ),
+        migrations.RunPython(existing_projects_off, migrations.RunPython.noop),
     ]

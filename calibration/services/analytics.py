@@ -13,7 +13,7 @@ from dataclasses import field as dc_field
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Case, Count, IntegerField, Max, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -590,8 +590,11 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
 # --- snapshots -------------------------------------------------------------------------------
 
 def _judgment_marks(project: Project) -> dict:
-    return Judgment.objects.filter(project=project, reask_of__isnull=True).aggregate(
-        judgments_seen=Count("id"), last_judgment_at=Max("updated_at"), last_judgment_id=Coalesce(Max("id"), 0))
+    # Counts are of the data (re-ask answers left out); the last id is of every judgment, so a new
+    # re-ask answer makes the numbers stale too (the self-consistency table reads them).
+    return Judgment.objects.filter(project=project).aggregate(
+        judgments_seen=Count("id", filter=Q(reask_of__isnull=True)), last_judgment_at=Max("updated_at"),
+        last_judgment_id=Coalesce(Max("id"), 0))
 
 
 def _send_snapshot(snapshot_id: int) -> None:

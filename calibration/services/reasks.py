@@ -17,7 +17,9 @@ How it works:
   annotator's own "done" count and My work include it, as they would new work.
 
 A flip is a re-ask whose canonical choice (a, b, tie, both bad) differs from the earlier
-judgment's, as they stand now. The flip rate's 95% interval is Wilson's; the dashboard shows it
+judgment's, both as first submitted (JudgmentRevision 1 when either was edited since): editing
+either afterwards cannot make a flip disappear. What no presentation can prevent: an annotator
+who recognises a pair can look up their earlier answer in My work and copy it. The flip rate's 95% interval is Wilson's; the dashboard shows it
 once an annotator has REASK_MIN_FOR_RATE re-asks. In the bias-aware aggregation the flip rate
 sets where the annotator's reliability is pulled (rewards/bias_aware.py, consistency_prior).
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from annotation.models import Item, ItemKind, ItemStatus, Judgment, Project
+from annotation.models import Item, ItemKind, ItemStatus, Judgment, JudgmentRevision, Project
 
 from ..stats import wilson_interval
 
@@ -118,12 +120,15 @@ class Consistency:
 def self_consistency(*, project: Project) -> dict[int, Consistency]:
     """Per annotator with any re-ask answered or pending: re-asks answered, flips and pending."""
     answered: dict[int, list[int]] = {}
-    rows = Judgment.objects.filter(project=project, reask_of__isnull=False).values_list(
-        "annotator_id", "choice", "reask_of__choice")
-    for annotator_id, choice, earlier in rows:
+    rows = list(Judgment.objects.filter(project=project, reask_of__isnull=False).values_list(
+        "annotator_id", "id", "choice", "reask_of_id", "reask_of__choice"))
+    # The first submitted answer of each (an edit keeps the earlier state as revision 1).
+    first = dict(JudgmentRevision.objects.filter(
+        revision=1, judgment_id__in=[r[1] for r in rows] + [r[3] for r in rows]).values_list("judgment_id", "choice"))
+    for annotator_id, again_id, again, earlier_id, earlier in rows:
         tally = answered.setdefault(annotator_id, [0, 0])
         tally[0] += 1
-        tally[1] += int(choice != earlier)
+        tally[1] += int(first.get(again_id, again) != first.get(earlier_id, earlier))
     pending: dict[int, int] = {}
     open_items = Item.objects.filter(project=project, reask_of__isnull=False, judgment_count=0,
                                      status=ItemStatus.ACTIVE).values_list("reask_of__annotator_id", flat=True)

@@ -246,3 +246,34 @@ def test_the_rest_import_refuses_a_file_over_its_request_sized_limit(settings):
         f"/api/projects/{project.slug}/judgment-imports/", {"file": SimpleUploadedFile("j.jsonl", body)}, format="multipart")
     assert refused.status_code == 422 and "JUDGMENT_IMPORT_MAX_FILE_BYTES" in refused.content.decode()
     assert Judgment.objects.count() == 0
+
+
+def test_an_item_with_a_swapped_reask_is_still_the_one_a_judgment_names():
+    """A re-ask's shadow shares its original's prompt (calibration/services/reasks.py); imports by
+    external id and by content both land on the original, and a re-run stays idempotent."""
+    import uuid
+
+    from annotation.services.judgments import judgment_submit
+    from annotation.services.routing import assignment_lease
+    from calibration.services.reasks import reask_plan
+    from tests.factories import good_input
+
+    project = _project_with_items(12)
+    rows = [{"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon.", "annotator_id": "w1"}]
+    assert judgments_import(project=project, fh=_jsonl(rows)).ok
+    france = Item.objects.get(project=project, prompt__messages__icontains="France")
+    Item.objects.filter(pk=france.pk).update(priority=10)  # judged first, so it may be asked again
+    insider = member(project)
+    for _ in range(13):
+        assignment = assignment_lease(project=project, annotator=insider)
+        judgment_submit(assignment_id=assignment.pk, annotator=insider, data=good_input(), client_token=uuid.uuid4())
+    shadows = [reask_plan(project_id=project.pk, annotator_id=insider.pk) for _ in range(3)]
+    # The three judged before the last ten: France (by content) and q0, q1 (by external id).
+    assert {s.reask_of.item_id for s in shadows} == {france.pk, *Item.objects.filter(
+        prompt__external_id__in=["q0", "q1"], reask_of__isnull=True).values_list("pk", flat=True)}
+    again = judgments_import(project=project, fh=_jsonl(OURS + rows))
+    assert again.ok, again.errors
+    assert (again.created, again.unchanged) == (4, 1)
+    assert not Judgment.objects.filter(item__reask_of__isnull=False).exists()
+    assert all(Item.objects.get(pk=s.pk).judgment_count == 0 for s in shadows)
+    assert judgments_import(project=project, fh=_jsonl(OURS + rows)).created == 0

@@ -387,3 +387,58 @@ def test_the_reask_rate_is_a_lead_setting_with_bounds():
     page.force_login(lead)
     page.post(f"/p/{project.slug}/calibration/policy/", {"reask_rate": "0.02", "hidden_rate": "0.1"})
     assert CalibrationPolicy.objects.get(project=project).reask_rate == 0.02
+
+
+def test_edits_cannot_erase_a_flip_and_a_skipped_reask_stops_waiting(seeded):
+    from annotation.services.judgments import judgment_edit
+    from annotation.services.queue import queue_skip
+
+    project = ProjectFactory(overlap=1, edit_window_hours=24)
+    _policy(project, reask_rate=0.0)
+    ItemFactory.create_batch(16, project=project)
+    annotator = member(project)
+    calibration_queue._rng.random = lambda: 1.0
+    for _ in range(12):
+        _submit(annotator, queue_next(project=project, annotator=annotator), "a")
+    first, second = (reasks.reask_plan(project_id=project.pk, annotator_id=annotator.pk) for _ in range(2))
+    _policy(project, reask_rate=0.3)
+    _serve_scripted_reasks(project, annotator, ["b"])  # a flip of the older plan
+    assert reasks.self_consistency(project=project)[annotator.pk].flips == 1
+    # Making the two agree afterwards, by editing either one, leaves the flip counted.
+    flipped = Judgment.objects.get(reask_of=first.reask_of)
+    judgment_edit(judgment_id=first.reask_of_id, editor=annotator,
+                  data=JudgmentInput(choice=to_shown("b", shown_left=first.reask_of.shown_left), strength="clear",
+                                     rationale="On second thoughts."))
+    judgment_edit(judgment_id=flipped.pk, editor=annotator,
+                  data=JudgmentInput(choice=to_shown("a", shown_left=flipped.shown_left), strength="clear",
+                                     rationale="On second thoughts."))
+    row = reasks.self_consistency(project=project)[annotator.pk]
+    assert (row.reasks, row.flips, row.pending) == (1, 1, 1)
+    # The second re-ask is skipped: it is over, not waiting any more, and never served again.
+    served = queue_next(project=project, annotator=annotator)
+    assert served.item_id == second.pk
+    queue_skip(assignment_id=served.pk, annotator=annotator)
+    assert Item.objects.get(pk=second.pk).status == "paused"
+    assert reasks.self_consistency(project=project)[annotator.pk].pending == 0
+    assert queue_next(project=project, annotator=annotator).item.reask_of_id is None
+
+
+def test_a_quarantined_reask_is_on_the_items_page(seeded):
+    from annotation.services.quarantine import item_quarantine
+
+    project = ProjectFactory(overlap=1)
+    _policy(project, reask_rate=0.0)
+    ItemFactory.create_batch(13, project=project)
+    annotator = member(project)
+    for _ in range(12):
+        _submit(annotator, queue_next(project=project, annotator=annotator), "a")
+    shadow = reasks.reask_plan(project_id=project.pk, annotator_id=annotator.pk)
+    client = Client()
+    client.force_login(member(project, Role.LEAD))
+    assert f'id="item-{shadow.pk}"' not in client.get(f"/p/{project.slug}/items/").content.decode()
+    _policy(project, reask_rate=0.3)
+    calibration_queue._rng.random = lambda: 0.0
+    served = queue_next(project=project, annotator=annotator)
+    assert served.item_id == shadow.pk
+    item_quarantine(assignment=served, reason="Would not render.")
+    assert f'id="item-{shadow.pk}"' in client.get(f"/p/{project.slug}/items/").content.decode()
