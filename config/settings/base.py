@@ -225,6 +225,7 @@ SPECTACULAR_SETTINGS = {
         "StandingStateEnum": "calibration.models.StandingState",
         "JobStatusEnum": "annotation.models.ImportStatus",
         "RewriteStatusEnum": "annotation.models.RewriteStatus",
+        "FlawTypeEnum": "annotation.models.FlawType",
     },
 }
 
