@@ -17,6 +17,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -106,8 +107,19 @@ class Project(models.Model):
         help_text="Judgment dimensions: a list of {key, label, description}.",
     )
     overlap = models.PositiveSmallIntegerField(
-        default=3, help_text="Judgments wanted per item (k)."
+        default=3, help_text="Judgments wanted per item (k); with dynamic_k, the most an item gets."
     )
+    dynamic_k = models.BooleanField(
+        default=False,
+        help_text="Dynamic k for comparisons (calibration/services/dynamic_k.py): an item starts at k_min "
+        "judgments and gets one more at a time, up to the overlap, while its winner's posterior is below "
+        "stop_confidence.",
+    )
+    k_min = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)], help_text="Dynamic k: the fewest judgments an item gets.")
+    stop_confidence = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Dynamic k: stop asking about an item once its winner is this probable.")
     min_rationale_chars = models.PositiveIntegerField(
         default=20, help_text="Shortest rationale accepted, in characters."
     )

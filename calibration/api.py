@@ -19,6 +19,7 @@ from . import analytics_tables, selectors, serializers
 from .services.analytics import analytics_policy_get, analytics_policy_update, analytics_state_fresh, snapshot_request
 from .services.custom_cues import custom_cue_check, custom_cue_remove, custom_cue_save
 from .services.anchors import ExpertAnswer, anchor_create, anchor_update, anchors_import, calibration_set_choose
+from .services.dynamic_k import routing_update
 from .services.policy import policy_get, policy_update
 from .services.queue import calibration_answer, question_next
 from .services.standing import recalibration_assign, standing_override
@@ -98,6 +99,24 @@ class PolicyApi(APIView):
         data.is_valid(raise_exception=True)
         policy = policy_update(project=project, changes=dict(data.validated_data))
         return Response(serializers.PolicySerializer(policy).data)
+
+
+class RoutingApi(APIView):
+    @extend_schema(responses=serializers.RoutingSerializer)
+    def get(self, request, slug: str):
+        project = _lead_project(request, slug)
+        return Response(serializers.RoutingSerializer(project).data)
+
+    @extend_schema(request=serializers.RoutingSerializer, responses=serializers.RoutingSerializer)
+    def patch(self, request, slug: str):
+        """Dynamic k: start comparisons at k_min judgments and add one at a time, up to the
+        overlap, while the winner's posterior is under stop_confidence; every live comparison's
+        target follows at once."""
+        project = _lead_project(request, slug)
+        data = serializers.RoutingSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = routing_update(project=project, changes=dict(data.validated_data))
+        return Response(serializers.RoutingSerializer(project).data)
 
 
 class AnchorListApi(APIView):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from annotation.models import Choice, FlawType, Strength
+from annotation.models import Choice, FlawType, Project, Strength
 from annotation.serializers import MessageOutput, ResponseOutput
 
 from .explanations import explanation_for_author
@@ -58,6 +58,13 @@ class PolicySerializer(serializers.ModelSerializer):
     class Meta:
         model = CalibrationPolicy
         fields = list(POLICY_FIELDS)
+
+
+class RoutingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["dynamic_k", "k_min", "stop_confidence", "overlap"]
+        read_only_fields = ["overlap"]
 
 
 class ExpertInput(serializers.Serializer):

@@ -8,6 +8,7 @@ urlpatterns = [
     path("projects/<slug:slug>/calibration/", api.MyCalibrationApi.as_view(), name="my-calibration"),
     path("projects/<slug:slug>/calibration/next/", api.CalibrationNextApi.as_view(), name="calibration-next"),
     path("projects/<slug:slug>/calibration/policy/", api.PolicyApi.as_view(), name="calibration-policy"),
+    path("projects/<slug:slug>/routing/", api.RoutingApi.as_view(), name="routing-policy"),
     path("projects/<slug:slug>/calibration/set/", api.CalibrationSetApi.as_view(), name="calibration-set"),
     path("projects/<slug:slug>/anchors/", api.AnchorListApi.as_view(), name="anchors"),
     path("projects/<slug:slug>/anchors/import/", api.AnchorImportApi.as_view(), name="anchors-import"),

@@ -54,6 +54,8 @@ API_CASES = [
     # calibration: leads only
     ("get", "/api/projects/{slug}/calibration/policy/", LEADS_ONLY),
     ("patch", "/api/projects/{slug}/calibration/policy/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/routing/", LEADS_ONLY),
+    ("patch", "/api/projects/{slug}/routing/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/calibration/set/", LEADS_ONLY),
     ("get", "/api/projects/{slug}/anchors/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/anchors/", LEADS_ONLY),

@@ -123,7 +123,10 @@ def items_create(*, project: Project, batch: list[ParsedItem], in_live_queue: bo
     def target(kind: str) -> int:
         if not in_live_queue:
             return Item.UNLIMITED_TARGET
-        return 1 if kind == ItemKind.REWRITE else project.overlap
+        if kind == ItemKind.REWRITE:
+            return 1
+        # Dynamic k: a comparison starts at k_min and grows while it is contested (dynamic_k.py).
+        return project.k_min if kind == ItemKind.COMPARISON and project.dynamic_k else project.overlap
 
     items = Item.objects.bulk_create(
         [

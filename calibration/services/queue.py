@@ -35,6 +35,7 @@ from ..models import (
     RoundStatus,
     StandingState,
 )
+from .dynamic_k import item_target_update
 from .reasks import reask_draw, reask_plan, reask_serve_chance
 from .standing import anchor_result_create, hidden_result_record, round_finish, standing_with_policy
 
@@ -119,6 +120,14 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     # read by the claim's locking query (standing.CLAIM_READS): the same statement for every submit.
     if not created:
         return None
+    item = judgment.assignment.item
+    if judgment.assignment.project.dynamic_k and item.in_live_queue and item.reask_of_id is None:
+        # Dynamic k: one more judgment wanted while the winner is in doubt (services/dynamic_k.py).
+        item_id = item.pk
+        if defer is not None:
+            transaction.on_commit(lambda: defer(lambda: item_target_update(item_id=item_id)))
+        else:
+            item_target_update(item_id=item_id)
     if known["anchor_id"] is None:
         rate = known.get("reask_rate")
         if rate and reask_draw(judgment=judgment, rate=rate):

@@ -1,0 +1,128 @@
+"""Dynamic k: spend judgments where the winner is still in doubt (Project.dynamic_k).
+
+A live comparison starts with k_min judgments wanted (annotation/services/imports.py). After each
+judgment on it (calibration's after-submit hook, after the response has gone out), the winner's
+posterior is computed from the item's decisive judgments, each weighted by what its annotator's
+anchor answers say about them:
+
+    P(B) = sigmoid( sum over judgments of  +/- logit(r_a) )      (+ for B, - for A)
+
+where r_a is the annotator's accuracy on clear-cut anchors with a Beta(8, 2) prior (0.8 with no
+anchors yet; the same prior as a typical rater), capped at 0.98. Ties and "both bad" do not move it.
+The item's target becomes:
+- its judgment count, when max(P(B), 1 - P(B)) >= stop_confidence, or when at least k_min
+  judgments are in and two thirds of them say tie or both bad (a consensus with no winner);
+- otherwise one more than its judgment count;
+clamped to [k_min, overlap], and never below the slots already leased (the database refuses an
+item with more leases than its target). Priorities are left as imported: ordering the queue by
+how informative an item is comes later (issue 22).
+
+Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
+rewrites and adversarial tasks keep their fixed targets.
+"""
+from __future__ import annotations
+
+import math
+
+from django.db import transaction
+from django.db.models import Count, Q
+
+from annotation.models import Choice, Item, ItemKind, Judgment, Project
+
+from ..models import AnchorResult
+
+PRIOR_RIGHT, PRIOR_WRONG = 8.0, 2.0  # Beta prior on an annotator's accuracy: mean 0.8
+ACCURACY_CAP = 0.98
+NO_WINNER_SHARE = 2 / 3
+
+
+def annotator_accuracy(*, project_id: int, annotator_ids: list[int]) -> dict[int, float]:
+    """Posterior mean accuracy on clear-cut anchors, per annotator (the Beta prior where none)."""
+    rows = (AnchorResult.objects.filter(project_id=project_id, annotator_id__in=annotator_ids, clear_cut=True)
+            .values("annotator_id").annotate(n=Count("id"), right=Count("id", filter=Q(correct=True))))
+    found = {r["annotator_id"]: (r["right"], r["n"]) for r in rows}
+    out = {}
+    for a in annotator_ids:
+        right, n = found.get(a, (0, 0))
+        out[a] = min((right + PRIOR_RIGHT) / (n + PRIOR_RIGHT + PRIOR_WRONG), ACCURACY_CAP)
+    return out
+
+
+def winner_posterior(votes: list[tuple[str, float]]) -> float:
+    """P(B wins) from (canonical choice, annotator accuracy) pairs; 0.5 with no decisive vote."""
+    log_odds = 0.0
+    for choice, accuracy in votes:
+        if choice in (Choice.A, Choice.B):
+            weight = math.log(accuracy / (1.0 - accuracy))
+            log_odds += weight if choice == Choice.B else -weight
+    return 1.0 / (1.0 + math.exp(-log_odds))
+
+
+def next_target(*, judged: int, leased: int, posterior: float, no_winner: int, project: Project) -> int:
+    """The target of an item with `judged` judgments and `leased` slots counted."""
+    k_min, k_max = min(project.k_min, project.overlap), project.overlap
+    confident = max(posterior, 1.0 - posterior) >= project.stop_confidence
+    no_winner_consensus = judged >= k_min and no_winner >= NO_WINNER_SHARE * judged
+    wanted = judged if (confident or no_winner_consensus) else judged + 1
+    return max(min(max(wanted, k_min), k_max), leased)
+
+
+def item_target_update(*, item_id: int) -> Item | None:
+    """Recompute one live comparison's target (no-op for anything else)."""
+    with transaction.atomic():
+        item = (Item.objects.select_for_update().select_related("project")
+                .filter(pk=item_id, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True).first())
+        if item is None or not item.project.dynamic_k:
+            return None
+        rows = list(Judgment.objects.filter(item_id=item.pk).values_list("annotator_id", "choice"))
+        accuracy = annotator_accuracy(project_id=item.project_id, annotator_ids=sorted({a for a, _ in rows}))
+        posterior = winner_posterior([(choice, accuracy[a]) for a, choice in rows])
+        no_winner = sum(1 for _a, choice in rows if choice in (Choice.TIE, Choice.BOTH_BAD))
+        target = next_target(judged=len(rows), leased=item.assigned_count, posterior=posterior,
+                             no_winner=no_winner, project=item.project)
+        if target != item.target_judgments:
+            Item.objects.filter(pk=item.pk).update(target_judgments=target)
+            item.target_judgments = target
+        return item
+
+
+def targets_reset(*, project: Project) -> int:
+    """After dynamic_k is switched: every live comparison gets the target its policy gives now (on:
+    recomputed from its judgments; off: the overlap). Returns how many items were looked at."""
+    live = Item.objects.filter(project=project, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True)
+    if not project.dynamic_k:
+        # Never below what is already leased or judged (imports may have gone past k).
+        live.filter(target_judgments__lt=project.overlap).update(target_judgments=project.overlap)
+        return live.count()
+    ids = list(live.values_list("id", flat=True))
+    for item_id in ids:
+        item_target_update(item_id=item_id)
+    return len(ids)
+
+
+ROUTING_FIELDS = ("dynamic_k", "k_min", "stop_confidence")
+
+
+def routing_update(*, project: Project, changes: dict) -> Project:
+    """Change the dynamic-k settings (all or nothing, each problem on its field), then bring every
+    live comparison's target in line with them (targets_reset)."""
+    from annotation.errors import ValidationFailed
+
+    unknown = set(changes) - set(ROUTING_FIELDS)
+    errors = {name: "Unknown setting." for name in sorted(unknown)}
+    values = {name: changes.get(name, getattr(project, name)) for name in ROUTING_FIELDS}
+    if not isinstance(values["dynamic_k"], bool):
+        errors["dynamic_k"] = "true or false."
+    k_min = values["k_min"]
+    if isinstance(k_min, bool) or not isinstance(k_min, int) or not 1 <= k_min <= project.overlap:
+        errors["k_min"] = f"A whole number from 1 to the overlap ({project.overlap})."
+    confidence = values["stop_confidence"]
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence <= 0.999:
+        errors["stop_confidence"] = "From 0.5 to 0.999."
+    if errors:
+        raise ValidationFailed("Please fix the highlighted settings.", field_errors=errors)
+    Project.objects.filter(pk=project.pk).update(**values)
+    for name, value in values.items():
+        setattr(project, name, value)
+    targets_reset(project=project)
+    return project

@@ -1,0 +1,117 @@
+"""Dynamic k (calibration/services/dynamic_k.py): a comparison starts at k_min judgments and gets one
+more at a time while its winner is in doubt. Invariants tried through the real queue: never below
+k_min, never above the overlap, hidden gold untouched; agreeing answers stop early and split ones
+ask on; switching the policy brings every item's target in line; only leads change it."""
+from __future__ import annotations
+
+import math
+import random
+import uuid
+
+import pytest
+
+from annotation.models import Item, ItemKind, Judgment, Role
+from annotation.services.judgments import JudgmentInput
+from annotation.services.queue import queue_next, queue_submit
+from annotation.sides import to_shown
+from calibration.models import CalibrationPolicy
+from calibration.services import dynamic_k
+from tests.factories import ItemFactory, ProjectFactory, api_as, import_lines, make_anchor, member
+
+pytestmark = pytest.mark.django_db
+
+
+def _dynamic(project, **values):
+    return dynamic_k.routing_update(project=project, changes={"dynamic_k": True, **values})
+
+
+def _work(project, people, truth: dict[int, str], accuracy: float, rng: random.Random) -> None:
+    """Annotators take turns asking for work and answer with the item's truth `accuracy` of the time."""
+    busy = True
+    while busy:
+        busy = False
+        for annotator in people:
+            assignment = queue_next(project=project, annotator=annotator)
+            if assignment is None:
+                continue
+            busy = True
+            right = truth.get(assignment.item_id, "a")
+            choice = right if rng.random() < accuracy else ("b" if right == "a" else "a")
+            shown = to_shown(choice, shown_left=assignment.shown_left)
+            queue_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
+                         data=JudgmentInput(choice=shown, strength="clear", rationale="A reason long enough."))
+
+
+def test_the_posterior_and_the_next_target_by_hand():
+    # Two raters at 0.8 for B, one at 0.9 for A: log-odds 2 ln 4 - ln 9.
+    p = dynamic_k.winner_posterior([("b", 0.8), ("b", 0.8), ("a", 0.9), ("tie", 0.99)])
+    assert p == pytest.approx(1 / (1 + math.exp(-(2 * math.log(4) - math.log(9)))))
+    assert dynamic_k.winner_posterior([]) == 0.5
+    project = ProjectFactory.build(overlap=5, k_min=2, stop_confidence=0.9)
+    assert dynamic_k.next_target(judged=2, leased=2, posterior=0.94, no_winner=0, project=project) == 2
+    assert dynamic_k.next_target(judged=2, leased=2, posterior=0.5, no_winner=0, project=project) == 3
+    assert dynamic_k.next_target(judged=5, leased=5, posterior=0.6, no_winner=0, project=project) == 5  # the cap
+    assert dynamic_k.next_target(judged=0, leased=0, posterior=0.5, no_winner=0, project=project) == 2  # the floor
+    assert dynamic_k.next_target(judged=1, leased=4, posterior=0.99, no_winner=0, project=project) == 4  # leases stand
+    assert dynamic_k.next_target(judged=3, leased=3, posterior=0.5, no_winner=2, project=project) == 3  # no winner
+
+
+def test_through_the_queue_k_stays_within_its_bounds_gold_is_untouched_and_labels_are_saved():
+    rng = random.Random(7)
+    project = ProjectFactory(overlap=5)
+    CalibrationPolicy.objects.update_or_create(project=project, defaults={"hidden_rate": 0.2})
+    items = ItemFactory.create_batch(40, project=project)
+    anchors = [make_anchor(project) for _ in range(4)]
+    _dynamic(project, k_min=2, stop_confidence=0.9)
+    assert {i.target_judgments for i in Item.objects.filter(pk__in=[i.pk for i in items])} == {2}
+    truth = {item.pk: rng.choice("ab") for item in items}
+    people = [member(project, Role.ANNOTATOR) for _ in range(8)]
+    _work(project, people, truth, accuracy=0.85, rng=rng)
+
+    live = Item.objects.filter(pk__in=[i.pk for i in items])
+    counts = [item.judgment_count for item in live]
+    assert all(2 <= n <= 5 for n in counts), counts
+    assert all(2 <= item.target_judgments <= 5 and item.target_judgments == item.judgment_count for item in live)
+    assert min(counts) == 2 and max(counts) > 2, "agreeing answers stopped at two, split ones asked on"
+    # An item stopped before the cap had a winner its votes agreed on (the accuracies behind each
+    # decision moved on as anchors were answered, so the posterior is not recomputed here).
+    for item in live.filter(judgment_count__lt=5):
+        votes = list(Judgment.objects.filter(item=item).values_list("choice", flat=True))
+        assert votes.count("a") != votes.count("b"), (item.pk, votes)
+    assert sum(counts) < 5 * len(items) * 0.8, f"{sum(counts)} labels against {5 * len(items)} at k = 5"
+    # Hidden gold: served, and its items keep their unlimited target.
+    for anchor in anchors:
+        anchor.item.refresh_from_db()
+        assert anchor.item.target_judgments == Item.UNLIMITED_TARGET and not anchor.item.in_live_queue
+    assert Judgment.objects.filter(item__anchor__isnull=False).exists()
+
+
+def test_switching_the_policy_brings_every_target_in_line():
+    project = ProjectFactory(overlap=4)
+    items = ItemFactory.create_batch(3, project=project)
+    import_lines(project, [{"prompt": "Rank these.", "responses": ["x", "y", "z"]}])
+    assert all(i.target_judgments == 4 for i in items)
+    _dynamic(project, k_min=2)
+    assert {i.target_judgments for i in Item.objects.filter(pk__in=[i.pk for i in items])} == {2}
+    assert Item.objects.get(project=project, kind=ItemKind.RANKING).target_judgments == 4, "rankings keep theirs"
+    # New comparisons start at k_min while the policy is on.
+    import_lines(project, [{"prompt": "New?", "responses": ["one", "two"]}])
+    assert Item.objects.get(project=project, prompt__messages__icontains="New?").target_judgments == 2
+    dynamic_k.routing_update(project=project, changes={"dynamic_k": False})
+    assert set(Item.objects.filter(project=project, kind=ItemKind.COMPARISON).values_list(
+        "target_judgments", flat=True)) == {4}
+
+
+def test_only_leads_change_it_and_bad_values_are_refused_whole():
+    project = ProjectFactory(overlap=3)
+    lead, annotator, engineer = member(project, Role.LEAD), member(project), member(project, Role.ENGINEER)
+    url = f"/api/projects/{project.slug}/routing/"
+    assert api_as(lead).get(url).json() == {"dynamic_k": False, "k_min": 2, "stop_confidence": 0.95, "overlap": 3}
+    for who in (annotator, engineer):
+        assert api_as(who).patch(url, {"dynamic_k": True}, format="json").status_code == 403
+    bad = api_as(lead).patch(url, {"dynamic_k": True, "k_min": 4}, format="json")
+    assert bad.status_code in (400, 422) and "k_min" in str(bad.json())
+    project.refresh_from_db()
+    assert project.dynamic_k is False, "nothing saved"
+    ok = api_as(lead).patch(url, {"dynamic_k": True, "stop_confidence": 0.9}, format="json")
+    assert ok.status_code == 200 and ok.json()["dynamic_k"] is True
