@@ -7,8 +7,10 @@ anchor answers say about them:
 
     P(B) = sigmoid( sum over judgments of  +/- logit(r_a) )      (+ for B, - for A)
 
-where r_a is the annotator's accuracy on clear-cut anchors with a Beta(8, 2) prior (0.8 with no
-anchors yet; the same prior as a typical rater), capped at 0.98. Ties and "both bad" do not move it.
+where r_a is the annotator's accuracy: a Beta prior of weight 10 centred on what the project's
+aggregation says of them (Dawid-Skene's A/B accuracy from their agreement with everyone else, refit
+whenever the project's judgments have grown by a tenth, cached; 0.8 before there is enough to fit),
+updated with their clear-cut anchor answers; capped at 0.98. Ties and "both bad" do not move it.
 The item's target becomes:
 - its judgment count, when max(P(B), 1 - P(B)) >= stop_confidence, or when at least k_min
   judgments are in and two thirds of them say tie or both bad (a consensus with no winner);
@@ -24,27 +26,55 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 
 from annotation.models import Choice, Item, ItemKind, Judgment, Project
 
+from rewards.aggregation import dawid_skene
+
 from ..models import AnchorResult
 
-PRIOR_RIGHT, PRIOR_WRONG = 8.0, 2.0  # Beta prior on an annotator's accuracy: mean 0.8
+PRIOR_WEIGHT, PRIOR_MEAN = 10.0, 0.8  # Beta prior on an annotator's accuracy
 ACCURACY_CAP = 0.98
+FIT_MIN_JUDGMENTS = 30  # fewer decisive judgments in the project: no agreement fit yet
+REFIT_GROWTH = 0.1
 NO_WINNER_SHARE = 2 / 3
 
 
-def annotator_accuracy(*, project_id: int, annotator_ids: list[int]) -> dict[int, float]:
-    """Posterior mean accuracy on clear-cut anchors, per annotator (the Beta prior where none)."""
+def agreement_accuracy(*, project: Project) -> dict[int, float]:
+    """Per annotator, Dawid-Skene's estimate of how often they pick the true one of A and B, from
+    the project's decisive live judgments; cached, and refit when the judgments have grown by
+    REFIT_GROWTH. Empty while the project has fewer than FIT_MIN_JUDGMENTS."""
+    decisive = Judgment.objects.filter(project=project, reask_of__isnull=True, choice__in=(Choice.A, Choice.B))
+    n = decisive.count()
+    key = f"dynamic-k-reliability:{project.pk}:{project.created_at.timestamp():.6f}"
+    cached = cache.get(key)
+    if cached is not None and n <= cached["n"] * (1 + REFIT_GROWTH):
+        return cached["accuracy"]
+    accuracy: dict[int, float] = {}
+    if n >= FIT_MIN_JUDGMENTS:
+        _labels, confusion = dawid_skene(list(decisive.values_list("item_id", "annotator_id", "choice")))
+        for annotator_id, matrix in confusion.items():  # rows: the truth, columns: what they answered
+            accuracy[annotator_id] = float(np.mean(np.diag(matrix)))
+    cache.set(key, {"n": max(n, 1), "accuracy": accuracy}, timeout=24 * 3600)
+    return accuracy
+
+
+def annotator_accuracy(*, project_id: int, annotator_ids: list[int], project: Project | None = None) -> dict[int, float]:
+    """Posterior mean accuracy per annotator: the Beta prior (centred on agreement_accuracy when
+    `project` is given and fitted, else PRIOR_MEAN) updated with their clear-cut anchor answers."""
     rows = (AnchorResult.objects.filter(project_id=project_id, annotator_id__in=annotator_ids, clear_cut=True)
             .values("annotator_id").annotate(n=Count("id"), right=Count("id", filter=Q(correct=True))))
     found = {r["annotator_id"]: (r["right"], r["n"]) for r in rows}
+    centre = agreement_accuracy(project=project) if project is not None else {}
     out = {}
     for a in annotator_ids:
         right, n = found.get(a, (0, 0))
-        out[a] = min((right + PRIOR_RIGHT) / (n + PRIOR_RIGHT + PRIOR_WRONG), ACCURACY_CAP)
+        mean = min(max(centre.get(a, PRIOR_MEAN), 0.5), ACCURACY_CAP)
+        out[a] = min((right + PRIOR_WEIGHT * mean) / (n + PRIOR_WEIGHT), ACCURACY_CAP)
     return out
 
 
@@ -75,7 +105,8 @@ def item_target_update(*, item_id: int) -> Item | None:
         if item is None or not item.project.dynamic_k:
             return None
         rows = list(Judgment.objects.filter(item_id=item.pk).values_list("annotator_id", "choice"))
-        accuracy = annotator_accuracy(project_id=item.project_id, annotator_ids=sorted({a for a, _ in rows}))
+        accuracy = annotator_accuracy(project_id=item.project_id, annotator_ids=sorted({a for a, _ in rows}),
+                                      project=item.project)
         posterior = winner_posterior([(choice, accuracy[a]) for a, choice in rows])
         no_winner = sum(1 for _a, choice in rows if choice in (Choice.TIE, Choice.BOTH_BAD))
         target = next_target(judged=len(rows), leased=item.assigned_count, posterior=posterior,

@@ -73,11 +73,12 @@ def test_through_the_queue_k_stays_within_its_bounds_gold_is_untouched_and_label
     assert all(2 <= n <= 5 for n in counts), counts
     assert all(2 <= item.target_judgments <= 5 and item.target_judgments == item.judgment_count for item in live)
     assert min(counts) == 2 and max(counts) > 2, "agreeing answers stopped at two, split ones asked on"
-    # An item stopped before the cap had a winner its votes agreed on (the accuracies behind each
-    # decision moved on as anchors were answered, so the posterior is not recomputed here).
-    for item in live.filter(judgment_count__lt=5):
-        votes = list(Judgment.objects.filter(item=item).values_list("choice", flat=True))
-        assert votes.count("a") != votes.count("b"), (item.pk, votes)
+    # Most items that stopped early had votes agreeing (a 1-1 split can stop only when one of the
+    # two raters is trusted far more than the other; the weights behind each decision have moved on
+    # since, so the posterior is not recomputed here).
+    early = [list(Judgment.objects.filter(item=item).values_list("choice", flat=True))
+             for item in live.filter(judgment_count__lt=5)]
+    assert sum(v.count("a") != v.count("b") for v in early) >= 0.8 * len(early), early
     assert sum(counts) < 5 * len(items) * 0.8, f"{sum(counts)} labels against {5 * len(items)} at k = 5"
     # Hidden gold: served, and its items keep their unlimited target.
     for anchor in anchors:
@@ -115,3 +116,24 @@ def test_only_leads_change_it_and_bad_values_are_refused_whole():
     assert project.dynamic_k is False, "nothing saved"
     ok = api_as(lead).patch(url, {"dynamic_k": True, "stop_confidence": 0.9}, format="json")
     assert ok.status_code == 200 and ok.json()["dynamic_k"] is True
+
+
+def test_the_weights_follow_what_the_aggregation_says_of_each_annotator():
+    """Before anchors say anything, an annotator's weight is centred on Dawid-Skene's estimate of
+    their accuracy from agreement: a rater who answers at random counts for less than careful ones."""
+    from django.core.cache import cache
+
+    rng = random.Random(3)
+    project = ProjectFactory(overlap=4)
+    items = ItemFactory.create_batch(40, project=project)
+    truth = {item.pk: rng.choice("ab") for item in items}
+    careful = [member(project) for _ in range(3)]
+    coin = member(project)
+    _work(project, careful, truth, accuracy=0.9, rng=rng)
+    _work(project, [coin], truth, accuracy=0.5, rng=rng)
+    cache.clear()
+    weights = dynamic_k.annotator_accuracy(project_id=project.pk, annotator_ids=[p.pk for p in [*careful, coin]],
+                                           project=project)
+    assert weights[coin.pk] < 0.7 < min(weights[p.pk] for p in careful), weights
+    # Without a fit (no project given) everyone starts at the prior's 0.8.
+    assert set(dynamic_k.annotator_accuracy(project_id=project.pk, annotator_ids=[coin.pk]).values()) == {0.8}
