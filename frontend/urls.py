@@ -27,6 +27,7 @@ urlpatterns = [
     path("p/<slug:slug>/import/", lead.import_page, name="import"),
     path("p/<slug:slug>/settings/", lead.settings_page, name="settings"),
     path("p/<slug:slug>/settings/goals/<str:username>/", lead.settings_goal, name="settings-goal"),
+    path("p/<slug:slug>/settings/routing/", lead.settings_routing, name="settings-routing"),
     path("p/<slug:slug>/rewrites/", designed.rewrites_page, name="rewrites"),
     path("p/<slug:slug>/rewrites/<int:rewrite_id>/review/", designed.rewrite_review, name="rewrite-review"),
     path("p/<slug:slug>/designed/", designed.designed_page, name="designed"),

@@ -143,7 +143,7 @@ LEAD_POSTS = [
     "/p/{slug}/calibration/{annotator}/recalibrate/", "/p/{slug}/calibration/alerts/1/ack/",
     "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
     "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/", "/p/{slug}/settings/",
-    "/p/{slug}/settings/goals/{annotator}/",
+    "/p/{slug}/settings/goals/{annotator}/", "/p/{slug}/settings/routing/",
 ]
 
 

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import history, selectors
@@ -15,6 +16,7 @@ from annotation.services.imports import import_job_create, import_job_progress, 
 from annotation.services.jobs import JobStateError
 from annotation.services.projects import SETTING_RANGES, daily_goal_set, project_settings_update, spec_publish
 from calibration.selectors import annotator_in_project
+from calibration.services.dynamic_k import routing_update
 from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_overview, export_sources
 
@@ -59,6 +61,26 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "frontend/settings.html", {
         "project": project, "form": form, "errors": errors, "ranges": SETTING_RANGES,
         "goals": history.annotator_goals(project=project)}, status=status)
+
+
+@login_required
+@require_POST
+def settings_routing(request: HttpRequest, slug: str) -> HttpResponse:
+    """Dynamic k on or off, its floor and its stop confidence (calibration/services/dynamic_k.py);
+    every live comparison's target follows at once."""
+    project = project_for(request, slug, can_lead)
+    try:
+        changes = {"dynamic_k": request.POST.get("dynamic_k") == "on",
+                   "k_min": int(request.POST.get("k_min", project.k_min)),
+                   "stop_confidence": float(request.POST.get("stop_confidence", project.stop_confidence))}
+        routing_update(project=project, changes=changes)
+    except ValueError:
+        messages.error(request, "Enter numbers for the fewest judgments and the stop confidence.")
+    except ValidationFailed as exc:
+        messages.error(request, "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()) or exc.message)
+    else:
+        messages.success(request, "Judgments per comparison saved; every open comparison follows them now.")
+    return redirect(reverse("settings", args=[project.slug]) + "#routing")
 
 
 @login_required

@@ -137,3 +137,23 @@ def test_the_weights_follow_what_the_aggregation_says_of_each_annotator():
     assert weights[coin.pk] < 0.7 < min(weights[p.pk] for p in careful), weights
     # Without a fit (no project given) everyone starts at the prior's 0.8.
     assert set(dynamic_k.annotator_accuracy(project_id=project.pk, annotator_ids=[coin.pk]).values()) == {0.8}
+
+
+def test_a_lead_turns_it_on_from_the_settings_page():
+    from django.test import Client
+
+    project = ProjectFactory(overlap=4)
+    item = ItemFactory(project=project)
+    client = Client()
+    client.force_login(member(project, Role.LEAD))
+    page = client.get(f"/p/{project.slug}/settings/").content.decode()
+    assert 'action="/p/%s/settings/routing/"' % project.slug in page and 'name="dynamic_k"' in page
+    answer = client.post(f"/p/{project.slug}/settings/routing/", {"dynamic_k": "on", "k_min": "2",
+                                                                   "stop_confidence": "0.9"})
+    assert answer.status_code == 302
+    project.refresh_from_db()
+    item.refresh_from_db()
+    assert (project.dynamic_k, project.k_min, project.stop_confidence, item.target_judgments) == (True, 2, 0.9, 2)
+    client.post(f"/p/{project.slug}/settings/routing/", {"dynamic_k": "on", "k_min": "9", "stop_confidence": "0.9"})
+    project.refresh_from_db()
+    assert project.k_min == 2, "a floor above the overlap is refused whole"
