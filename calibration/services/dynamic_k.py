@@ -7,9 +7,9 @@ anchor answers say about them:
 
     P(B) = sigmoid( sum over judgments of  +/- logit(r_a) )      (+ for B, - for A)
 
-where r_a is the annotator's accuracy: a Beta prior of weight 10 centred on what the project's
-aggregation says of them (Dawid-Skene's A/B accuracy from their agreement with everyone else, refit
-whenever the project's judgments have grown by a tenth, cached; 0.8 before there is enough to fit),
+where r_a is the annotator's accuracy: a Beta prior of weight 10 centred on what their agreement
+with everyone else says of them (Dawid-Skene's one-coin model on the A/B votes, `one_coin_accuracy`,
+refit whenever the project's judgments have grown by a tenth, cached; 0.8 before there is enough),
 updated with their clear-cut anchor answers; capped at 0.98. Ties and "both bad" do not move it.
 The item's target becomes:
 - its judgment count, when max(P(B), 1 - P(B)) >= stop_confidence, or when at least k_min
@@ -33,8 +33,6 @@ from django.db.models import Count, Q
 
 from annotation.models import Choice, Item, ItemKind, Judgment, Project
 
-from rewards.aggregation import dawid_skene
-
 from ..models import AnchorResult
 
 PRIOR_WEIGHT, PRIOR_MEAN = 10.0, 0.8  # Beta prior on an annotator's accuracy
@@ -45,8 +43,8 @@ NO_WINNER_SHARE = 2 / 3
 
 
 def agreement_accuracy(*, project: Project) -> dict[int, float]:
-    """Per annotator, Dawid-Skene's estimate of how often they pick the true one of A and B, from
-    the project's decisive live judgments; cached, and refit when the judgments have grown by
+    """Per annotator, how often they pick the true one of A and B (one_coin_accuracy over the
+    project's decisive live judgments); cached, and refit when the judgments have grown by
     REFIT_GROWTH. Empty while the project has fewer than FIT_MIN_JUDGMENTS."""
     decisive = Judgment.objects.filter(project=project, reask_of__isnull=True, choice__in=(Choice.A, Choice.B))
     n = decisive.count()
@@ -56,11 +54,40 @@ def agreement_accuracy(*, project: Project) -> dict[int, float]:
         return cached["accuracy"]
     accuracy: dict[int, float] = {}
     if n >= FIT_MIN_JUDGMENTS:
-        _labels, confusion = dawid_skene(list(decisive.values_list("item_id", "annotator_id", "choice")))
-        for annotator_id, matrix in confusion.items():  # rows: the truth, columns: what they answered
-            accuracy[annotator_id] = float(np.mean(np.diag(matrix)))
+        rows = np.array([(i, a, c == Choice.B) for i, a, c in decisive.values_list("item_id", "annotator_id", "choice")],
+                        dtype=np.int64)
+        accuracy = one_coin_accuracy(rows[:, 0], rows[:, 1], rows[:, 2])
     cache.set(key, {"n": max(n, 1), "accuracy": accuracy}, timeout=24 * 3600)
     return accuracy
+
+
+def one_coin_accuracy(item: np.ndarray, annotator: np.ndarray, chose_b: np.ndarray, *, n_iter: int = 50) -> dict[int, float]:
+    """Dawid-Skene's one-coin model for two classes, by EM: each annotator picks the true side with
+    probability p_a. E-step: P(B wins item i) from the prior and every vote's likelihood; M-step:
+    p_a = the expected share of their votes that went to the true side. Starts from the vote
+    shares. Written here rather than taken from rewards.aggregation (the full Dawid-Skene), which
+    sits in a layer above calibration (tests/test_house_plan.py); tests/calibration/test_dynamic_k.py
+    checks it against that one on a pool."""
+    items, i = np.unique(item, return_inverse=True)
+    people, a = np.unique(annotator, return_inverse=True)
+    y = chose_b.astype(float)
+    votes = np.bincount(i, minlength=items.size)
+    q = (np.bincount(i, weights=y, minlength=items.size) + 0.5) / (votes + 1.0)
+    p = np.full(people.size, PRIOR_MEAN)
+    for _ in range(n_iter):
+        right = y * q[i] + (1 - y) * (1 - q[i])
+        p = np.clip(np.bincount(a, weights=right, minlength=people.size) / np.bincount(a, minlength=people.size),
+                    0.01, 0.99)
+        prior = float(np.clip(q.mean(), 0.01, 0.99))
+        weight = np.log(p / (1 - p))[a]
+        log_odds = np.log(prior / (1 - prior)) + np.bincount(i, weights=np.where(y == 1, weight, -weight),
+                                                              minlength=items.size)
+        new_q = 1.0 / (1.0 + np.exp(-log_odds))
+        if np.abs(new_q - q).max() < 1e-6:
+            q = new_q
+            break
+        q = new_q
+    return {int(person): float(value) for person, value in zip(people, p)}
 
 
 def annotator_accuracy(*, project_id: int, annotator_ids: list[int], project: Project | None = None) -> dict[int, float]:

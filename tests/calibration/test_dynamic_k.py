@@ -157,3 +157,21 @@ def test_a_lead_turns_it_on_from_the_settings_page():
     client.post(f"/p/{project.slug}/settings/routing/", {"dynamic_k": "on", "k_min": "9", "stop_confidence": "0.9"})
     project.refresh_from_db()
     assert project.k_min == 2, "a floor above the overlap is refused whole"
+
+
+def test_the_one_coin_fit_agrees_with_the_full_dawid_skene_on_a_two_class_pool():
+    import numpy as np
+
+    from rewards.aggregation import dawid_skene
+
+    rng = np.random.default_rng(5)
+    accuracy = np.array([0.9, 0.9, 0.85, 0.8, 0.6, 0.5])
+    truth = rng.integers(0, 2, 300)
+    item = np.repeat(np.arange(300), 4)
+    annotator = np.concatenate([rng.choice(6, 4, replace=False) for _ in range(300)])
+    chose_b = np.where(rng.random(item.size) < accuracy[annotator], truth[item], 1 - truth[item])
+    ours = dynamic_k.one_coin_accuracy(item, annotator, chose_b)
+    _labels, confusion = dawid_skene([(int(i), int(a), "ab"[c]) for i, a, c in zip(item, annotator, chose_b)])
+    for a in range(6):
+        assert ours[a] == pytest.approx(float(np.mean(np.diag(confusion[a]))), abs=0.03)
+        assert ours[a] == pytest.approx(accuracy[a], abs=0.08)
