@@ -2,8 +2,8 @@
 
 A live comparison starts with k_min judgments wanted (annotation/services/imports.py). After each
 judgment on it (calibration's after-submit hook, after the response has gone out), the winner's
-posterior is computed from the item's decisive judgments, each weighted by what its annotator's
-anchor answers say about them:
+posterior is computed from the item's decisive judgments, each weighted by how reliable its
+annotator is:
 
     P(B) = sigmoid( sum over judgments of  +/- logit(r_a) )      (+ for B, - for A)
 
@@ -47,17 +47,21 @@ def agreement_accuracy(*, project: Project) -> dict[int, float]:
     project's decisive live judgments); cached, and refit when the judgments have grown by
     REFIT_GROWTH. Empty while the project has fewer than FIT_MIN_JUDGMENTS."""
     decisive = Judgment.objects.filter(project=project, reask_of__isnull=True, choice__in=(Choice.A, Choice.B))
-    n = decisive.count()
     key = f"dynamic-k-reliability:{project.pk}:{project.created_at.timestamp():.6f}"
     cached = cache.get(key)
-    if cached is not None and n <= cached["n"] * (1 + REFIT_GROWTH):
-        return cached["accuracy"]
+    if cached is not None:
+        # Only the judgments since the last fit are counted (a range on the (project, id) index),
+        # not the whole project on every submit.
+        new = decisive.filter(id__gt=cached["last_id"]).count()
+        if new <= REFIT_GROWTH * max(cached["n"], FIT_MIN_JUDGMENTS):
+            return cached["accuracy"]
+    rows = list(decisive.values_list("id", "item_id", "annotator_id", "choice"))
     accuracy: dict[int, float] = {}
-    if n >= FIT_MIN_JUDGMENTS:
-        rows = np.array([(i, a, c == Choice.B) for i, a, c in decisive.values_list("item_id", "annotator_id", "choice")],
-                        dtype=np.int64)
-        accuracy = one_coin_accuracy(rows[:, 0], rows[:, 1], rows[:, 2])
-    cache.set(key, {"n": max(n, 1), "accuracy": accuracy}, timeout=24 * 3600)
+    if len(rows) >= FIT_MIN_JUDGMENTS:
+        table = np.array([(i, a, c == Choice.B) for _pk, i, a, c in rows], dtype=np.int64)
+        accuracy = one_coin_accuracy(table[:, 0], table[:, 1], table[:, 2])
+    cache.set(key, {"n": len(rows), "last_id": max((r[0] for r in rows), default=0), "accuracy": accuracy},
+              timeout=24 * 3600)
     return accuracy
 
 
