@@ -339,6 +339,11 @@ class Item(models.Model):
         help_text="Served by the ordinary queue. Items held out of it (calibration anchors) are "
         "served only by whoever asks for them explicitly.",
     )
+    needs_skill = models.BooleanField(
+        default=False,
+        help_text="A comparison still contested after more than k_min judgments (dynamic k): in a skill domain "
+        "(Project.skill_domains), only annotators holding that skill are asked for more.",
+    )
     reask_of = models.OneToOneField(  # a judgment is asked again at most once
         "Judgment", null=True, blank=True, on_delete=models.CASCADE, related_name="reask_item",
         help_text="A swapped re-ask: this item repeats that judgment's pair, held out of the live queue "

@@ -125,14 +125,16 @@ def leases_release(*, project: Project, annotator, now: datetime | None = None) 
 
 
 def skill_filter(*, project: Project, annotator) -> Q:
-    """Rewrite tasks of a skill domain (project.skill_domains) only for holders of that skill;
-    every other item for anyone. A subquery on the annotator's skills (stored lower-case), not a
-    query of its own: the lease stays one round trip."""
+    """Rewrite tasks of a skill domain (project.skill_domains), and comparisons still contested
+    there (Item.needs_skill, set by dynamic k), only for holders of that skill; every other item
+    for anyone. A subquery on the annotator's skills (stored lower-case), not a query of its own:
+    the lease stays one round trip."""
     if not project.skill_domains:
         return Q()
     holds_skill = Exists(AnnotatorSkill.objects.filter(
         project_id=project.pk, user_id=annotator.pk, skill=Lower(Trim(OuterRef("prompt__domain")))))
-    return ~(Q(kind=ItemKind.REWRITE) & domain_in("prompt__domain", project.skill_domains) & ~holds_skill)
+    for_skilled = Q(kind=ItemKind.REWRITE) | Q(needs_skill=True)
+    return ~(for_skilled & domain_in("prompt__domain", project.skill_domains) & ~holds_skill)
 
 
 def _not_mine_already(annotator) -> RawSQL:

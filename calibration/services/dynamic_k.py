@@ -16,7 +16,9 @@ The item's target becomes:
   judgments are in and two thirds of them say tie or both bad (a consensus with no winner);
 - otherwise one more than its judgment count;
 clamped to [k_min, overlap], and never below the slots already leased (the database refuses an
-item with more leases than its target). Priorities are left as imported: ordering the queue by
+item with more leases than its target). An item still in doubt after more than k_min judgments,
+in one of the project's skill domains where at least one annotator holds the skill, is marked
+needs_skill: from then on routing asks only skill holders for it (routing.skill_filter). Priorities are left as imported: ordering the queue by
 how informative an item is comes later (issue 22).
 
 Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
@@ -31,7 +33,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 
-from annotation.models import Choice, Item, ItemKind, Judgment, Project
+from annotation.models import AnnotatorSkill, Choice, Item, ItemKind, Judgment, Project
 
 from ..models import AnchorResult
 
@@ -131,7 +133,7 @@ def next_target(*, judged: int, leased: int, posterior: float, no_winner: int, p
 def item_target_update(*, item_id: int) -> Item | None:
     """Recompute one live comparison's target (no-op for anything else)."""
     with transaction.atomic():
-        item = (Item.objects.select_for_update().select_related("project")
+        item = (Item.objects.select_for_update(of=("self",)).select_related("project", "prompt")
                 .filter(pk=item_id, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True).first())
         if item is None or not item.project.dynamic_k:
             return None
@@ -142,10 +144,21 @@ def item_target_update(*, item_id: int) -> Item | None:
         no_winner = sum(1 for _a, choice in rows if choice in (Choice.TIE, Choice.BOTH_BAD))
         target = next_target(judged=len(rows), leased=item.assigned_count, posterior=posterior,
                              no_winner=no_winner, project=item.project)
-        if target != item.target_judgments:
-            Item.objects.filter(pk=item.pk).update(target_judgments=target)
-            item.target_judgments = target
+        needs_skill = item.needs_skill or (target > len(rows) > min(item.project.k_min, item.project.overlap)
+                                           and _skill_held(item))
+        if (target, needs_skill) != (item.target_judgments, item.needs_skill):
+            Item.objects.filter(pk=item.pk).update(target_judgments=target, needs_skill=needs_skill)
+            item.target_judgments, item.needs_skill = target, needs_skill
         return item
+
+
+def _skill_held(item: Item) -> bool:
+    """Whether the item is in one of its project's skill domains and someone there holds the skill
+    (escalating to nobody would leave the item unanswered)."""
+    domain = (item.prompt.domain or "").strip().lower()
+    wanted = {d.strip().lower() for d in item.project.skill_domains or ()}
+    return bool(domain) and domain in wanted and AnnotatorSkill.objects.filter(
+        project_id=item.project_id, skill=domain).exists()
 
 
 def targets_reset(*, project: Project) -> int:

@@ -175,3 +175,32 @@ def test_the_one_coin_fit_agrees_with_the_full_dawid_skene_on_a_two_class_pool()
     for a in range(6):
         assert ours[a] == pytest.approx(float(np.mean(np.diag(confusion[a]))), abs=0.03)
         assert ours[a] == pytest.approx(accuracy[a], abs=0.08)
+
+
+@pytest.mark.parametrize("anyone_skilled", [True, False])
+def test_a_contested_comparison_in_a_skill_domain_goes_to_skill_holders(anyone_skilled):
+    """After more than k_min judgments without a winner, an item of a skill domain is asked only of
+    annotators holding the skill, if anyone holds it (else everyone may still answer)."""
+    from annotation.models import AnnotatorSkill
+    from tests.factories import PromptFactory
+
+    project = ProjectFactory(overlap=5, skill_domains=["legal"])
+    _dynamic(project, k_min=2, stop_confidence=0.95)
+    prompt = PromptFactory(project=project, domain="Legal")
+    item = ItemFactory(project=project, prompt=prompt, target_judgments=2)
+    crowd = [member(project) for _ in range(4)]
+    lawyer = member(project)
+    if anyone_skilled:
+        AnnotatorSkill.objects.create(project=project, user=lawyer, skill="legal")
+    for annotator, choice in zip(crowd, ["a", "b", "a"]):  # 2-1: still in doubt at three
+        assignment = queue_next(project=project, annotator=annotator)
+        assert assignment.item_id == item.pk
+        queue_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
+                     data=JudgmentInput(choice=to_shown(choice, shown_left=assignment.shown_left), strength="clear",
+                                        rationale="A reason long enough."))
+    item.refresh_from_db()
+    assert item.target_judgments == 4 and item.needs_skill is anyone_skilled
+    served = queue_next(project=project, annotator=crowd[3])
+    assert (served is None) is anyone_skilled
+    if anyone_skilled:
+        assert queue_next(project=project, annotator=lawyer).item_id == item.pk
