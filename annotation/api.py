@@ -1,6 +1,7 @@
 """REST API for labelling. Thin: parse input, check the role, call one service."""
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,8 +17,6 @@ from .after_response import AfterResponse
 from .models import BadCaseSource, RewriteStatus
 from .permissions import can_annotate, can_import, can_lead, can_see_all_judgments
 from .services.badcases import bad_case_report
-from django.conf import settings
-
 from .errors import ValidationFailed
 from .importing import file_too_large
 from .services.imports import import_job_create, import_job_progress, import_job_retry

@@ -482,6 +482,8 @@ class Judgment(models.Model):
     )
     client_token = models.UUIDField(default=uuid.uuid4)
     revision = models.PositiveIntegerField(default=1)
+    # A copy of item.reask_of, on purpose: every reader of judgments (and the analytics loader's
+    # raw SQL on this table alone) leaves re-asks out without a join to the items.
     reask_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reasks",
         help_text="Set on a swapped re-ask's answer: the same annotator's earlier judgment of the pair. "

@@ -31,7 +31,8 @@ import math
 import numpy as np
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Greatest
 
 from annotation.models import AnnotatorSkill, Choice, Item, ItemKind, Judgment, Project
 
@@ -163,15 +164,31 @@ def _skill_held(item: Item) -> bool:
 
 def targets_reset(*, project: Project) -> int:
     """After dynamic_k is switched: every live comparison gets the target its policy gives now (on:
-    recomputed from its judgments; off: the overlap). Returns how many items were looked at."""
+    recomputed from its judgments; off: the overlap, and nothing needs a skill any more). Set-based,
+    since it runs in the lead's request: one read of the judgments and one UPDATE per target value
+    (at most the overlap), each never below the slots leased meanwhile. Returns how many items
+    were looked at."""
     live = Item.objects.filter(project=project, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True)
     if not project.dynamic_k:
         # Never below what is already leased or judged (imports may have gone past k).
         live.filter(target_judgments__lt=project.overlap).update(target_judgments=project.overlap)
+        live.filter(needs_skill=True).update(needs_skill=False)
         return live.count()
+    votes: dict[int, list[tuple[int, str]]] = {}
+    for item_id, annotator_id, choice in Judgment.objects.filter(
+            item__in=live, reask_of__isnull=True).values_list("item_id", "annotator_id", "choice"):
+        votes.setdefault(item_id, []).append((annotator_id, choice))
+    accuracy = annotator_accuracy(project_id=project.pk, annotator_ids=sorted({a for v in votes.values() for a, _ in v}),
+                                  project=project)
+    by_target: dict[int, list[int]] = {}
     ids = list(live.values_list("id", flat=True))
     for item_id in ids:
-        item_target_update(item_id=item_id)
+        rows = votes.get(item_id, [])
+        target = next_target(judged=len(rows), leased=0, posterior=winner_posterior([(c, accuracy[a]) for a, c in rows]),
+                             no_winner=sum(1 for _a, c in rows if c in (Choice.TIE, Choice.BOTH_BAD)), project=project)
+        by_target.setdefault(target, []).append(item_id)
+    for target, members in by_target.items():
+        Item.objects.filter(pk__in=members).update(target_judgments=Greatest(F("assigned_count"), Value(target)))
     return len(ids)
 
 

@@ -204,3 +204,24 @@ def test_a_contested_comparison_in_a_skill_domain_goes_to_skill_holders(anyone_s
     assert (served is None) is anyone_skilled
     if anyone_skilled:
         assert queue_next(project=project, annotator=lawyer).item_id == item.pk
+
+
+def test_switching_on_reads_the_judgments_already_made_and_off_clears_the_skill_routing():
+    project = ProjectFactory(overlap=4)
+    agreed, split, fresh = ItemFactory.create_batch(3, project=project)
+    people = [member(project) for _ in range(2)]
+    for annotator, answers in zip(people, [{agreed.pk: "a", split.pk: "a"}, {agreed.pk: "a", split.pk: "b"}]):
+        for _ in range(2):
+            assignment = queue_next(project=project, annotator=annotator)
+            choice = answers[assignment.item_id]
+            queue_submit(assignment_id=assignment.pk, annotator=annotator, client_token=uuid.uuid4(),
+                         data=JudgmentInput(choice=to_shown(choice, shown_left=assignment.shown_left),
+                                            strength="clear", rationale="A reason long enough."))
+    assert Item.objects.get(pk=fresh.pk).judgment_count == 0
+    Item.objects.filter(pk=split.pk).update(needs_skill=True)
+    _dynamic(project, k_min=2, stop_confidence=0.9)
+    targets = dict(Item.objects.filter(project=project).values_list("pk", "target_judgments"))
+    # 2-0 at the prior's 0.8 each: 0.94, done; 1-1: one more; none yet: k_min.
+    assert (targets[agreed.pk], targets[split.pk], targets[fresh.pk]) == (2, 3, 2)
+    dynamic_k.routing_update(project=project, changes={"dynamic_k": False})
+    assert not Item.objects.filter(project=project, needs_skill=True).exists()
