@@ -197,6 +197,9 @@ class Membership(models.Model):
     imported = models.BooleanField(
         default=False, help_text="Created by a judgment import: someone who labelled elsewhere (no login)."
     )
+    judge = models.BooleanField(
+        default=False, help_text="An AI judge's account (rewards.Judge): labels through the submit path, no login; "
+        "its judgments are marked by_judge and kept apart from people's.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -489,6 +492,11 @@ class Judgment(models.Model):
         help_text="Set on a swapped re-ask's answer: the same annotator's earlier judgment of the pair. "
         "Such judgments measure self-consistency only; every data reader leaves them out.",
     )
+    # Copied from the annotator's membership by the submit's claim (Membership.judge), for the same
+    # reason: readers keep AI judges' labels apart from people's without a join.
+    by_judge = models.BooleanField(
+        default=False, help_text="Labelled by an AI judge (rewards.Judge), not a person. Never counted towards an "
+        "item's k; sets leave it out unless their curation policy says otherwise.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -157,7 +157,7 @@ def project_overview(*, project: Project) -> dict:
         row["done"] += n
     per_annotator = sorted(rows.values(), key=lambda r: (-r["done"], r["username"]))
     choices = dict(
-        Judgment.objects.filter(project=project, reask_of__isnull=True)
+        Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=False)
         .values_list("choice").annotate(n=Count("id")).order_by()
     )
     return {

@@ -17,6 +17,7 @@ from .formats import STRENGTH_MARGIN, TAGS
 AGGREGATIONS = ("none", "majority", "dawid_skene", "bias_aware", "bradley_terry")
 STANDINGS = ("calibrating", "active", "needs_retraining", "excluded")
 # Bias flags whose judgments a policy can leave out where the bias applies (rewards/services/sets.py).
+JUDGE_LABELS = ("exclude", "tiebreak", "include")
 BIAS_DROPS = ("length", "position", "confidence", "formatting", "speed", "sycophancy")
 SPLITS = ("train", "test")
 
@@ -63,6 +64,12 @@ class CurationPolicy:
                                "keeps it down-weighted in the aggregation (majority, Dawid-Skene, bias-aware, "
                                "Bradley-Terry). With aggregation none each judgment is a pair of its own and "
                                "cannot be partly in a set, so any weight below 1 leaves it out there."})
+    judge_labels: str = field(
+        default="exclude", metadata={"help": "AI judges' labels (rewards/judges.py): exclude (people's labels only, the "
+                                     "default), tiebreak (a judge's vote counts for 1/1000 of a person's, so it decides "
+                                     "only where people's votes are tied, and never makes min_judgments), or include "
+                                     "(a judge counts as one more rater). The set's counts say how many were left "
+                                     "out or counted."})
     chosen_shorter_share: float | None = field(
         default=None, metadata={"help": "Target share of pairs whose chosen response is the shorter one "
                                 "(length-aware: concise good answers against longer bad ones)."})
@@ -84,6 +91,8 @@ class CurationPolicy:
         if isinstance(self.biased_weight, bool) or not isinstance(self.biased_weight, (int, float)) \
                 or not 0.0 <= self.biased_weight <= 1.0:
             out["biased_weight"] = "From 0 (leave out) to 1 (count in full)."
+        if self.judge_labels not in JUDGE_LABELS:
+            out["judge_labels"] = f"Use one of {', '.join(JUDGE_LABELS)}."
         margins = dict(self.margins)
         if set(margins) != set(STRENGTH_MARGIN) or any(not 0 <= m <= 10 for m in margins.values()):
             out["margins"] = "Give a margin from 0 to 10 for slight, clear and strong."

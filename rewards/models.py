@@ -181,3 +181,4 @@ class ReadinessOverride(models.Model):
     purpose = models.CharField(max_length=200, blank=True, help_text="What it was selected for (e.g. a run).")
     failures = models.JSONField(default=list, help_text="The minimums it missed when it was overridden.")
     created_at = models.DateTimeField(auto_now_add=True)
+

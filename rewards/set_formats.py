@@ -46,6 +46,17 @@ JUDGE_SYSTEM = (
 )
 
 
+def judge_user_text(messages: Sequence[dict], a: str, b: str) -> str:
+    """The judge prompt's user turn: the question, then response A and response B. The rm-r1 export
+    and every AI judge (training/judges.py) use this one text, so a judge fine-tuned on the export
+    is asked in the words it learned."""
+    return (
+        f"[Client Question]\n{prompt_as_text(messages)}\n\n"
+        f"[The Start of Chatbot A's Response]\n{a}\n[The End of Chatbot A's Response]\n\n"
+        f"[The Start of Chatbot B's Response]\n{b}\n[The End of Chatbot B's Response]"
+    )
+
+
 def _messages(messages: Sequence[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
@@ -93,12 +104,7 @@ def pair_row(pair: dict, fmt: str, *, dimensions: Sequence[dict] = ()) -> dict |
         chosen_first = pair["position"] % 2 == 0  # alternate, so "A wins" is no shortcut
         a, b = (pair["chosen"], pair["rejected"]) if chosen_first else (pair["rejected"], pair["chosen"])
         verdict = "A" if chosen_first else "B"
-        question = prompt_as_text(pair["messages"])
-        user = (
-            f"[Client Question]\n{question}\n\n"
-            f"[The Start of Chatbot A's Response]\n{a}\n[The End of Chatbot A's Response]\n\n"
-            f"[The Start of Chatbot B's Response]\n{b}\n[The End of Chatbot B's Response]"
-        )
+        user = judge_user_text(pair["messages"], a, b)
         notes = "\n".join(f"- {r.strip()}" for r in pair["rationales"] if r and r.strip())
         evaluation = f"Chatbot {verdict} is better. Annotators' reasons:\n{notes}" if notes else f"Chatbot {verdict} is better."
         return {

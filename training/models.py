@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from annotation.models import Project
-from rewards.models import PreferenceSet, RewardModel
+from rewards.models import FreezeStatus, PreferenceSet, RewardModel
 
 
 class RunKind(models.TextChoices):
@@ -177,3 +177,104 @@ class FeedbackBatch(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class JudgeKind(models.TextChoices):
+    REWARD_MODEL = "reward_model", "Reward model from the registry"
+    LOCAL_MODEL = "local_model", "Local transformers model directory (causal LM)"
+    ENDPOINT = "endpoint", "OpenAI-compatible chat endpoint"
+
+
+class JudgeUse(models.TextChoices):
+    CALIBRATION = "calibration", "Calibration round"
+    PRELABEL = "prelabel", "Pre-label"
+    TIEBREAK = "tiebreak", "Tie-breaker"
+    ROUTE = "route", "Routing (HyPER)"
+
+
+class Judge(models.Model):
+    """An AI judge registered on a project (rewards/judges.py): it labels comparisons through the
+    same submit path as a person, from its own account (a judge membership, no login), so it gets
+    a standing from anchors, agreement and bias figures like anyone; its labels are marked
+    Judgment.by_judge and stay out of sets unless a curation policy takes them."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=JudgeKind.choices)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judge")
+    reward_model = models.ForeignKey(RewardModel, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="judges", help_text="kind reward_model: the registry's model.")
+    model_dir = models.CharField(max_length=500, blank=True, help_text="kind local_model: a causal LM directory.")
+    endpoint_url = models.CharField(max_length=500, blank=True,
+                                    help_text="kind endpoint: the API's base URL (…/v1); /chat/completions is added.")
+    endpoint_model = models.CharField(max_length=200, blank=True, help_text="kind endpoint: the model name sent.")
+    api_key_env = models.CharField(max_length=100, blank=True,
+                                   help_text="kind endpoint: the environment variable holding the key (never stored).")
+    sure_at = models.FloatField(default=0.8, help_text="Routing: the judge is sure when its P(winner) is at least this.")
+    cost_per_call = models.FloatField(default=0.0, help_text="Fixed cost of one call, in the project's currency.")
+    cost_per_1k_tokens = models.FloatField(default=0.0, help_text="Cost per 1000 tokens (endpoint usage).")
+    timeout_seconds = models.PositiveSmallIntegerField(default=30)
+    active = models.BooleanField(default=True)
+    evaluation = models.JSONField(default=dict, blank=True, help_text=(
+        "A generative judge's held-out evaluation (training run): accuracy per category, position consistency."))
+    source_run_id = models.PositiveIntegerField(null=True, blank=True, help_text="The training run that made it.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="judge_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JudgeCall(models.Model):
+    """One call of a judge on one item: what it said (in canonical a/b terms), what it cost and how
+    long it took; failed calls too, with their reason (nothing is stored as a label then)."""
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="calls")
+    item = models.ForeignKey("annotation.Item", null=True, on_delete=models.SET_NULL, related_name="+")
+    purpose = models.CharField(max_length=16, choices=JudgeUse.choices)
+    ok = models.BooleanField(default=False)
+    p_a = models.FloatField(null=True, help_text="The judge's probability that response a is the better one.")
+    choice = models.CharField(max_length=16, blank=True, help_text="a | b | tie | both_bad (canonical).")
+    shown_left = models.CharField(max_length=1, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    judgment = models.ForeignKey("annotation.Judgment", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge", "id"]
+        indexes = [models.Index(fields=["judge", "purpose"], name="judgecall_judge_purpose_idx")]
+
+
+class JudgeJob(models.Model):
+    """A judge's batch of work on a worker (calibration, pre-labels, tie-breaks, routing): its
+    progress, and what came of it; the job lifecycle of annotation/services/jobs.py."""
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="jobs")
+    use = models.CharField(max_length=16, choices=JudgeUse.choices)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items (none: all).")
+    status = models.CharField(max_length=16, choices=FreezeStatus.choices, default=FreezeStatus.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    percent = models.PositiveSmallIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    outcome = models.JSONField(default=dict, blank=True, help_text="Labelled, failed, closed for people, ...")
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

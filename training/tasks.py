@@ -6,6 +6,7 @@ from celery.signals import worker_ready
 
 from annotation.services.jobs import task_failed_register
 
+from .judges import judge_job_run
 from .services.reward_runs import reward_run_execute
 from .services.rl_runs import rl_run_execute
 from .services.runs import run_fail, runs_fail_orphans, runs_reap_stale
@@ -21,6 +22,11 @@ def train_reward_model(self, run_id: int) -> int | None:
 def train_policy(self, run_id: int) -> int | None:
     run = rl_run_execute(run_id=run_id, node=self.request.hostname or "")
     return run.pk if run is not None else None
+
+
+@shared_task(acks_late=True, name="training.tasks.run_judge_job")
+def run_judge_job(job_id: int) -> int:
+    return judge_job_run(job_id=job_id).pk
 
 
 @shared_task(name="training.tasks.reap_stale_runs")

@@ -166,6 +166,7 @@ def judgment_record(
         client_token=client_token,
         # A swapped re-ask's answer points at the earlier judgment it repeats (read by the claim).
         reask_of_id=assignment.item.reask_of_id,
+        by_judge=claim.by_judge,  # an AI judge's account (read by the claim)
     )
     try:
         judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway

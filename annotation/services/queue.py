@@ -27,8 +27,8 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from ..errors import Conflict
-from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Judgment, Project
+from ..errors import Conflict, NotAllowed
+from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Judgment, Membership, Project, Role
 from ..permissions import work_allowed_check
 from .judgments import JudgmentInput, judgment_record
 from .routing import assignment_held, assignment_lease, queue_sweep
@@ -104,6 +104,34 @@ def queue_submit(
         known = judgment.assignment.claim_known if created else {}
         feedback = _hooks.after_submit(judgment=judgment, created=created, now=now, defer=defer, known=known)
     return SubmitOutcome(judgment=judgment, created=created, feedback=feedback)
+
+
+def judge_submit(*, item: Item, annotator, shown_left: str, data: JudgmentInput, client_token,
+                 now: datetime | None = None) -> SubmitOutcome:
+    """An AI judge's answer on an item it was handed (rewards/judges.py), through the same claim,
+    validation, record and after-submit hooks as a person's submit.
+
+    A judge is not served from the queue and holds no slot of the item's k: its assignment is
+    opened here, in the submit's own transaction, with the sides the judge was shown, so a judge
+    that fails never leaves a lease behind and people's k is untouched (work.assignment_finish
+    does not count its result on the item). Only an account with a judge membership may do this."""
+    now = now or timezone.now()
+    if shown_left not in ("a", "b"):
+        raise ValueError("shown_left is a or b")
+    with transaction.atomic():
+        if not Membership.objects.filter(project_id=item.project_id, user=annotator, role=Role.ANNOTATOR,
+                                         judge=True).exists():
+            raise NotAllowed("Only an AI judge's account labels items it was handed.")
+        assignment, _ = Assignment.objects.get_or_create(
+            annotator=annotator, item=item,
+            defaults={"project_id": item.project_id, "status": AssignmentStatus.LEASED, "shown_left": shown_left,
+                      "leased_at": now, "lease_expires_at": now})
+        if assignment.status != AssignmentStatus.LEASED:
+            raise Conflict("This judge already labelled this item.")
+        if assignment.shown_left != shown_left:
+            raise Conflict("The judge's answer is for another presentation of this item.")
+        return queue_submit(assignment_id=assignment.pk, annotator=annotator, data=data, client_token=client_token,
+                            now=now)
 
 
 @transaction.atomic

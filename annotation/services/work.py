@@ -27,6 +27,11 @@ class Claim:
     reclaim_slot: bool
     replay: Model | None = None  # the earlier result when this submit was already recorded
 
+    @property
+    def by_judge(self) -> bool:
+        """An AI judge's submit: it held no slot of the item's k and is not counted on it."""
+        return bool(self.assignment.is_judge)
+
 
 def assignment_claim(
     *, assignment_id: int | None = None, handle: str | None = None, annotator, kind: str,
@@ -78,7 +83,9 @@ def _claim_shape(*, by_handle: bool, annotator_model):
         # Membership, and what the registered gates need (standing, ...), are read by the same
         # statement that takes the lock: one round trip instead of one a check.
         annotations = {"still_member": Exists(Membership.objects.filter(
-            project_id=OuterRef("project_id"), user_id=someone.pk, role=Role.ANNOTATOR))}
+            project_id=OuterRef("project_id"), user_id=someone.pk, role=Role.ANNOTATOR)),
+            "is_judge": Exists(Membership.objects.filter(
+                project_id=OuterRef("project_id"), user_id=someone.pk, role=Role.ANNOTATOR, judge=True))}
         annotations.update({f"known_{name}": expression for name, expression in reads.items()})
         query = (Assignment.objects.filter(annotator=someone, **which).select_for_update(of=("self",))
                  .annotate(**annotations).values(*paths, *annotations).query)
@@ -110,6 +117,7 @@ def _claim_row(*, assignment_id: int | None, handle: str | None, annotator) -> A
     assignment.item = _model_from(Item, values, "item__")
     assignment.item.project = project
     assignment.still_member = values["still_member"]
+    assignment.is_judge = values["is_judge"]
     assignment.claim_known = {name[len("known_"):]: value for name, value in values.items() if name.startswith("known_")}
     return assignment
 
@@ -133,19 +141,21 @@ def slot_check(claim: Claim) -> None:
 
 def assignment_finish(*, claim: Claim, now: datetime) -> None:
     """Mark the assignment submitted and count the result on its item (on PostgreSQL in one
-    statement: the item's UPDATE rides on the assignment's)."""
+    statement: the item's UPDATE rides on the assignment's). An AI judge's result is not counted on
+    the item: its k is people's (rewards/judges.py)."""
     reclaim = 1 if claim.reclaim_slot else 0
+    counted = 0 if claim.by_judge else 1
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""WITH done AS (UPDATE "{Assignment._meta.db_table}" SET "status" = %s, "finished_at" = %s
                         WHERE "id" = %s RETURNING "item_id")
-                    UPDATE "{Item._meta.db_table}" SET "judgment_count" = "judgment_count" + 1,
+                    UPDATE "{Item._meta.db_table}" SET "judgment_count" = "judgment_count" + %s,
                         "assigned_count" = "assigned_count" + %s
                     FROM done WHERE "{Item._meta.db_table}"."id" = done.item_id""",
-                [AssignmentStatus.SUBMITTED.value, now, claim.assignment.pk, reclaim],
+                [AssignmentStatus.SUBMITTED.value, now, claim.assignment.pk, counted, reclaim],
             )
         return
     Assignment.objects.filter(pk=claim.assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
     Item.objects.filter(pk=claim.assignment.item_id).update(
-        judgment_count=F("judgment_count") + 1, assigned_count=F("assigned_count") + reclaim)
+        judgment_count=F("judgment_count") + counted, assigned_count=F("assigned_count") + reclaim)

@@ -21,7 +21,8 @@ in one of the project's skill domains where at least one annotator holds the ski
 needs_skill: from then on routing asks only skill holders for it (routing.skill_filter). Priorities are left as imported: ordering the queue by
 how informative an item is comes later (issue 22).
 
-Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
+People's judgments only: an AI judge's label (rewards/judges.py) holds no slot of k and does not
+move the posterior. Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
 rewrites and adversarial tasks keep their fixed targets.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ def agreement_accuracy(*, project: Project) -> dict[int, float]:
     """Per annotator, how often they pick the true one of A and B (one_coin_accuracy over the
     project's decisive live judgments); cached, and refit when the judgments have grown by
     REFIT_GROWTH. Empty while the project has fewer than FIT_MIN_JUDGMENTS."""
-    decisive = Judgment.objects.filter(project=project, reask_of__isnull=True, choice__in=(Choice.A, Choice.B))
+    decisive = Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=False,
+                                       choice__in=(Choice.A, Choice.B))
     key = f"dynamic-k-reliability:{project.pk}:{project.created_at.timestamp():.6f}"
     cached = cache.get(key)
     if cached is not None:
@@ -138,7 +140,7 @@ def item_target_update(*, item_id: int) -> Item | None:
                 .filter(pk=item_id, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True).first())
         if item is None or not item.project.dynamic_k:
             return None
-        rows = list(Judgment.objects.filter(item_id=item.pk).values_list("annotator_id", "choice"))
+        rows = list(Judgment.objects.filter(item_id=item.pk, by_judge=False).values_list("annotator_id", "choice"))
         accuracy = annotator_accuracy(project_id=item.project_id, annotator_ids=sorted({a for a, _ in rows}),
                                       project=item.project)
         posterior = winner_posterior([(choice, accuracy[a]) for a, choice in rows])
@@ -176,7 +178,7 @@ def targets_reset(*, project: Project) -> int:
         return live.count()
     votes: dict[int, list[tuple[int, str]]] = {}
     for item_id, annotator_id, choice in Judgment.objects.filter(
-            item__in=live, reask_of__isnull=True).values_list("item_id", "annotator_id", "choice"):
+            item__in=live, reask_of__isnull=True, by_judge=False).values_list("item_id", "annotator_id", "choice"):
         votes.setdefault(item_id, []).append((annotator_id, choice))
     accuracy = annotator_accuracy(project_id=project.pk, annotator_ids=sorted({a for v in votes.values() for a, _ in v}),
                                   project=project)

@@ -120,6 +120,13 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     # read by the claim's locking query (standing.CLAIM_READS): the same statement for every submit.
     if not created:
         return None
+    if judgment.by_judge:
+        # An AI judge labels items it was handed (rewards/judges.py): it holds no slot of k, so
+        # dynamic k has nothing to re-target, and it is never re-asked. An anchor it is handed is
+        # scored at once, towards its standing; it gets no feedback.
+        if known.get("anchor_id") is not None:
+            hidden_answer_score(judgment_id=judgment.pk, now=now)
+        return None
     item = judgment.assignment.item
     if judgment.assignment.project.dynamic_k and item.in_live_queue and item.reask_of_id is None:
         # Dynamic k: one more judgment wanted while the winner is in doubt (services/dynamic_k.py).

@@ -48,21 +48,30 @@ def _counted(project: Project, policy: CurationPolicy):
     return lambda annotator_id: states.get(annotator_id, "active") in allowed
 
 
-WEIGHT = 17  # a comparison row's last field: what it counts for in the aggregation (see _comparisons)
+BY_JUDGE = 17  # a comparison row's field: labelled by an AI judge (Judgment.by_judge)
+WEIGHT = 18  # a comparison row's last field: what it counts for in the aggregation (see _comparisons)
+# What a judge's vote counts for under judge_labels "tiebreak": it can only decide where people's
+# weighted votes are tied (the smallest weight a person's vote can have is far above it).
+TIEBREAK_WEIGHT = 1e-3
 
 
 def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec_versions: set) -> list[Candidate]:
     counted = _counted(project, policy)
     rows = (
         Judgment.objects.filter(project=project, reask_of__isnull=True)  # re-asks measure, they are not data
+        .filter(**({"by_judge": False} if policy.judge_labels == "exclude" else {}))
         .order_by("item_id", "id")
         .values_list(
             "id", "item_id", "annotator_id", "choice", "strength", "spec_version__version",
             "item__prompt_id", "item__response_a_id", "item__response_b_id", "item__prompt__messages",
             "item__response_a__text", "item__response_b__text", "item__prompt__domain", "item__prompt__difficulty",
-            "item__prompt__ground_truth", "rationale", "shown_left",
+            "item__prompt__ground_truth", "rationale", "shown_left", "by_judge",
         )
     )
+    if policy.judge_labels == "exclude":
+        left_out = Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=True).count()
+        if left_out:
+            counts["judge_judgments_left_out"] += left_out
     per_item: dict[int, list] = defaultdict(list)
     biased = _bias_filter(project, policy, counts)
     # A judgment under drop_biased counts for policy.biased_weight (0: left out); a pair of its
@@ -73,6 +82,15 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
             counts["judgments_left_out_by_standing"] += 1
             continue
         weight = 1.0
+        if row[BY_JUDGE]:
+            # A judge's label: a tie-breaker (never a pair of its own), or one more rater.
+            if policy.judge_labels == "tiebreak" and policy.aggregation in ("none", "bradley_terry"):
+                counts["judge_judgments_left_out"] += 1
+                continue
+            weight = TIEBREAK_WEIGHT if policy.judge_labels == "tiebreak" else 1.0
+            counts["judge_judgments_counted"] += 1
+            per_item[row[1]].append((*row, weight))
+            continue
         dropped = biased(row)
         if dropped and down_weight <= 0.0:
             counts[f"judgments_left_out_for_{dropped}_bias"] += 1
@@ -104,7 +122,10 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         return out
     if policy.aggregation == "bradley_terry":
         return _bradley_terry_pairs(per_item, policy, counts)
-    eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
+    # A tie-breaking judge never makes up min_judgments: people's judgments are counted.
+    people_only = policy.judge_labels == "tiebreak"
+    eligible = {item: group for item, group in per_item.items()
+                if sum(1 for row in group if not (people_only and row[BY_JUDGE])) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
     votes = [(item, row[2], row[3], row[WEIGHT]) for item, group in eligible.items() for row in group]
     if policy.aggregation == "bias_aware":
@@ -124,7 +145,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         # pick a label nobody chose (it learned that these raters answer the opposite): the
         # strength is then unknown and the policy's "clear" margin applies.
         _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
-        rationales = [row[15] for row in group if row[3] == agg.label]
+        rationales = [row[15] for row in group if row[3] == agg.label and not (people_only and row[BY_JUDGE])]
         out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
     return out
 
