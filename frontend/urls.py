@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import account, analytics, calibration, designed, home, labelling, lead, mywork, sets, training
+from .views import account, analytics, calibration, designed, home, judges, labelling, lead, mywork, sets, training
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -64,6 +64,9 @@ urlpatterns = [
     path("p/<slug:slug>/runs/rl/", training.rl_run_start, name="rl-run-start"),
     path("p/<slug:slug>/monitor-thresholds/", training.monitor_thresholds_view, name="monitor-thresholds"),
     path("p/<slug:slug>/reward-models/", training.reward_models_page, name="reward-models"),
+    path("p/<slug:slug>/judges/", judges.judges_page, name="judges"),
+    path("p/<slug:slug>/judges/<int:judge_id>/jobs/", judges.judge_job_start, name="judge-job-start"),
+    path("p/<slug:slug>/judges/jobs/<int:job_id>/", judges.judge_job_page, name="judge-job"),
     path("p/<slug:slug>/reward-models/<int:model_id>/", training.reward_model_page, name="reward-model"),
     path("p/<slug:slug>/analytics/", analytics.analytics_page, name="analytics"),
     path("p/<slug:slug>/analytics/refresh/", analytics.analytics_refresh, name="analytics-refresh"),

@@ -1,6 +1,7 @@
 """REST: training runs (start, watch, cancel), policy runs (GRPO/PPO: alerts, behavioural suite,
 feedback batches), the reward-model registry, readiness minimums and monitor thresholds.
 
+AI judges: leads and engineers register them, start their jobs and read how they are doing.
 Leads and engineers read runs and the registry; engineers start and cancel runs and choose reward
 models for RL; leads and engineers turn alerts and weak checkpoints into labelling batches and set
 the monitor thresholds; annotators see none of it (403), non-members get 404.
@@ -15,6 +16,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.errors import ValidationFailed
 from annotation.permissions import can_export, can_lead, can_train
 from annotation.selectors import project_get_for_member
 from rewards.models import RewardModel
@@ -22,12 +24,14 @@ from rewards.selectors import preference_set_of, reward_model_by_id, reward_mode
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 
 from .config import RewardRunConfig, RLRunConfig
-from .models import RL_KINDS, Run
+from .judges import judge_create, judge_job_progress, judge_job_request, judges_report
+from .models import RL_KINDS, Judge, Run
 from .selectors import (
-    alert_get, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
+    alert_get, judge_by_id, judge_job_by_id, judge_jobs_of, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
 )
 from .serializers import (
-    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, LogOutput, MetricOutput, ReadinessInput, RewardModelOutput,
+    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, JudgeInput, JudgeJobInput, JudgeJobOutput, JudgeOutput,
+    JudgeReportOutput, LogOutput, MetricOutput, ReadinessInput, RewardModelOutput,
     RLRunInput, RunInput, RunOutput, SelectInput, SelectOutput, SuiteOutput,
 )
 from .services.feedback import FeedbackError, feedback_batch_create
@@ -287,3 +291,87 @@ class MonitorThresholdsApi(APIView):
         except ValueError as exc:
             raise ValidationError(exc.args[0]) from None
         return Response({"thresholds": thresholds.to_dict()})
+
+
+# ---------------------------------------------------------------- AI judges
+
+
+def _judge_project(request, slug: str):
+    """Leads and engineers register and run judges; annotators get 403, non-members 404."""
+    project = project_get_for_member(slug=slug, user=request.user)
+    if not can_export(user=request.user, project=project):
+        raise PermissionDenied("Only leads and engineers see and run AI judges.")
+    return project
+
+
+def _judge_for(request, judge_id: int) -> Judge:
+    judge = judge_by_id(pk=judge_id)
+    if judge is None:
+        raise NotFound("No such judge.")
+    _judge_project(request, judge.project.slug)
+    return judge
+
+
+class JudgeListApi(APIView):
+    @extend_schema(responses=JudgeReportOutput(many=True))
+    def get(self, request, slug: str):
+        """The project's AI judges with their standing, agreement with people, pre-label overturn
+        rate, bias flags and cost/latency line."""
+        project = _judge_project(request, slug)
+        return Response(JudgeReportOutput(judges_report(project=project), many=True).data)
+
+    @extend_schema(request=JudgeInput, responses={201: JudgeOutput})
+    def post(self, request, slug: str):
+        """Register a judge (leads and engineers): a reward model of the project, a local causal LM
+        directory, or an OpenAI-compatible endpoint (its key stays in the workers' environment)."""
+        project = _judge_project(request, slug)
+        data = JudgeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        reward_model_id = values.pop("reward_model")
+        reward_model = reward_model_by_id(pk=reward_model_id) if reward_model_id else None
+        if reward_model_id and (reward_model is None or reward_model.project_id != project.pk):
+            raise ValidationError({"reward_model": "No such reward model in this project."})
+        try:
+            judge = judge_create(project=project, created_by=request.user, reward_model=reward_model, **values)
+        except ValidationFailed as exc:
+            raise ValidationError(exc.field_errors) from None
+        return Response(JudgeOutput(judge).data, status=201)
+
+
+class JudgeDetailApi(APIView):
+    @extend_schema(responses=JudgeReportOutput)
+    def get(self, request, judge_id: int):
+        judge = _judge_for(request, judge_id)
+        [row] = [r for r in judges_report(project=judge.project) if r["judge"].pk == judge.pk]
+        return Response(JudgeReportOutput(row).data)
+
+
+class JudgeJobListApi(APIView):
+    @extend_schema(responses=JudgeJobOutput(many=True))
+    def get(self, request, judge_id: int):
+        judge = _judge_for(request, judge_id)
+        return Response(JudgeJobOutput([judge_job_progress(job=j) for j in judge_jobs_of(judge=judge)], many=True).data)
+
+    @extend_schema(request=JudgeJobInput, responses={202: JudgeJobOutput})
+    def post(self, request, judge_id: int):
+        """Start a judge's work on a worker: its calibration round, pre-labels, tie-breaks or
+        HyPER routing (an endpoint judge on the default queue, a model judge on the gpu queue)."""
+        judge = _judge_for(request, judge_id)
+        data = JudgeJobInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = judge_job_request(judge=judge, created_by=request.user, **data.validated_data)
+        except ValidationFailed as exc:
+            raise ValidationError(exc.field_errors) from None
+        return Response(JudgeJobOutput(job).data, status=202)
+
+
+class JudgeJobDetailApi(APIView):
+    @extend_schema(responses=JudgeJobOutput)
+    def get(self, request, job_id: int):
+        job = judge_job_by_id(pk=job_id)
+        if job is None:
+            raise NotFound("No such judge job.")
+        _judge_project(request, job.judge.project.slug)
+        return Response(JudgeJobOutput(judge_job_progress(job=job)).data)

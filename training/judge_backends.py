@@ -69,7 +69,10 @@ def sigmoid(x: float) -> float:
 
 
 def verdict_from_p(p_left: float, rationale: str, **kw) -> Verdict:
-    return Verdict(p_left=p_left, choice="left" if p_left >= 0.5 else "right", rationale=rationale, **kw)
+    """A side from a probability; exactly even (a model that cannot tell A from B) is a tie, never
+    the left side by default (that would be a position bias of our making)."""
+    choice = "tie" if abs(p_left - 0.5) < 1e-9 else "left" if p_left > 0.5 else "right"
+    return Verdict(p_left=p_left, choice=choice, rationale=rationale, **kw)
 
 
 def endpoint_messages(*, spec_text: str, messages: Sequence[dict], left: str, right: str) -> list[dict]:
@@ -202,11 +205,21 @@ class CausalJudge:
         torch = self.torch
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         prompt_ids = self._ids(prompt)
-        with torch.no_grad():
-            out = self.model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                                      max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        written = self.tokenizer.decode(out[0][len(prompt_ids):], skip_special_tokens=True)
+        # The model's positions bound the prompt, what it writes and the verdict read after it.
+        positions = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        verdict_room = len(self._ids("<answer>[[A]]</answer>")) + 1
+        room = positions - len(prompt_ids) - verdict_room
+        if room < 0:
+            raise JudgeError(f"the judge prompt is {len(prompt_ids)} tokens, more than the model's {positions} "
+                             f"positions leave room for")
+        written = ""
+        if min(self.max_new_tokens, room) > 0:
+            with torch.no_grad():
+                out = self.model.generate(torch.tensor([prompt_ids]),
+                                          attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                                          max_new_tokens=min(self.max_new_tokens, room), do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            written = self.tokenizer.decode(out[0][len(prompt_ids):], skip_special_tokens=True)
         cut = written.find("<answer>")
         evaluation = written[:cut] if cut >= 0 else written
         prefix = prompt_ids + self._ids(evaluation + "<answer>[[")

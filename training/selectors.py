@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from annotation.models import Project
 
-from .models import FeedbackBatch, Run, RunAlert, RunLog, RunMetric, RunSample, SuiteResult
+from .models import FeedbackBatch, Judge, JudgeJob, Run, RunAlert, RunLog, RunMetric, RunSample, SuiteResult
 from .services.runs import runs_reap_stale
 
 
@@ -87,3 +87,23 @@ def run_suite(*, run: Run) -> list[dict]:
 def run_feedback_batches(*, run: Run) -> list[dict]:
     return list(FeedbackBatch.objects.filter(run=run).order_by("id").values(
         "id", "alert_id", "step", "dimension", "items", "created_at"))
+
+
+def judges_of(*, project: Project):
+    return Judge.objects.filter(project=project).select_related("user", "reward_model").order_by("name")
+
+
+def judge_by_id(*, pk: int) -> Judge | None:
+    return Judge.objects.select_related("project", "user", "reward_model").filter(pk=pk).first()
+
+
+def judge_jobs_of(*, judge: Judge, limit: int = 20) -> list[JudgeJob]:
+    return list(JudgeJob.objects.filter(judge=judge).order_by("-created_at")[:limit])
+
+
+def judge_jobs_of_project(*, project: Project, limit: int = 20) -> list[JudgeJob]:
+    return list(JudgeJob.objects.filter(judge__project=project).select_related("judge").order_by("-created_at")[:limit])
+
+
+def judge_job_by_id(*, pk: int) -> JudgeJob | None:
+    return JudgeJob.objects.select_related("judge__project").filter(pk=pk).first()

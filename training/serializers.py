@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from rewards.models import RewardModel
 
-from .models import Run
+from .models import Judge, JudgeJob, JudgeKind, JudgeUse, Run
 
 
 class RunOutput(serializers.ModelSerializer):
@@ -124,3 +124,62 @@ class FeedbackBatchOutput(serializers.Serializer):
     dimension = serializers.CharField()
     items = serializers.ListField(child=serializers.IntegerField())
     created_at = serializers.DateTimeField()
+
+
+# ---------------------------------------------------------------- AI judges
+
+
+class JudgeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=JudgeKind.choices)
+    reward_model = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                            help_text="kind reward_model: a reward model of this project.")
+    model_dir = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    endpoint_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    endpoint_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    api_key_env = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                        help_text="The name of the workers' environment variable holding the key.")
+    sure_at = serializers.FloatField(required=False, default=0.8)
+    cost_per_call = serializers.FloatField(required=False, default=0.0)
+    cost_per_1k_tokens = serializers.FloatField(required=False, default=0.0)
+    timeout_seconds = serializers.IntegerField(required=False, default=30)
+
+
+class JudgeOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Judge
+        fields = ["id", "name", "kind", "username", "reward_model", "model_dir", "endpoint_url", "endpoint_model",
+                  "api_key_env", "sure_at", "cost_per_call", "cost_per_1k_tokens", "timeout_seconds", "active",
+                  "evaluation", "source_run_id", "created_at"]
+
+
+class JudgeReportOutput(serializers.Serializer):
+    judge = JudgeOutput()
+    standing = serializers.CharField(help_text="Its standing from anchors, as a person's.")
+    anchors_answered = serializers.IntegerField()
+    anchor_accuracy = serializers.FloatField(allow_null=True)
+    labels = serializers.IntegerField()
+    agreement = serializers.DictField(help_text="Against people's majority: n, rate, low, high (Wilson), kappa.")
+    overturn = serializers.DictField(help_text="People's decisive judgments against its pre-labels: n, items, rate, low, high.")
+    flags = serializers.ListField(child=serializers.CharField(), help_text="Its bias flags from the latest analytics.")
+    calls = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+    tokens = serializers.IntegerField()
+    cost = serializers.FloatField()
+    cost_per_label = serializers.FloatField(allow_null=True)
+
+
+class JudgeJobInput(serializers.Serializer):
+    use = serializers.ChoiceField(choices=JudgeUse.choices)
+    limit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=100_000)
+
+
+class JudgeJobOutput(serializers.ModelSerializer):
+    class Meta:
+        model = JudgeJob
+        fields = ["id", "judge", "use", "limit", "status", "phase", "percent", "done", "total", "outcome", "error",
+                  "created_at", "started_at", "finished_at"]

@@ -1,5 +1,5 @@
 """training's API routes (reward-model and RL runs, their metrics, logs, alerts, suite and feedback,
-the registry, readiness, monitor thresholds), mounted under /api/ in the "api" namespace by
+the registry, readiness, monitor thresholds, AI judges), mounted under /api/ in the "api" namespace by
 config/urls.py."""
 from django.urls import path
 
@@ -22,4 +22,8 @@ urlpatterns = [
     path("runs/<int:run_id>/alerts/", api.RunAlertsApi.as_view(), name="run-alerts"),
     path("runs/<int:run_id>/suite/", api.RunSuiteApi.as_view(), name="run-suite"),
     path("runs/<int:run_id>/feedback/", api.RunFeedbackApi.as_view(), name="run-feedback"),
+    path("projects/<slug:slug>/judges/", api.JudgeListApi.as_view(), name="judges"),
+    path("judges/<int:judge_id>/", api.JudgeDetailApi.as_view(), name="judge"),
+    path("judges/<int:judge_id>/jobs/", api.JudgeJobListApi.as_view(), name="judge-jobs"),
+    path("judge-jobs/<int:job_id>/", api.JudgeJobDetailApi.as_view(), name="judge-job"),
 ]

@@ -226,6 +226,7 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "annotation.models.ImportStatus",
         "RewriteStatusEnum": "annotation.models.RewriteStatus",
         "FlawTypeEnum": "annotation.models.FlawType",
+        "JudgeKindEnum": "training.models.JudgeKind",
     },
 }
 

@@ -32,6 +32,7 @@ TABS = [
     ("Export", "export", can_export, ()),
     ("Runs", "runs", can_export, ("run",)),
     ("Reward models", "reward-models", can_export, ("reward-model",)),
+    ("AI judges", "judges", can_export, ("judge-job",)),
     ("Settings", "settings", can_lead, ()),
 ]
 

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.permissions import can_export
 from calibration.models import StandingState
-from rewards.curation import AGGREGATIONS, BIAS_DROPS, CurationPolicy
+from rewards.curation import AGGREGATIONS, BIAS_DROPS, JUDGE_LABELS, CurationPolicy
 from rewards.formats import TAGS
 from rewards.selectors import freeze_request_get, preference_set_get, preference_sets_of
 from rewards.models import FreezeStatus
@@ -54,6 +54,7 @@ def _policy_from_post(post) -> CurationPolicy:
         "chosen_shorter_share": _optional(post.get("chosen_shorter_share", "")),
         "drop_biased": post.getlist("drop_biased"),
         "biased_weight": float(post.get("biased_weight") or 0),
+        "judge_labels": post.get("judge_labels") or "exclude",
     })
 
 
@@ -74,7 +75,8 @@ def sets_page(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect(reverse("set-freezing", args=[slug, freeze.pk]))
     return render(request, "frontend/sets.html", {
         "project": project, "sets": preference_sets_of(project=project), "defaults": CurationPolicy(),
-        "aggregations": AGGREGATIONS, "bias_drops": BIAS_DROPS, "standings": StandingState.choices, "tags": TAGS,
+        "aggregations": AGGREGATIONS, "bias_drops": BIAS_DROPS, "judge_labels": JUDGE_LABELS,
+        "standings": StandingState.choices, "tags": TAGS,
     })
 
 

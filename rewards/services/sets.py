@@ -548,6 +548,11 @@ def set_manifest(*, preference_set: PreferenceSet, fmt: str, split: str = "") ->
         "policy": preference_set.policy,
         "counts": preference_set.counts,
         "spec_versions": preference_set.spec_versions,
+        # Whether AI judges' labels are in it, in so many words (a set frozen before judges existed
+        # has no judge_labels in its policy: it took people's labels only).
+        "judge_labels": {"policy": preference_set.policy.get("judge_labels", "exclude"),
+                         "counted": preference_set.counts.get("judge_judgments_counted", 0),
+                         "left_out": preference_set.counts.get("judge_judgments_left_out", 0)},
         "format": fmt,
         "split": split or "all",
         "read_with": READER_ARGS[fmt],

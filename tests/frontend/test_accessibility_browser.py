@@ -113,6 +113,16 @@ def _seeded_world():
     failed = Run.objects.create(project=pool, preference_set=preference_set, config={"base_model": "/models/x"},
                                 status=RunStatus.FAILED, error="the backbone directory has no config.json",
                                 started_at=timezone.now(), finished_at=timezone.now())
+    # An AI judge with calls, a finished and a failed job: the judges page with its table and chart.
+    from training.judges import judge_create
+    from training.models import JudgeCall, JudgeJob
+
+    judge = judge_create(project=pool, name="rm judge", kind="reward_model", reward_model=model)
+    item = pool.items.first()
+    JudgeCall.objects.bulk_create([JudgeCall(judge=judge, item=item, purpose="prelabel", ok=True, p_a=0.7, choice="a",
+                                             latency_ms=40 + i) for i in range(3)])
+    JudgeJob.objects.create(judge=judge, use="prelabel", status="succeeded", outcome={"labelled": 3}, percent=100)
+    JudgeJob.objects.create(judge=judge, use="route", status="failed", error="the judge is calibrating, not active")
     return demo, pool, preference_set, model, done, failed
 
 
@@ -155,7 +165,7 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
         ("runs", f"/p/{pool.slug}/runs/"), ("run finished", f"/p/{pool.slug}/runs/{done.pk}/"),
         ("run failed", f"/p/{pool.slug}/runs/{failed.pk}/"), ("reward models", f"/p/{pool.slug}/reward-models/"),
         ("reward model", f"/p/{pool.slug}/reward-models/{model.pk}/"), ("sets", f"/p/{pool.slug}/sets/"),
-        ("export", f"/p/{demo.slug}/export/"), ("designed", f"/p/{demo.slug}/designed/"),
+        ("judges", f"/p/{pool.slug}/judges/"), ("export", f"/p/{demo.slug}/export/"), ("designed", f"/p/{demo.slug}/designed/"),
         ("import", f"/p/{demo.slug}/import/"), ("tokens", "/account/tokens/"),
     ]:
         _visit(page, base, f"engineer {name}", path, found)
