@@ -310,6 +310,9 @@ class ItemKind(models.TextChoices):
 RANKING_MIN, RANKING_MAX = 3, 8
 
 
+INFORMATIVENESS_UNKNOWN = 500  # Item.informativeness before anything is known about the item
+
+
 class ItemStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
@@ -347,6 +350,15 @@ class Item(models.Model):
         help_text="A comparison still contested after more than k_min judgments (dynamic k): in a skill domain "
         "(Project.skill_domains), only annotators holding that skill are asked for more.",
     )
+    informativeness = models.PositiveSmallIntegerField(
+        default=INFORMATIVENESS_UNKNOWN,
+        help_text="How much one more judgment is expected to tell, 0..1000: 1000·(1 − |2P − 1|) for the winner's "
+        "probability P (from people's judgments under dynamic k, else from the routing reward model's margin). "
+        "Served first after priority; 500 when nothing is known.",
+    )
+    rm_margin = models.FloatField(null=True, blank=True, help_text="Routing reward model: reward of a minus reward of b.")
+    rm_spread = models.FloatField(
+        null=True, blank=True, help_text="Routing reward model: the margin's standard deviation over MC-dropout passes.")
     reask_of = models.OneToOneField(  # a judgment is asked again at most once
         "Judgment", null=True, blank=True, on_delete=models.CASCADE, related_name="reask_item",
         help_text="A swapped re-ask: this item repeats that judgment's pair, held out of the live queue "
@@ -364,6 +376,7 @@ class Item(models.Model):
             models.Index(
                 F("project"),
                 F("priority").desc(),
+                F("informativeness").desc(),
                 F("id"),
                 name="item_open_idx",
                 condition=Q(assigned_count__lt=F("target_judgments"), status="active", in_live_queue=True),
@@ -373,6 +386,7 @@ class Item(models.Model):
             models.Index(
                 F("project"),
                 F("priority").desc(),
+                F("informativeness").desc(),
                 F("id"),
                 name="item_held_out_idx",
                 condition=Q(assigned_count__lt=F("target_judgments"), status="active", in_live_queue=False),

@@ -221,7 +221,9 @@ def _ordered_candidates(*, project, annotator, held_out: bool, narrow: Narrow | 
     if kind:
         extra &= Q(kind=kind)
     pool = _candidate_pool(project=project, annotator=annotator, held_out=held_out, extra=extra, reask=reask)
-    return pool.order_by("-priority", "id")
+    # The lead's priority first, then the items where one more judgment tells most (dynamic k's
+    # posterior, the routing reward model's margin: Item.informativeness), then the oldest.
+    return pool.order_by("-priority", "-informativeness", "id")
 
 
 def _compile_candidates(*, project, annotator, held_out: bool, narrow: Narrow | None, kind: str,

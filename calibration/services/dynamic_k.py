@@ -18,8 +18,9 @@ The item's target becomes:
 clamped to [k_min, overlap], and never below the slots already leased (the database refuses an
 item with more leases than its target). An item still in doubt after more than k_min judgments,
 in one of the project's skill domains where at least one annotator holds the skill, is marked
-needs_skill: from then on routing asks only skill holders for it (routing.skill_filter). Priorities are left as imported: ordering the queue by
-how informative an item is comes later (issue 22).
+needs_skill: from then on routing asks only skill holders for it (routing.skill_filter). Its
+informativeness becomes 1000·(1 − |2P − 1|): after the lead's priority, the queue serves the items
+most in doubt first (a fresh item is 500, a 1–1 split 1000, a near-certain one close to 0).
 
 People's judgments only: an AI judge's label (rewards/judges.py) holds no slot of k and does not
 move the posterior. Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
@@ -35,7 +36,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Greatest
 
-from annotation.models import AnnotatorSkill, Choice, Item, ItemKind, Judgment, Project
+from annotation.models import INFORMATIVENESS_UNKNOWN, AnnotatorSkill, Choice, Item, ItemKind, Judgment, Project
 
 from ..models import AnchorResult
 
@@ -149,10 +150,17 @@ def item_target_update(*, item_id: int) -> Item | None:
                              no_winner=no_winner, project=item.project)
         needs_skill = item.needs_skill or (target > len(rows) > min(item.project.k_min, item.project.overlap)
                                            and _skill_held(item))
-        if (target, needs_skill) != (item.target_judgments, item.needs_skill):
-            Item.objects.filter(pk=item.pk).update(target_judgments=target, needs_skill=needs_skill)
-            item.target_judgments, item.needs_skill = target, needs_skill
+        informative = informativeness_of(posterior)
+        if (target, needs_skill, informative) != (item.target_judgments, item.needs_skill, item.informativeness):
+            Item.objects.filter(pk=item.pk).update(target_judgments=target, needs_skill=needs_skill,
+                                                   informativeness=informative)
+            item.target_judgments, item.needs_skill, item.informativeness = target, needs_skill, informative
         return item
+
+
+def informativeness_of(p: float) -> int:
+    """Item.informativeness for a winner's probability p: 1000·(1 − |2p − 1|), 1000 at a coin toss."""
+    return int(round(1000 * (1.0 - abs(2.0 * p - 1.0))))
 
 
 def _skill_held(item: Item) -> bool:
@@ -175,6 +183,8 @@ def targets_reset(*, project: Project) -> int:
         # Never below what is already leased or judged (imports may have gone past k).
         live.filter(target_judgments__lt=project.overlap).update(target_judgments=project.overlap)
         live.filter(needs_skill=True).update(needs_skill=False)
+        # What dynamic k's posterior said no longer orders the queue (the routing model's word does).
+        live.filter(judgment_count__gt=0).update(informativeness=INFORMATIVENESS_UNKNOWN)
         return live.count()
     votes: dict[int, list[tuple[int, str]]] = {}
     for item_id, annotator_id, choice in Judgment.objects.filter(
@@ -183,14 +193,19 @@ def targets_reset(*, project: Project) -> int:
     accuracy = annotator_accuracy(project_id=project.pk, annotator_ids=sorted({a for v in votes.values() for a, _ in v}),
                                   project=project)
     by_target: dict[int, list[int]] = {}
+    informative: list[Item] = []
     ids = list(live.values_list("id", flat=True))
     for item_id in ids:
         rows = votes.get(item_id, [])
-        target = next_target(judged=len(rows), leased=0, posterior=winner_posterior([(c, accuracy[a]) for a, c in rows]),
+        posterior = winner_posterior([(c, accuracy[a]) for a, c in rows])
+        target = next_target(judged=len(rows), leased=0, posterior=posterior,
                              no_winner=sum(1 for _a, c in rows if c in (Choice.TIE, Choice.BOTH_BAD)), project=project)
         by_target.setdefault(target, []).append(item_id)
+        if rows:  # items nobody judged keep what the routing reward model said of them
+            informative.append(Item(pk=item_id, informativeness=informativeness_of(posterior)))
     for target, members in by_target.items():
         Item.objects.filter(pk__in=members).update(target_judgments=Greatest(F("assigned_count"), Value(target)))
+    Item.objects.bulk_update(informative, ["informativeness"], batch_size=500)
     return len(ids)
 
 
@@ -220,3 +235,12 @@ def routing_update(*, project: Project, changes: dict) -> Project:
         setattr(project, name, value)
     targets_reset(project=project)
     return project
+
+
+def skill_domains_held(*, project: Project) -> set[str]:
+    """The project's skill domains (lower-case) where at least one annotator holds the skill: the
+    only ones an item may be escalated to (escalating to nobody would leave it unanswered)."""
+    wanted = {d.strip().lower() for d in project.skill_domains or () if d.strip()}
+    if not wanted:
+        return set()
+    return set(AnnotatorSkill.objects.filter(project=project, skill__in=wanted).values_list("skill", flat=True))

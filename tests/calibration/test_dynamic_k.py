@@ -12,7 +12,7 @@ import pytest
 
 from annotation.models import Item, ItemKind, Judgment, Role
 from annotation.services.judgments import JudgmentInput
-from annotation.services.queue import queue_next, queue_submit
+from annotation.services.queue import queue_next, queue_skip, queue_submit
 from annotation.sides import to_shown
 from calibration.models import CalibrationPolicy
 from calibration.services import dynamic_k
@@ -225,3 +225,38 @@ def test_switching_on_reads_the_judgments_already_made_and_off_clears_the_skill_
     assert (targets[agreed.pk], targets[split.pk], targets[fresh.pk]) == (2, 3, 2)
     dynamic_k.routing_update(project=project, changes={"dynamic_k": False})
     assert not Item.objects.filter(project=project, needs_skill=True).exists()
+
+
+def test_the_queue_serves_the_comparison_most_in_doubt_first():
+    """Under dynamic k an item's informativeness is 1000·(1 − |2P − 1|): a 1–1 split (P = 0.5) comes
+    before a fresh item (500), which comes before one whose first two judgments agree. The lead's
+    priority still comes first, and switching dynamic k off forgets the posterior's ordering."""
+    project = ProjectFactory(overlap=5)
+    split, agreed, fresh = (ItemFactory(project=project) for _ in range(3))
+    urgent = ItemFactory(project=project, priority=5)
+    _dynamic(project, k_min=2)
+    people = [member(project) for _ in range(4)]
+
+    def answer(who, item, canonical):
+        assignment = queue_next(project=project, annotator=who)
+        while assignment.item_id != item.pk:  # skip to the item wanted (skipped items never come back)
+            queue_skip(assignment_id=assignment.pk, annotator=who)
+            assignment = queue_next(project=project, annotator=who)
+        queue_submit(assignment_id=assignment.pk, annotator=who, client_token=uuid.uuid4(), data=JudgmentInput(
+            choice=to_shown(canonical, shown_left=assignment.shown_left), strength="clear", rationale="My reason."))
+
+    answer(people[0], split, "a")
+    answer(people[1], split, "b")
+    answer(people[2], agreed, "a")
+    answer(people[3], agreed, "a")
+    values = dict(Item.objects.filter(pk__in=[split.pk, agreed.pk, fresh.pk]).values_list("pk", "informativeness"))
+    assert values[split.pk] == 1000 and values[fresh.pk] == 500 and values[agreed.pk] < 500
+    newcomer = member(project)
+    order = []
+    while (a := queue_next(project=project, annotator=newcomer)) is not None:
+        order.append(a.item_id)
+        queue_skip(assignment_id=a.pk, annotator=newcomer)
+    assert order[:2] == [urgent.pk, split.pk]
+    assert order.index(fresh.pk) < order.index(agreed.pk)  # two agreeing at the prior's 0.8 are not yet 0.95
+    dynamic_k.routing_update(project=project, changes={"dynamic_k": False})
+    assert set(Item.objects.filter(pk__in=[split.pk, agreed.pk]).values_list("informativeness", flat=True)) == {500}
