@@ -56,6 +56,8 @@ API_CASES = [
     ("patch", "/api/projects/{slug}/calibration/policy/", LEADS_ONLY),
     ("get", "/api/projects/{slug}/routing/", LEADS_ONLY),
     ("patch", "/api/projects/{slug}/routing/", LEADS_ONLY),
+    ("get", "/api/projects/{slug}/routing/rm-scores/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/routing/rm-scores/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/calibration/set/", LEADS_ONLY),
     ("get", "/api/projects/{slug}/anchors/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/anchors/", LEADS_ONLY),
@@ -143,7 +145,7 @@ LEAD_POSTS = [
     "/p/{slug}/calibration/{annotator}/recalibrate/", "/p/{slug}/calibration/alerts/1/ack/",
     "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
     "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/", "/p/{slug}/settings/",
-    "/p/{slug}/settings/goals/{annotator}/", "/p/{slug}/settings/routing/",
+    "/p/{slug}/settings/goals/{annotator}/", "/p/{slug}/settings/routing/", "/p/{slug}/settings/routing/rm-scores/",
 ]
 
 

@@ -18,7 +18,8 @@ NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next"
              "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "rl-run-start", "monitor-thresholds",
              "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv", "my-work-edit",
              "analytics-cue", "analytics-cue-remove", "calibration-proposal",
-             "my-goal", "settings-goal", "settings-routing", "judge-job-start", "judge-job"}
+             "my-goal", "settings-goal", "settings-routing", "judge-job-start", "judge-job", "settings-rm-scores",
+             "judge-train"}
 
 
 def _table_urls() -> list[str]:

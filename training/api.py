@@ -23,18 +23,20 @@ from rewards.models import RewardModel
 from rewards.selectors import preference_set_of, reward_model_by_id, reward_models_of
 from rewards.services.registry import NotReady, readiness_minimums_set, readiness_thresholds, reward_model_select_for_rl
 
-from .config import RewardRunConfig, RLRunConfig
-from .judges import judge_create, judge_job_progress, judge_job_request, judges_report
+from .config import GenerativeJudgeConfig, RewardRunConfig, RLRunConfig
+from .services.item_scores import item_scoring_latest, item_scoring_request
+from .services.judges import judge_create, judge_job_progress, judge_job_request, judges_report
 from .models import RL_KINDS, Judge, Run
 from .selectors import (
     alert_get, judge_by_id, judge_job_by_id, judge_jobs_of, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
 )
 from .serializers import (
-    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, JudgeInput, JudgeJobInput, JudgeJobOutput, JudgeOutput,
+    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, ItemScoringInput, ItemScoringOutput, JudgeInput, JudgeJobInput, JudgeJobOutput, JudgeOutput,
     JudgeReportOutput, LogOutput, MetricOutput, ReadinessInput, RewardModelOutput,
     RLRunInput, RunInput, RunOutput, SelectInput, SelectOutput, SuiteOutput,
 )
 from .services.feedback import FeedbackError, feedback_batch_create
+from .services.judge_runs import generative_judge_run_create
 from .services.reward_runs import RunConfigError, reward_run_create
 from .services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
 from .services.retry import run_retry
@@ -375,3 +377,50 @@ class JudgeJobDetailApi(APIView):
             raise NotFound("No such judge job.")
         _judge_project(request, job.judge.project.slug)
         return Response(JudgeJobOutput(judge_job_progress(job=job)).data)
+
+
+class JudgeRunListApi(APIView):
+    @extend_schema(request=RunInput, responses={202: RunOutput})
+    def post(self, request, slug: str):
+        """Train a generative judge (engineers): TRL SFT of a local causal LM on the set's rm-r1
+        export (the annotators' rationales as the evaluation), on the `gpu` queue; it is evaluated on
+        the held-out split in both A/B orders and registered as a judge of the project. `config`:
+        training.config.GenerativeJudgeConfig (base_model required). Poll GET /api/runs/<id>/."""
+        project = _project(request, slug, write=True)
+        data = RunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _queued_run(project, data.validated_data, "preference_set", GenerativeJudgeConfig, lambda chosen, config:
+                           generative_judge_run_create(project=project, preference_set=chosen, config=config,
+                                                       user=request.user))
+
+
+class RoutingRewardModelApi(APIView):
+    @extend_schema(responses={200: ItemScoringOutput, 204: None})
+    def get(self, request, slug: str):
+        """The latest scoring of the open comparisons by a routing reward model (leads)."""
+        project = _lead_only(request, slug)
+        scoring = item_scoring_latest(project=project)
+        return Response(ItemScoringOutput(scoring).data) if scoring else Response(status=204)
+
+    @extend_schema(request=ItemScoringInput, responses={202: ItemScoringOutput})
+    def post(self, request, slug: str):
+        """Score every open live comparison with a reward model of the registry on a worker: its
+        margin orders the queue for pairs nobody judged yet, and the pairs it cannot tell apart go to
+        skill holders (training/services/item_scores.py)."""
+        project = _lead_only(request, slug)
+        data = ItemScoringInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        reward_model = reward_model_by_id(pk=data.validated_data["reward_model"])
+        try:
+            scoring = item_scoring_request(project=project, reward_model=reward_model, created_by=request.user,
+                                           mc_samples=data.validated_data["mc_samples"])
+        except ValidationFailed as exc:
+            raise ValidationError(exc.field_errors) from None
+        return Response(ItemScoringOutput(scoring).data, status=202)
+
+
+def _lead_only(request, slug: str):
+    project = project_get_for_member(slug=slug, user=request.user)
+    if not can_lead(user=request.user, project=project):
+        raise PermissionDenied("Only leads set how work is routed.")
+    return project

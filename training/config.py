@@ -126,6 +126,67 @@ class RewardRunConfig(JsonConfig):
         return out
 
 
+@dataclass(frozen=True)
+class GenerativeJudgeConfig(JsonConfig):
+    """A generative judge (RM-R1 style): a causal LM fine-tuned with TRL's SFT on the set's rm-r1
+    export (judge prompt -> rubric, the annotators' rationales as the evaluation, the verdict),
+    then evaluated on the held-out split in both A/B orders and registered as a judge."""
+
+    OPTIONAL = {"max_steps": int}
+
+    base_model: str = field(default="", metadata={
+        "help": "A local Hugging Face causal LM directory (an instruct model with a chat template whose assistant "
+                "turn ends in its end-of-turn token)."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps (overrides epochs)."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak AdamW learning rate (linear decay)."})
+    batch_size: int = field(default=4, metadata={"help": "Examples per device and step."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps whose gradients add up before an update."})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps spent warming the learning rate up."})
+    max_length: int = field(default=2048, metadata={
+        "help": "Longest judge prompt plus target, in tokens. Longer examples are left out of training (the log says "
+                "how many): cutting one would keep its rubric and lose its verdict."})
+    max_new_tokens: int = field(default=256, metadata={
+        "help": "Evaluation: tokens the judge may write (rubric and evaluation) before its verdict is read."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute activations in the backward pass: less memory, about a third slower. On for billion-"
+                "parameter backbones on one GPU."})
+    mixed_precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 on a GPU that has it, else fp16 on GPU; full precision on CPU. Or no, bf16, fp16."})
+    checkpoint_every: int = field(default=200, metadata={"help": "Save a checkpoint every N steps."})
+    keep_checkpoints: int = field(default=1, metadata={"help": "How many of the newest checkpoints to keep."})
+    seed: int = field(default=0, metadata={"help": "Fixes the data order and sampling."})
+    judge_name: str = field(default="", metadata={
+        "help": "The name the judge is registered under. Empty: \"<set name> generative judge v<run id>\"."})
+
+    def errors(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if not self.base_model:
+            out["base_model"] = "Give a local causal LM directory."
+        elif not (Path(self.base_model) / "config.json").is_file():
+            out["base_model"] = f"{self.base_model} is not a Hugging Face model directory (no config.json there)."
+        # `not x > 0` rather than `x <= 0` so that NaN is refused too.
+        if not 0 < self.epochs < float("inf"):
+            out["epochs"] = "Must be above 0."
+        if self.max_steps is not None and self.max_steps < 1:
+            out["max_steps"] = "Must be at least 1 (or left empty)."
+        if not 0 < self.learning_rate < 1:
+            out["learning_rate"] = "Must be between 0 and 1."
+        for name in ("batch_size", "gradient_accumulation_steps", "max_new_tokens", "checkpoint_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                out[name] = "Must be at least 1."
+        if self.max_length < 16:
+            out["max_length"] = "Must be at least 16 tokens."
+        if not 0 <= self.warmup_ratio < 1:
+            out["warmup_ratio"] = "Must be in [0, 1)."
+        if self.mixed_precision not in MIXED_PRECISION:
+            out["mixed_precision"] = f"Use one of {', '.join(MIXED_PRECISION)}."
+        if len(self.judge_name) > 100:
+            out["judge_name"] = "At most 100 characters."
+        return out
+
+
 ALGORITHMS = ("grpo", "ppo")
 ENGINES = ("local", "openrlhf", "verl")
 REWARD_COMPONENTS = ("reward_model", "math", "code", "format")

@@ -185,7 +185,10 @@ class CausalJudge:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        # On a GPU worker: the GPU, in bf16 where it has it; on CPU full precision.
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.max_new_tokens = max_new_tokens
 
     def _ids(self, text: str) -> list[int]:
@@ -193,12 +196,12 @@ class CausalJudge:
 
     def _suffix_logprob(self, prefix: list[int], suffix: list[int]) -> float:
         torch = self.torch
-        ids = torch.tensor([prefix + suffix])
+        ids = torch.tensor([prefix + suffix], device=self.device)
         with torch.no_grad():
             logits = self.model(input_ids=ids).logits[0].float()
         logp = torch.log_softmax(logits[:-1], dim=-1)
         start = len(prefix)
-        return float(sum(logp[start - 1 + i, token] for i, token in enumerate(suffix)))
+        return float(sum(logp[start - 1 + i, token].item() for i, token in enumerate(suffix)))
 
     def p_first(self, messages: list[dict]) -> tuple[float, str]:
         """P(response A is better) and the evaluation the model wrote before its verdict."""
@@ -215,8 +218,9 @@ class CausalJudge:
         written = ""
         if min(self.max_new_tokens, room) > 0:
             with torch.no_grad():
-                out = self.model.generate(torch.tensor([prompt_ids]),
-                                          attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                out = self.model.generate(torch.tensor([prompt_ids], device=self.device),
+                                          attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long,
+                                                                    device=self.device),
                                           max_new_tokens=min(self.max_new_tokens, room), do_sample=False,
                                           pad_token_id=self.tokenizer.pad_token_id)
             written = self.tokenizer.decode(out[0][len(prompt_ids):], skip_special_tokens=True)

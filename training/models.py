@@ -14,6 +14,7 @@ class RunKind(models.TextChoices):
     REWARD_MODEL = "reward_model", "Reward model"
     GRPO = "grpo", "GRPO policy run"
     PPO = "ppo", "PPO policy run"
+    GENERATIVE_JUDGE = "generative_judge", "Generative judge (SFT on the rm-r1 export)"
 
 
 RL_KINDS = (RunKind.GRPO, RunKind.PPO)
@@ -268,6 +269,30 @@ class JudgeJob(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     outcome = models.JSONField(default=dict, blank=True, help_text="Labelled, failed, closed for people, ...")
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class ItemScoring(models.Model):
+    """The routing reward model's pass over a project's open comparisons (training/services/item_scores.py):
+    each gets the model's margin and its spread over MC-dropout passes, which order the queue and
+    send the uncertain ones to skill holders. The latest finished one is the project's routing model."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="item_scorings")
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="item_scorings")
+    mc_samples = models.PositiveSmallIntegerField(default=8, help_text="MC-dropout passes for the spread.")
+    status = models.CharField(max_length=16, choices=FreezeStatus.choices, default=FreezeStatus.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    percent = models.PositiveSmallIntegerField(default=0)
+    outcome = models.JSONField(default=dict, blank=True, help_text="Items scored, found uncertain, sent to skill holders.")
     error = models.TextField(blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from rewards.models import RewardModel
 
-from .models import Judge, JudgeJob, JudgeKind, JudgeUse, Run
+from .models import ItemScoring, Judge, JudgeJob, JudgeKind, JudgeUse, Run
 
 
 class RunOutput(serializers.ModelSerializer):
@@ -183,3 +183,16 @@ class JudgeJobOutput(serializers.ModelSerializer):
         model = JudgeJob
         fields = ["id", "judge", "use", "limit", "status", "phase", "percent", "done", "total", "outcome", "error",
                   "created_at", "started_at", "finished_at"]
+
+
+class ItemScoringInput(serializers.Serializer):
+    reward_model = serializers.IntegerField(help_text="A reward model of this project (the registry).")
+    mc_samples = serializers.IntegerField(required=False, default=8, min_value=0, max_value=64,
+                                          help_text="MC-dropout passes for the margin's spread (0: margin only).")
+
+
+class ItemScoringOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ItemScoring
+        fields = ["id", "reward_model", "mc_samples", "status", "phase", "percent", "outcome", "error", "created_at",
+                  "started_at", "finished_at"]

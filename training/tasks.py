@@ -6,7 +6,9 @@ from celery.signals import worker_ready
 
 from annotation.services.jobs import task_failed_register
 
-from .judges import judge_job_run
+from .services.item_scores import item_scoring_run
+from .services.judges import judge_job_run
+from .services.judge_runs import generative_judge_run_execute
 from .services.reward_runs import reward_run_execute
 from .services.rl_runs import rl_run_execute
 from .services.runs import run_fail, runs_fail_orphans, runs_reap_stale
@@ -22,6 +24,17 @@ def train_reward_model(self, run_id: int) -> int | None:
 def train_policy(self, run_id: int) -> int | None:
     run = rl_run_execute(run_id=run_id, node=self.request.hostname or "")
     return run.pk if run is not None else None
+
+
+@shared_task(bind=True, acks_late=True, name="training.tasks.train_generative_judge")
+def train_generative_judge(self, run_id: int) -> int | None:
+    run = generative_judge_run_execute(run_id=run_id, node=self.request.hostname or "")
+    return (run.summary or {}).get("judge_id") if run is not None else None
+
+
+@shared_task(acks_late=True, name="training.tasks.score_items")
+def score_items(scoring_id: int) -> int:
+    return item_scoring_run(scoring_id=scoring_id).pk
 
 
 @shared_task(acks_late=True, name="training.tasks.run_judge_job")
@@ -41,7 +54,7 @@ def _fail_run(run_id: int, exception: BaseException | None) -> None:
 
 
 # The one task_failure hook (annotation/tasks.py) fails runs through this, like every job kind.
-for _task in (train_reward_model, train_policy):
+for _task in (train_reward_model, train_policy, train_generative_judge):
     task_failed_register(_task.name, _fail_run)
 
 

@@ -121,7 +121,7 @@ def _judgments_copy(project, sim, users, items, start, now, report) -> None:
         assignment_ids = [r[0] for r in cursor.fetchall()]
         assert len(assignment_ids) == total, "another writer interleaved assignments"
         cols = ("assignment_id, project_id, item_id, annotator_id, choice, strength, dimension_choices, rationale, "
-                "time_spent_ms, shown_left, client_token, revision, created_at, updated_at")
+                "time_spent_ms, shown_left, client_token, revision, by_judge, created_at, updated_at")
         days = [start + dt.timedelta(days=int(d), hours=12) for d in range(int(sim.day.max()) + 1)] if total else []
         with cursor.connection.cursor().copy(f'COPY "{j_table}" ({cols}) FROM STDIN') as copy:
             for j in range(total):
@@ -129,7 +129,7 @@ def _judgments_copy(project, sim, users, items, start, now, report) -> None:
                 copy.write_row((
                     assignment_ids[j], project.pk, int(item_pk[j]), int(user_pk[j]), _CHOICE[sim.choice[j]],
                     sim_mod.STRENGTHS[sim.strength[j]] if sim.strength[j] >= 0 else "", "{}", "Simulated judgment.",
-                    int(sim.time_ms[j]), side[j], uuid.uuid4(), 1, when, when,
+                    int(sim.time_ms[j]), side[j], uuid.uuid4(), 1, False, when, when,
                 ))
                 if j % 100_000 == 0:
                     report(total // 2 + j // 2, total)

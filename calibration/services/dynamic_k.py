@@ -9,7 +9,9 @@ annotator is:
 
 where r_a is the annotator's accuracy: a Beta prior of weight 10 centred on what their agreement
 with everyone else says of them (Dawid-Skene's one-coin model on the A/B votes, `one_coin_accuracy`,
-refit whenever the project's judgments have grown by a tenth, cached; 0.8 before there is enough),
+refit whenever the project's judgments have grown by a tenth, cached; 0.8 before there is enough;
+each estimate from n judgments shrunk towards 0.8 by AGREEMENT_SHRINK = 20 pseudo-judgments, since
+on two or three votes an item the raw fit is overconfident),
 updated with their clear-cut anchor answers; capped at 0.98. Ties and "both bad" do not move it.
 The item's target becomes:
 - its judgment count, when max(P(B), 1 - P(B)) >= stop_confidence, or when at least k_min
@@ -41,6 +43,7 @@ from annotation.models import INFORMATIVENESS_UNKNOWN, AnnotatorSkill, Choice, I
 from ..models import AnchorResult
 
 PRIOR_WEIGHT, PRIOR_MEAN = 10.0, 0.8  # Beta prior on an annotator's accuracy
+AGREEMENT_SHRINK = 20.0  # pseudo-judgments at PRIOR_MEAN behind each agreement estimate
 ACCURACY_CAP = 0.98
 FIT_MIN_JUDGMENTS = 30  # fewer decisive judgments in the project: no agreement fit yet
 REFIT_GROWTH = 0.1
@@ -65,7 +68,14 @@ def agreement_accuracy(*, project: Project) -> dict[int, float]:
     accuracy: dict[int, float] = {}
     if len(rows) >= FIT_MIN_JUDGMENTS:
         table = np.array([(i, a, c == Choice.B) for _pk, i, a, c in rows], dtype=np.int64)
-        accuracy = one_coin_accuracy(table[:, 0], table[:, 1], table[:, 2])
+        fitted = one_coin_accuracy(table[:, 0], table[:, 1], table[:, 2])
+        counts = np.unique(table[:, 1], return_counts=True)
+        # The EM's estimate from n judgments, shrunk towards the prior by AGREEMENT_SHRINK pseudo
+        # judgments: on sparse overlap (two or three votes an item) the raw estimate overfits, and an
+        # overconfident weight stops items too early (bench/active_labelling.py: items stopped at
+        # two votes were right 87% of the time at stop 0.95 before this).
+        accuracy = {a: (n * fitted[a] + AGREEMENT_SHRINK * PRIOR_MEAN) / (n + AGREEMENT_SHRINK)
+                    for a, n in zip(counts[0].tolist(), counts[1].tolist())}
     cache.set(key, {"n": len(rows), "last_id": max((r[0] for r in rows), default=0), "accuracy": accuracy},
               timeout=24 * 3600)
     return accuracy

@@ -1,4 +1,4 @@
-"""htmx page for AI judges (training/judges.py): the project's judges with their standing from
+"""htmx page for AI judges (training/services/judges.py): the project's judges with their standing from
 anchors, agreement with people, pre-label overturn rate, bias flags and cost/latency line (a table
 and an interval chart), a form to register one, and per judge a button that starts its work on a
 worker (calibration, pre-labels, tie-breaks, HyPER routing) with a live progress bar. Leads and
@@ -13,9 +13,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ValidationFailed
-from annotation.permissions import can_export
-from rewards.selectors import reward_model_get, reward_models_of
-from training.judges import judge_create, judge_job_progress, judge_job_request, judges_report
+from annotation.permissions import can_export, can_train
+from rewards.selectors import preference_set_of, preference_sets_of, reward_model_get, reward_models_of
+from training.config import GenerativeJudgeConfig
+from training.services.judge_runs import generative_judge_run_create
+from training.services.reward_runs import RunConfigError
+from training.services.judges import judge_create, judge_job_progress, judge_job_request, judges_report
 from training.models import JudgeKind, JudgeUse
 from training.selectors import judge_by_id, judge_job_by_id, judge_jobs_of_project
 
@@ -68,8 +71,38 @@ def judges_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "frontend/judges.html", {
         "project": project, "rows": rows, "jobs": jobs, "kinds": JudgeKind.choices, "uses": JudgeUse.choices,
         "reward_models": list(reward_models_of(project=project)), "form": form, "errors": errors,
-        "chart": _chart(rows),
+        "chart": _chart(rows), "may_train": can_train(user=request.user, project=project),
+        "sets": list(preference_sets_of(project=project)),
     }, status=400 if errors else 200)
+
+
+@login_required
+@require_POST
+def judge_train(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue a generative judge run (engineers): SFT on a set's rm-r1 export, evaluated and registered."""
+    project = project_for(request, slug, can_train)
+    chosen = request.POST.get("preference_set", "")
+    preference_set = preference_set_of(project=project, pk=int(chosen)) if chosen.isdigit() else None
+    if preference_set is None:
+        messages.error(request, "Not started: choose one of this project's preference sets.")
+        return redirect(reverse("judges", args=[slug]))
+    values = {"base_model": request.POST.get("base_model", "").strip(),
+              "judge_name": request.POST.get("judge_name", "").strip()}
+    for name, cast in (("epochs", float), ("max_steps", int)):
+        raw = request.POST.get(name, "").strip()
+        if raw:
+            try:
+                values[name] = cast(raw)
+            except ValueError:
+                messages.error(request, f"Not started: {name} must be a number.")
+                return redirect(reverse("judges", args=[slug]))
+    try:
+        run = generative_judge_run_create(project=project, preference_set=preference_set,
+                                          config=GenerativeJudgeConfig.from_dict(values), user=request.user)
+    except RunConfigError as exc:
+        messages.error(request, "Not started: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        return redirect(reverse("judges", args=[slug]))
+    return redirect(reverse("run", args=[slug, run.pk]))
 
 
 @login_required

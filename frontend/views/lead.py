@@ -18,7 +18,8 @@ from annotation.services.projects import SETTING_RANGES, daily_goal_set, project
 from calibration.selectors import annotator_in_project
 from calibration.services.dynamic_k import routing_update
 from rewards.formats import FORMATS, TAGS
-from rewards.selectors import AGGREGATIONS, export_overview, export_sources
+from rewards.selectors import AGGREGATIONS, export_overview, export_sources, reward_model_get, reward_models_of
+from training.services.item_scores import item_scoring_latest, item_scoring_request
 
 from .common import project_for
 
@@ -60,7 +61,8 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("settings", slug=project.slug)
     return render(request, "frontend/settings.html", {
         "project": project, "form": form, "errors": errors, "ranges": SETTING_RANGES,
-        "goals": history.annotator_goals(project=project)}, status=status)
+        "goals": history.annotator_goals(project=project), "reward_models": list(reward_models_of(project=project)),
+        "scoring": item_scoring_latest(project=project)}, status=status)
 
 
 @login_required
@@ -80,6 +82,29 @@ def settings_routing(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()) or exc.message)
     else:
         messages.success(request, "Judgments per comparison saved; every open comparison follows them now.")
+    return redirect(reverse("settings", args=[project.slug]) + "#routing")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def settings_rm_scores(request: HttpRequest, slug: str) -> HttpResponse:
+    """The routing reward model (training/services/item_scores.py). POST: score every open comparison with
+    the chosen model on a worker; GET: the latest scoring's progress (the settings page polls it)."""
+    project = project_for(request, slug, can_lead)
+    if request.method == "GET":
+        return render(request, "frontend/_rm_scoring.html",
+                      {"project": project, "scoring": item_scoring_latest(project=project)})
+    chosen = request.POST.get("reward_model", "")
+    reward_model = reward_model_get(project=project, pk=int(chosen)) if chosen.isdigit() else None
+    try:
+        mc = int(request.POST.get("mc_samples") or 8)
+        item_scoring_request(project=project, reward_model=reward_model, mc_samples=mc, created_by=request.user)
+    except ValueError:
+        messages.error(request, "MC-dropout passes: a whole number.")
+    except ValidationFailed as exc:
+        messages.error(request, "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()))
+    else:
+        messages.success(request, f"Scoring the open comparisons with {reward_model.name} on a worker.")
     return redirect(reverse("settings", args=[project.slug]) + "#routing")
 
 

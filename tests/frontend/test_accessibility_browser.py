@@ -114,7 +114,7 @@ def _seeded_world():
                                 status=RunStatus.FAILED, error="the backbone directory has no config.json",
                                 started_at=timezone.now(), finished_at=timezone.now())
     # An AI judge with calls, a finished and a failed job: the judges page with its table and chart.
-    from training.judges import judge_create
+    from training.services.judges import judge_create
     from training.models import JudgeCall, JudgeJob
 
     judge = judge_create(project=pool, name="rm judge", kind="reward_model", reward_model=model)

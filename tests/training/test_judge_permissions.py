@@ -7,8 +7,8 @@ import pytest
 
 from annotation.models import Role
 from tests.factories import ProjectFactory, api_as, member
-from tests.permissions import ANALYST_PAGE, READERS, api_mismatches, page_mismatches, people_of
-from training import judges
+from tests.permissions import ANALYST_PAGE, ENGINEERS, READERS, api_mismatches, page_mismatches, people_of
+from training.services import judges
 from training.models import Judge, JudgeJob, JudgeKind
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,22 @@ API_CASES = [
     ("post", "/api/judges/{judge}/jobs/"),
     ("get", "/api/judge-jobs/{job}/"),
 ]
+
+
+def test_only_engineers_start_a_generative_judge_run(world):
+    from rewards.models import PreferenceSet
+    from training.models import Run
+
+    project, people, judge, job = world
+    preference_set = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="0" * 64,
+                                                  counts={"by_split": {"train": 3}})
+    url = f"/api/projects/{project.slug}/judge-runs/"
+    body = {"preference_set": preference_set.pk, "config": {"base_model": "/models/tiny"}}
+    assert api_mismatches(people, "post", url, ENGINEERS, body) == []
+    assert not Run.objects.exists()
+    refused = api_as(people["engineer"]).post(url, body, format="json")
+    assert refused.status_code == 400 and "held-out" in str(refused.json()["config"]["preference_set"])
+    assert not Run.objects.exists()
 
 
 @pytest.mark.parametrize("method, template", API_CASES)
@@ -80,6 +96,9 @@ def test_pages_refuse(world):
                       (f"/p/{project.slug}/judges/{judge.pk}/jobs/", {"use": "prelabel"})):
         assert page_mismatches(people, "post", url, ANALYST_PAGE, data) == []
     assert Judge.objects.count() == 1 and JudgeJob.objects.count() == 1
+    # Training a generative judge: engineers only.
+    train = {"annotator": 403, "lead": 403, "outsider": 404, "anonymous": 302}
+    assert page_mismatches(people, "post", f"/p/{project.slug}/judges/train/", train, {"base_model": "/m"}) == []
 
 
 def test_the_page_registers_a_judge_and_names_bad_fields(world, client):
@@ -93,3 +112,26 @@ def test_the_page_registers_a_judge_and_names_bad_fields(world, client):
     assert ok.status_code == 302 and Judge.objects.filter(name="page judge", kind="local_model").exists()
     page = client.get(f"/p/{project.slug}/judges/").content.decode()
     assert "page judge" in page and 'id="chart-judges"' in page
+
+
+def test_an_engineer_trains_a_generative_judge_from_the_page_and_bad_sets_are_refused(world, client, tmp_path):
+    from rewards.models import PreferenceSet
+    from training.models import Run
+
+    project, people, judge, job = world
+    (tmp_path / "config.json").write_text("{}")  # only the directory's shape is checked when queueing
+    client.force_login(people["engineer"])
+    no_test = PreferenceSet.objects.create(project=project, version=1, policy={}, content_hash="0" * 64,
+                                           counts={"by_split": {"train": 3}})
+    refused = client.post(f"/p/{project.slug}/judges/train/", {"preference_set": no_test.pk, "base_model": "/m"},
+                          follow=True)
+    assert "held-out" in refused.content.decode() and not Run.objects.exists()
+    good = PreferenceSet.objects.create(project=project, version=2, policy={}, content_hash="1" * 64,
+                                        counts={"by_split": {"train": 3, "test": 1}})
+    started = client.post(f"/p/{project.slug}/judges/train/", {"preference_set": good.pk, "base_model": str(tmp_path),
+                                                               "max_steps": "5"})
+    run = Run.objects.get()
+    assert started.status_code == 302 and started["Location"].endswith(f"/runs/{run.pk}/")
+    assert run.kind == "generative_judge" and run.config["max_steps"] == 5
+    page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
+    assert "Generative judge" in page

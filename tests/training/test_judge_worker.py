@@ -12,7 +12,7 @@ from annotation.models import Item, Judgment, Role
 from rewards.models import PreferenceSet, RewardModel
 from tests.factories import ItemFactory, ProjectFactory, api_as, celery_worker, make_anchor, member
 from tests.judge_server import judge_server
-from training import judges
+from training.services import judges
 from training.models import JudgeCall, JudgeJob, JudgeKind, JudgeUse
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""AI judges as raters (training/judges.py), through a real OpenAI-compatible server on the loopback
+"""AI judges as raters (training/services/judges.py), through a real OpenAI-compatible server on the loopback
 interface (tests/judge_server.py): the judge calibrates on anchors like a new annotator, labels
 through the same submit path, holds no slot of people's k, is kept out of sets unless the policy
 takes its labels, never reaches an annotator, and every failure of the endpoint is a recorded
@@ -19,7 +19,7 @@ from rewards.curation import CurationPolicy
 from rewards.services.sets import preference_set_freeze
 from tests.factories import ItemFactory, ProjectFactory, make_anchor, member
 from tests.judge_server import judge_server
-from training import judges
+from training.services import judges
 from training.judge_backends import JudgeError, parse_endpoint_answer
 from training.models import Judge, JudgeCall, JudgeKind, JudgeUse
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import RewardRunConfig, RLRunConfig
-from ..models import RL_KINDS, Run, RunStatus
+from ..config import GenerativeJudgeConfig, RewardRunConfig, RLRunConfig
+from ..models import RL_KINDS, Run, RunKind, RunStatus
+from .judge_runs import generative_judge_run_create
 from .reward_runs import reward_run_create
 from .rl_runs import rl_run_create
 from .runs import RunStateError, run_log
@@ -20,6 +21,9 @@ def run_retry(*, run: Run, user=None) -> Run:
         # A reward model that is not ready needs a person's reason again: RunConfigError says so.
         again = rl_run_create(project=run.project, prompt_set=run.preference_set,
                               config=RLRunConfig.from_dict(run.config), user=user)
+    elif run.kind == RunKind.GENERATIVE_JUDGE:
+        again = generative_judge_run_create(project=run.project, preference_set=run.preference_set,
+                                            config=GenerativeJudgeConfig.from_dict(run.config), user=user)
     else:
         config = RewardRunConfig.from_dict(run.config)
         kept = [c["path"] for c in run.checkpoints if Path(c["path"]).is_dir()]

@@ -57,9 +57,9 @@ from calibration.services.queue import calibration_answer, question_next
 from calibration.services.standing import standing_with_policy
 from calibration.stats import wilson_interval
 
-from . import judge_backends
-from .judge_backends import JudgeError, Verdict
-from .models import Judge, JudgeCall, JudgeJob, JudgeKind, JudgeUse
+from .. import judge_backends
+from ..judge_backends import JudgeError, Verdict
+from ..models import Judge, JudgeCall, JudgeJob, JudgeKind, JudgeUse
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
@@ -329,7 +329,7 @@ USES = {JudgeUse.CALIBRATION: judge_calibrate, JudgeUse.PRELABEL: judge_prelabel
 
 
 def _send_judge_job(job_id: int) -> None:
-    from .tasks import run_judge_job  # tasks import services
+    from ..tasks import run_judge_job  # tasks import services
 
     job = JudgeJob.objects.select_related("judge").get(pk=job_id)
     # An endpoint judge only waits on the network; a model judge needs the model workers.
