@@ -48,7 +48,7 @@ JUDGE_SYSTEM = (
 
 def judge_user_text(messages: Sequence[dict], a: str, b: str) -> str:
     """The judge prompt's user turn: the question, then response A and response B. The rm-r1 export
-    and every AI judge (training/judges.py) use this one text, so a judge fine-tuned on the export
+    and every AI judge (training/services/judges.py) use this one text, so a judge fine-tuned on the export
     is asked in the words it learned."""
     return (
         f"[Client Question]\n{prompt_as_text(messages)}\n\n"
