@@ -21,7 +21,9 @@ AGGREGATIONS = ("none", "majority")
 
 
 def _judgments(project: Project, *, include_excluded: bool):
-    qs = Judgment.objects.filter(project=project, reask_of__isnull=True)  # swapped re-asks are not data
+    # Swapped re-asks are not data; AI judges' labels reach training data only through a set whose
+    # curation policy takes them (judge_labels), never through a quick export.
+    qs = Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=False)
     if not include_excluded:
         # Excluded annotators keep their judgments (for analysis) but do not train reward models.
         qs = qs.exclude(annotator_id__in=excluded_annotator_ids(project=project))
@@ -59,7 +61,8 @@ class ExportSources:
 
 def export_sources(*, project: Project, include_excluded: bool = False) -> ExportSources:
     excluded = [] if include_excluded else excluded_annotator_ids(project=project)
-    judgments = Judgment.objects.filter(project=project, reask_of__isnull=True).exclude(annotator_id__in=excluded)
+    judgments = Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=False).exclude(
+        annotator_id__in=excluded)
     pairs = DerivedPair.objects.filter(project=project).exclude(author_id__in=excluded)
     rewrites = Rewrite.objects.filter(project=project).exclude(author_id__in=excluded)
     return ExportSources(

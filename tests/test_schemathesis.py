@@ -164,7 +164,7 @@ def build_world(tmp_path) -> dict:
     """A small project as it looks in use: comparisons, a ranking, a bad case to rewrite and an
     adversarial item, judged by a peer; the fuzzed annotator has a judgment and holds a lease;
     anchors and a calibration set (a newcomer has a question), a frozen set, a queued freeze, an
-    import, a reward model, a policy run with an alert and a queued reward run."""
+    import, a reward model, a policy run with an alert, a queued reward run and an AI judge."""
     project = ProjectFactory(overlap=2)
     ItemFactory.create_batch(6, project=project)
     import_lines(project, [
@@ -213,6 +213,10 @@ def build_world(tmp_path) -> dict:
     RunAlert.objects.create(run=policy_run, step=3, kind="kl", message="KL 6.1 > 5.0", value=6.1,
                                     threshold=5.0, prompt_ids=[judgment.item.prompt_id])
     Run.objects.create(project=project, preference_set=preference_set, config={}, created_by=engineer)
+    from training.services.judges import judge_create
+
+    judge = judge_create(project=project, name="fuzzed judge", kind="endpoint", endpoint_url="http://127.0.0.1:9/v1",
+                         endpoint_model="m")
     return {
         "project": project, "users": {"annotator": annotator, "lead": lead, "engineer": engineer},
         # Path parameters by name, for the operations that have them.
@@ -221,7 +225,7 @@ def build_world(tmp_path) -> dict:
             "question_id": question.pk, "username": annotator.username, "table": "agreement",
             "set_id": preference_set.pk, "other_id": preference_set.pk, "request_id": freeze.pk,
             "job_id": job.pk, "run_id": policy_run.pk, "model_id": reward_model.pk,
-            "rewrite_id": rewrite.pk,
+            "rewrite_id": rewrite.pk, "judge_id": judge.pk,
         },
     }
 

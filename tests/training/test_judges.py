@@ -321,3 +321,18 @@ def test_endpoint_answers_are_read_as_verdicts(content, expected):
 def test_answers_that_are_no_verdict_are_refused(content):
     with pytest.raises(JudgeError):
         parse_endpoint_answer(content)
+
+
+def test_a_quick_export_carries_peoples_labels_only(project):
+    from rewards.selectors import export_sources, preference_rows
+
+    live_items(project, 2)
+    with judge_server(prefers_response_a) as server:
+        judge = endpoint_judge(project, server)
+        judges.judge_calibrate(judge=judge)
+        judges.judge_prelabel(judge=judge)
+    person = calibrated_person(project)
+    person_answers(project, person, "b")
+    assert export_sources(project=project).comparisons == 2
+    rows = list(preference_rows(project=project, fmt="trl", aggregate="none"))
+    assert len(rows) == 2 and all("AI judge" not in str(row) for row in rows)

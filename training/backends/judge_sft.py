@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import GenerativeJudgeConfig
-from .reward_trl import Reporter, SilentReporter, _Progress, _version_args, device_plan
+from .reward_trl import Reporter, SilentReporter, _Progress, _version_args, device_plan, progress_callback
 
 SAMPLES_KEPT = 3  # written evaluations kept in the report, so a lead can read what the judge writes
 
@@ -113,7 +113,7 @@ def train(*, rows: Sequence[dict], config: GenerativeJudgeConfig, output_dir: st
     (not when cancelled)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
     from trl import SFTTrainer
 
     reporter = reporter or SilentReporter()
@@ -148,23 +148,9 @@ def train(*, rows: Sequence[dict], config: GenerativeJudgeConfig, output_dir: st
     total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
     progress = _Progress(reporter, batch_pairs=config.batch_size * config.gradient_accumulation_steps, total=total)
 
-    class Callback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress.begin(state.global_step)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if progress.step(state.global_step, state.max_steps):
-                control.should_training_stop = True
-                control.should_save = False
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            progress.logged(state.global_step, state.max_steps, logs or {})
-
-        def on_save(self, args, state, control, **kwargs):
-            reporter.checkpoint(step=state.global_step, path=str(output_dir / f"checkpoint-{state.global_step}"))
-
     trainer = SFTTrainer(model=model, args=_args(config, output_dir=output_dir, total=total, plan=plan),
-                         train_dataset=dataset, processing_class=tokenizer, callbacks=[Callback()])
+                         train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[progress_callback(progress, reporter, output_dir)])
     reporter.phase("training")
     started = time.perf_counter()
     trainer.train()

@@ -180,7 +180,7 @@ def train(*, rows: Sequence[dict], config: RewardRunConfig, output_dir: str | Pa
     model, its tokenizer and its encoding to output_dir/model."""
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback, set_seed
+    from transformers import set_seed
     from trl import RewardConfig
 
     reporter = reporter or SilentReporter()
@@ -240,24 +240,8 @@ def train(*, rows: Sequence[dict], config: RewardRunConfig, output_dir: str | Pa
     progress = _Progress(reporter, batch_pairs=config.batch_size * config.gradient_accumulation_steps * world,
                          total=total)
 
-    class Callback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            progress.begin(state.global_step)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if progress.step(state.global_step, state.max_steps):
-                control.should_training_stop = True
-                control.should_save = False
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            progress.logged(state.global_step, state.max_steps, logs or {})
-
-        def on_save(self, args, state, control, **kwargs):
-            path = output_dir / f"checkpoint-{state.global_step}"
-            reporter.checkpoint(step=state.global_step, path=str(path))
-
     trainer = _length_grouped_trainer()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[Callback()])
+                            callbacks=[progress_callback(progress, reporter, output_dir)])
     reporter.phase("training")
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=config.resume_from or None)
@@ -276,6 +260,29 @@ def train(*, rows: Sequence[dict], config: RewardRunConfig, output_dir: str | Pa
         seconds=seconds, pairs_per_s=trained_pairs / seconds if seconds else 0.0,
         truncated_pairs=truncated, final_loss=progress.last_loss,
     )
+
+
+def progress_callback(progress: "_Progress", reporter: Reporter, output_dir: Path):
+    """The Trainer callback every training backend here reports through: progress and cancel at each
+    step, logged metrics, checkpoints as they are saved."""
+    from transformers import TrainerCallback
+
+    class Callback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            progress.begin(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress.step(state.global_step, state.max_steps):
+                control.should_training_stop = True
+                control.should_save = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            progress.logged(state.global_step, state.max_steps, logs or {})
+
+        def on_save(self, args, state, control, **kwargs):
+            reporter.checkpoint(step=state.global_step, path=str(Path(output_dir) / f"checkpoint-{state.global_step}"))
+
+    return Callback()
 
 
 class _Progress:
