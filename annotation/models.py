@@ -356,6 +356,9 @@ class Item(models.Model):
         "probability P (from people's judgments under dynamic k, else from the routing reward model's margin). "
         "Served first after priority; 500 when nothing is known.",
     )
+    closed_by_judge = models.BooleanField(
+        default=False, help_text="HyPER routing: an AI judge was sure and agreed with the people before it, so "
+        "people are asked no more (its target is what was already leased); dynamic k leaves it so.")
     rm_margin = models.FloatField(null=True, blank=True, help_text="Routing reward model: reward of a minus reward of b.")
     rm_spread = models.FloatField(
         null=True, blank=True, help_text="Routing reward model: the margin's standard deviation over MC-dropout passes.")

@@ -204,13 +204,13 @@ class JudgmentOutput(serializers.ModelSerializer):
         model = Judgment
         fields = [
             "id", "item", "annotator", "choice", "strength", "dimension_choices", "rationale",
-            "time_spent_ms", "shown_left", "spec_version", "revision", "created_at", "updated_at",
+            "time_spent_ms", "shown_left", "spec_version", "revision", "by_judge", "created_at", "updated_at",
         ]
 
 
 class OwnJudgmentOutput(JudgmentOutput):
     class Meta(JudgmentOutput.Meta):
-        fields = [f for f in JudgmentOutput.Meta.fields if f != "item"]
+        fields = [f for f in JudgmentOutput.Meta.fields if f not in ("item", "by_judge")]
 
 
 class ImportJobOutput(serializers.ModelSerializer):

@@ -65,11 +65,12 @@ class CurationPolicy:
                                "Bradley-Terry). With aggregation none each judgment is a pair of its own and "
                                "cannot be partly in a set, so any weight below 1 leaves it out there."})
     judge_labels: str = field(
-        default="exclude", metadata={"help": "AI judges' labels (rewards/judges.py): exclude (people's labels only, the "
-                                     "default), tiebreak (a judge's vote counts for 1/1000 of a person's, so it decides "
-                                     "only where people's votes are tied, and never makes min_judgments), or include "
-                                     "(a judge counts as one more rater). The set's counts say how many were left "
-                                     "out or counted."})
+        default="exclude", metadata={"help": "AI judges' labels (training/services/judges.py): exclude (people's labels "
+                                     "only, the default), tiebreak (people's labels are aggregated alone; where that "
+                                     "gives no winner because people split evenly between A and B, the judges' side "
+                                     "decides, if they agree; a judge never makes min_judgments), or include (a "
+                                     "judge counts as one more rater). The set's counts say how many were left out, "
+                                     "counted and how many items a judge decided."})
     chosen_shorter_share: float | None = field(
         default=None, metadata={"help": "Target share of pairs whose chosen response is the shorter one "
                                 "(length-aware: concise good answers against longer bad ones)."})

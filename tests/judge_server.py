@@ -5,7 +5,8 @@ It answers POST /v1/chat/completions with a chat completion whose content is the
 `decide(left_text, right_text)` returns as (choice, confidence), read from the judge prompt's user
 turn (rewards.set_formats.judge_user_text); it records every request body and Authorization
 header. `mode` switches it to the failures a real endpoint has: "http500", "garbage" (an answer
-that is no verdict), "not_json" (a body that is no chat completion), "slow" (answers after 3 s)."""
+that is no verdict), "not_json" (a body that is no chat completion), "slow" (answers after 3 s), "redirect" (to an
+internal address)."""
 from __future__ import annotations
 
 import json
@@ -44,6 +45,12 @@ class JudgeServer:
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 if outer.mode == "http500":
                     return self._send(500, {"error": {"message": "the model is overloaded"}})
+                if outer.mode == "redirect":  # e.g. towards a cloud metadata service
+                    self.send_response(302)
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if outer.mode == "slow":
                     time.sleep(3)
                 if outer.mode == "not_json":

@@ -19,11 +19,15 @@ items in a row); torch and transformers are imported only here, when such a judg
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
 import re
+import socket
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,16 +125,62 @@ def parse_endpoint_answer(content: str) -> tuple[str, float, str]:
     raise JudgeError(f"the judge's answer is not a verdict: {text.strip()[:200]!r}")
 
 
-def endpoint_verdict(*, url: str, model: str, api_key: str, messages: list[dict], timeout: float) -> Verdict:
-    """One chat-completions call, temperature 0."""
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A judge endpoint answers where it was asked: a redirect could lead the worker (and the key's
+    Authorization header) to an address nobody checked."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise JudgeError(f"the endpoint answered with a redirect (HTTP {code}); give its final URL instead")
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
+
+
+def endpoint_address_check(url: str, *, allowed_hosts=()) -> None:
+    """An http(s) URL whose host resolves only to public addresses, unless the operator allowed the
+    host (settings.JUDGE_ENDPOINT_HOSTS): a lead must not point a worker at the database, the cloud
+    metadata service or anything else inside. Raises JudgeError saying why."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise JudgeError("the endpoint must be an http(s) URL with a host")
+    host = parsed.hostname.lower()
+    if host in allowed_hosts:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)}
+    except OSError as exc:
+        raise JudgeError(f"could not reach the endpoint: cannot resolve {host} ({exc})") from None
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            raise JudgeError(f"the endpoint's host {host} resolves to {address}, a private, loopback or link-local "
+                             "address; an operator can allow it (JUDGE_ENDPOINT_HOSTS)")
+
+
+def endpoint_verdict(*, url: str, model: str, api_key: str, messages: list[dict], timeout: float,
+                     allowed_hosts=()) -> Verdict:
+    """One chat-completions call, temperature 0, within `timeout` seconds in all (a server that
+    drips its answer cannot hold a worker longer)."""
+    endpoint_address_check(url, allowed_hosts=allowed_hosts)
     body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body, headers=headers, method="POST")
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (a URL the lead set, http/https only)
-            raw = response.read(MAX_ANSWER_BYTES + 1)
+        with _opener.open(request, timeout=timeout) as response:  # noqa: S310 (checked above, no redirects)
+            chunks, size = [], 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise JudgeError(f"could not reach the endpoint: no full answer within {timeout:g} s (timed out)")
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    break
+            raw = b"".join(chunks)
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode("utf-8", "replace").strip()
         raise JudgeError(f"the endpoint answered HTTP {exc.code}: {detail[:200]}") from None

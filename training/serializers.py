@@ -162,7 +162,9 @@ class JudgeReportOutput(serializers.Serializer):
     anchor_accuracy = serializers.FloatField(allow_null=True)
     labels = serializers.IntegerField()
     agreement = serializers.DictField(help_text="Against people's majority: n, rate, low, high (Wilson), kappa.")
-    overturn = serializers.DictField(help_text="People's decisive judgments against its pre-labels: n, items, rate, low, high.")
+    overturn = serializers.DictField(help_text=(
+        "Pre-labelled items whose people's majority went the other way: n, items, rate, low, high (Wilson, over "
+        "items); judgments, judgment_rate (people's single judgments against the pre-label)."))
     flags = serializers.ListField(child=serializers.CharField(), help_text="Its bias flags from the latest analytics.")
     calls = serializers.IntegerField()
     failed = serializers.IntegerField()

@@ -172,8 +172,10 @@ def judgment_record(
         judgment.save()  # no savepoint: on a clash the whole submit rolls back anyway
     except IntegrityError:
         raise Conflict("This submit token was already used for another item.") from None
-    # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart.
-    if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue:
+    # Not from hidden anchors: a rewrite task quoting an anchor would tell it apart. Not from an AI
+    # judge either: the rewrite task would show people another rater's label (and a judge answering
+    # "both bad" wholesale would flood their queue).
+    if judgment.choice == Choice.BOTH_BAD and assignment.item.in_live_queue and not claim.by_judge:
         bad_cases_from_judgment(judgment=judgment, item=assignment.item)
     # Last: from here to the commit the item's row is locked, and every other submit on the item
     # waits for it (the bad-case intake above used to run inside that window). Every submit locks

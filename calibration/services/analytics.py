@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Item, ItemKind, Judgment, Project, RankingJudgment
+from annotation.models import Item, ItemKind, Judgment, Membership, Project, RankingJudgment
 from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register
 
 from .. import agreement, bias, discovery, health
@@ -166,7 +166,7 @@ def _tagged_sycophancy(cues: list, item_rows: list[tuple]) -> None:
             syc.side[i] = bias.B if row[7] == "a" else bias.A
 
 
-def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
+def _judgment_columns_orm(project: Project, dims: list[str], with_judges: bool = False) -> np.ndarray:
     """Portable path (SQLite in development): one integer column per field; the per-dimension
     choices are decoded here, since JSON key comparisons differ between databases."""
     choice_code = {c: i for i, c in enumerate(CHOICES)}
@@ -176,6 +176,7 @@ def _judgment_columns_orm(project: Project, dims: list[str]) -> np.ndarray:
     )
     queryset = (
         Judgment.objects.filter(project=project, reask_of__isnull=True)
+        .filter(**({} if with_judges else {"by_judge": False}))
         .annotate(
             c=_code("choice", choice_code),
             o=ordinal_code,
@@ -198,7 +199,7 @@ PACKED_DIMENSIONS = 18  # 7 bits of choice/strength/side, then 3 bits per dimens
 DIM_SHIFT = 7
 
 
-def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarray:
+def _judgment_columns_postgresql(project: Project, dims: list[str], with_judges: bool = False) -> np.ndarray:
     """PostgreSQL path: five integer columns, the small codes packed into one. Converting each
     returned value costs the driver more than PostgreSQL spends on the query, so fewer, integer
     columns load a million judgments several times faster than one column per field."""
@@ -210,7 +211,7 @@ def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarra
               for i in range(len(dims))]
     sql = (f'SELECT item_id, annotator_id, time_spent_ms, EXTRACT(EPOCH FROM created_at)::bigint, '
            f'({" + ".join(parts)})::bigint FROM "{Judgment._meta.db_table}" WHERE project_id = %s '
-           f'AND reask_of_id IS NULL')
+           f'AND reask_of_id IS NULL' + ('' if with_judges else ' AND NOT by_judge'))
     with connection.cursor() as cursor:
         cursor.execute(sql, [*dims, project.pk])
         rows = cursor.fetchall()
@@ -226,7 +227,8 @@ def _judgment_columns_postgresql(project: Project, dims: list[str]) -> np.ndarra
     return np.column_stack(columns) if len(rows) else np.zeros((0, 7 + len(dims)), dtype=np.int64)
 
 
-def dataset_load(*, project: Project) -> Dataset:
+def dataset_load(*, project: Project, with_judges: bool = False) -> Dataset:
+    """People's judgments (re-asks left out); with_judges, AI judges' too (their own flags only)."""
     dims = project.dimension_keys
     fast = connection.vendor == "postgresql" and len(dims) <= PACKED_DIMENSIONS
     # A helper thread measures the response texts while this one waits on the judgment query
@@ -235,7 +237,7 @@ def dataset_load(*, project: Project) -> Dataset:
     item_ids = np.array([r[0] for r in item_rows], dtype=np.int64)
     with ThreadPoolExecutor(max_workers=1) as pool:
         features = pool.submit(_item_features, item_rows)
-        table = (_judgment_columns_postgresql if fast else _judgment_columns_orm)(project, dims)
+        table = (_judgment_columns_postgresql if fast else _judgment_columns_orm)(project, dims, with_judges)
         messages, items, cues = features.result()
     item_index = np.searchsorted(item_ids, table[:, 0])
     # Judgments whose item has judgment_count 0 cannot exist, but be safe against a racing write.
@@ -583,8 +585,21 @@ def analytics_compute(*, project: Project, progress=None) -> dict:
         for f in row["flags"]:
             flag_counts[f["kind"]] = flag_counts.get(f["kind"], 0) + 1
     payload["flag_counts"] = flag_counts
+    payload["judges"] = timed("AI judges", 99, lambda: _judges_block(project, policy))
     payload["timings_ms"] = timings
     return payload
+
+
+def _judges_block(project: Project, policy: AnalyticsPolicy) -> list[dict]:
+    """AI judges' rows of the bias detectors, run over people's judgments and the judges' together;
+    every other figure of the dashboard is people's alone (what a set takes by default). Empty when
+    no judge has labelled anything."""
+    if not Judgment.objects.filter(project=project, by_judge=True).exists():
+        return []
+    data = dataset_load(project=project, with_judges=True)
+    nominal = agreement.value_counts(data.judgments.item, data.judgments.choice, len(CHOICES), len(data.item_ids))
+    judges = set(Membership.objects.filter(project=project, judge=True).values_list("user__username", flat=True))
+    return [row for row in _annotator_block(data, nominal, policy) if row["username"] in judges]
 
 
 # --- snapshots -------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def item_target_update(*, item_id: int) -> Item | None:
     with transaction.atomic():
         item = (Item.objects.select_for_update(of=("self",)).select_related("project", "prompt")
                 .filter(pk=item_id, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True).first())
-        if item is None or not item.project.dynamic_k:
+        if item is None or not item.project.dynamic_k or item.closed_by_judge:
             return None
         rows = list(Judgment.objects.filter(item_id=item.pk, by_judge=False).values_list("annotator_id", "choice"))
         accuracy = annotator_accuracy(project_id=item.project_id, annotator_ids=sorted({a for a, _ in rows}),
@@ -188,7 +188,9 @@ def targets_reset(*, project: Project) -> int:
     since it runs in the lead's request: one read of the judgments and one UPDATE per target value
     (at most the overlap), each never below the slots leased meanwhile. Returns how many items
     were looked at."""
-    live = Item.objects.filter(project=project, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True)
+    # Items an AI judge closed (HyPER routing) stay closed whatever the policy.
+    live = Item.objects.filter(project=project, kind=ItemKind.COMPARISON, in_live_queue=True, reask_of__isnull=True,
+                               closed_by_judge=False)
     if not project.dynamic_k:
         # Never below what is already leased or judged (imports may have gone past k).
         live.filter(target_judgments__lt=project.overlap).update(target_judgments=project.overlap)

@@ -273,6 +273,17 @@ JOBS_QUEUED_GIVE_UP_SECONDS = float(os.environ.get("JOBS_QUEUED_GIVE_UP_SECONDS"
 # Training: runs go to their own queue, served by a worker started with
 # `celery -A config worker -Q gpu --concurrency 1`; their files live under TRAINING_ROOT.
 TRAINING_QUEUE = os.environ.get("TRAINING_QUEUE", "gpu")
+
+# AI judges behind an OpenAI-compatible endpoint (training/judge_backends.py). Leads choose the URL
+# and the *name* of the environment variable holding the key, so both are bounded by the operator:
+# - JUDGE_KEY_ENVS: the only variables a judge may read its key from (never DJANGO_SECRET_KEY or
+#   DATABASE_URL: a lead could otherwise have a worker send them to a URL of their choosing);
+# - JUDGE_ENDPOINT_HOSTS: hosts a judge may call even when they resolve to a private, loopback or
+#   link-local address (by default none: such addresses are refused, as are redirects).
+JUDGE_KEY_ENVS = tuple(n.strip() for n in os.environ.get("JUDGE_KEY_ENVS", "OPENAI_API_KEY,JUDGE_API_KEY").split(",")
+                       if n.strip())
+JUDGE_ENDPOINT_HOSTS = tuple(h.strip().lower() for h in os.environ.get("JUDGE_ENDPOINT_HOSTS", "").split(",")
+                             if h.strip())
 TRAINING_ROOT = Path(os.environ.get("TRAINING_ROOT", VAR_DIR / "runs"))
 # Where the runs form looks for model directories to offer as backbones and policies (a directory
 # with a config.json, up to MODEL_SCAN_DEPTH levels down): colon-separated, mounted where the

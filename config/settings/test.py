@@ -29,3 +29,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # noqa: F405
     "anon": os.environ.get("API_THROTTLE_ANON", "1000000/min"),
     "user": os.environ.get("API_THROTTLE_USER", "1000000/min"),
 }
+
+# The AI-judge tests talk to a real chat-completions server on the loopback interface
+# (tests/judge_server.py), and read their test key from these variables.
+JUDGE_ENDPOINT_HOSTS = ("127.0.0.1",)
+JUDGE_KEY_ENVS = (*JUDGE_KEY_ENVS, "JUDGE_TEST_KEY", "JUDGE_KEY_NOBODY_SET")  # noqa: F405

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.models import Choice, DerivedPair, ItemResponse, Judgment, Project, RankingJudgment
+from annotation.models import Choice, DerivedPair, Item, ItemResponse, Judgment, Project, RankingJudgment
 from annotation.services.jobs import JobKind, job_enqueue, job_fresh, job_guarded, job_kind_register, job_retryable
 from annotation.ranking import expand_pairs
 from calibration.bias import text_features
@@ -50,9 +50,6 @@ def _counted(project: Project, policy: CurationPolicy):
 
 BY_JUDGE = 17  # a comparison row's field: labelled by an AI judge (Judgment.by_judge)
 WEIGHT = 18  # a comparison row's last field: what it counts for in the aggregation (see _comparisons)
-# What a judge's vote counts for under judge_labels "tiebreak": it can only decide where people's
-# weighted votes are tied (the smallest weight a person's vote can have is far above it).
-TIEBREAK_WEIGHT = 1e-3
 
 
 def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec_versions: set) -> list[Candidate]:
@@ -72,7 +69,15 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         left_out = Judgment.objects.filter(project=project, reask_of__isnull=True, by_judge=True).count()
         if left_out:
             counts["judge_judgments_left_out"] += left_out
+    if policy.judge_labels != "include":
+        # Items HyPER routing closed on a judge's word alone have no people's label to give.
+        closed = Item.objects.filter(project=project, closed_by_judge=True, judgment_count=0).count()
+        if closed:
+            counts["items_closed_by_judge_left_out"] += closed
     per_item: dict[int, list] = defaultdict(list)
+    # judge_labels "tiebreak": judges' decisive votes per item, kept out of the aggregation (even a
+    # tiny weight tips a close Dawid-Skene posterior); used only where people's result has no winner.
+    judge_votes: dict[int, Counter] = defaultdict(Counter)
     biased = _bias_filter(project, policy, counts)
     # A judgment under drop_biased counts for policy.biased_weight (0: left out); a pair of its
     # own (aggregation none) cannot count in part, so there anything below 1 leaves it out.
@@ -83,13 +88,16 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
             continue
         weight = 1.0
         if row[BY_JUDGE]:
-            # A judge's label: a tie-breaker (never a pair of its own), or one more rater.
-            if policy.judge_labels == "tiebreak" and policy.aggregation in ("none", "bradley_terry"):
-                counts["judge_judgments_left_out"] += 1
+            # A judge's label: a tie-breaker (never a pair of its own, never in the aggregation), or
+            # one more rater.
+            if policy.judge_labels == "tiebreak":
+                if policy.aggregation in ("none", "bradley_terry") or row[3] not in (Choice.A, Choice.B):
+                    counts["judge_judgments_left_out"] += 1
+                else:
+                    judge_votes[row[1]][row[3]] += 1
                 continue
-            weight = TIEBREAK_WEIGHT if policy.judge_labels == "tiebreak" else 1.0
             counts["judge_judgments_counted"] += 1
-            per_item[row[1]].append((*row, weight))
+            per_item[row[1]].append((*row, 1.0))
             continue
         dropped = biased(row)
         if dropped and down_weight <= 0.0:
@@ -122,10 +130,7 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         return out
     if policy.aggregation == "bradley_terry":
         return _bradley_terry_pairs(per_item, policy, counts)
-    # A tie-breaking judge never makes up min_judgments: people's judgments are counted.
-    people_only = policy.judge_labels == "tiebreak"
-    eligible = {item: group for item, group in per_item.items()
-                if sum(1 for row in group if not (people_only and row[BY_JUDGE])) >= policy.min_judgments}
+    eligible = {item: group for item, group in per_item.items() if len(group) >= policy.min_judgments}
     counts["items_below_min_judgments"] += len(per_item) - len(eligible)
     votes = [(item, row[2], row[3], row[WEIGHT]) for item, group in eligible.items() for row in group]
     if policy.aggregation == "bias_aware":
@@ -135,6 +140,8 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         aggregated = dawid_skene(votes)[0] if policy.aggregation == "dawid_skene" else majority(votes)
     for item, group in sorted(eligible.items()):
         agg = aggregated[item]
+        if agg.label not in (Choice.A, Choice.B) and judge_votes.get(item):
+            agg = _tiebreak(agg, group, judge_votes[item], counts)
         if agg.label not in (Choice.A, Choice.B):
             counts["items_without_a_winner"] += 1
             continue
@@ -145,9 +152,21 @@ def _comparisons(project: Project, policy: CurationPolicy, counts: Counter, spec
         # pick a label nobody chose (it learned that these raters answer the opposite): the
         # strength is then unknown and the policy's "clear" margin applies.
         _, strength = majority_vote((row[3], row[4]) for row in group if row[3] == agg.label) or ("", "")
-        rationales = [row[15] for row in group if row[3] == agg.label and not (people_only and row[BY_JUDGE])]
+        rationales = [row[15] for row in group if row[3] == agg.label]
         out.append(candidate(f"item:{item}", group[0], agg.label, strength, agg, rationales))
     return out
+
+
+def _tiebreak(agg: Aggregate, group: list, judges: Counter, counts: Counter) -> Aggregate:
+    """People's aggregation found no winner: the judges decide, but only an even A/B split of
+    people's votes (not a consensus of ties or both-bads), and only if the judges agree on a side.
+    The item keeps people's confidence, so min_confidence still applies to it."""
+    people = Counter(row[3] for row in group)
+    if not (people[Choice.A] == people[Choice.B] >= 1) or judges[Choice.A] == judges[Choice.B]:
+        return agg
+    counts["items_decided_by_judge_tiebreak"] += 1
+    counts["judge_judgments_counted"] += judges[Choice.A] + judges[Choice.B]
+    return Aggregate(Choice.A if judges[Choice.A] > judges[Choice.B] else Choice.B, agg.confidence, agg.votes)
 
 
 def _bias_filter(project: Project, policy: CurationPolicy, counts: Counter):

@@ -212,3 +212,22 @@ def test_sets_without_a_held_out_split_bad_configs_and_taken_judge_names_are_ref
         GenerativeJudgeConfig.from_dict({"base_model": base, "lr": 1})
     assert GenerativeJudgeConfig.from_dict({"base_model": base, "max_steps": "", "judge_name": ""}).max_steps is None
     assert not Run.objects.filter(project=project).exists()
+
+
+@pytest.mark.django_db
+def test_the_judge_never_trains_on_an_anchors_prompt():
+    """Its calibration round asks the anchors: a judge trained on them would pass it by memory."""
+    from calibration.services.anchors import ExpertAnswer, anchor_create
+    from training.services.judge_runs import sft_rows
+
+    project = ProjectFactory()
+    preference_set = learnable_set(project, items=12, test_fraction=0.25)
+    train = list(preference_set.pairs.filter(split="train"))
+    rows, left_out = sft_rows(preference_set=preference_set)
+    assert left_out == 0 and len(rows) == len(train)
+    anchored = ItemFactory(project=project, prompt_id=train[0].prompt_id)
+    anchor_create(item=anchored, answer=ExpertAnswer(choice="a", strength="clear", explanation="A is right.",
+                                                     clear_cut=True))
+    rows, left_out = sft_rows(preference_set=preference_set)
+    on_that_prompt = sum(1 for p in train if p.prompt_id == train[0].prompt_id)
+    assert left_out == on_that_prompt >= 1 and len(rows) == len(train) - on_that_prompt

@@ -80,7 +80,7 @@ def test_leads_and_engineers_register_judges_and_bad_fields_are_named(world, who
     ok = client.post(f"/api/projects/{project.slug}/judges/", {"name": f"by {who}", "kind": "endpoint",
                                                                "endpoint_url": "http://127.0.0.1:9/v1",
                                                                "endpoint_model": "m"}, format="json")
-    assert ok.status_code == 201 and ok.json()["username"].startswith("judge:")
+    assert ok.status_code == 201 and ok.json()["username"].startswith("judge.")
     listed = client.get(f"/api/projects/{project.slug}/judges/").json()
     assert {row["judge"]["name"] for row in listed} == {"j", f"by {who}"}
     assert all(set(row) >= {"standing", "agreement", "overturn", "flags", "cost", "latency_p50_ms"} for row in listed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from annotation.models import Assignment, Item, Judgment, Membership, Role
 from annotation.services.judgments import JudgmentInput
@@ -122,7 +123,7 @@ def test_people_never_receive_or_see_the_judges_labels(project, client):
     page = client.get(f"/p/{project.slug}/label/").content.decode()
     api = client.get(f"/api/projects/{project.slug}/next/").content.decode()
     for text in (page, api):
-        assert "AI judge" not in text and "judge:" not in text and "loopback" not in text
+        assert "AI judge" not in text and "judge." not in text and "loopback" not in text
     assert assignment.item_id in {i.pk for i in items}
     # The judge's account cannot log in.
     assert not judge.user.is_active and not judge.user.has_usable_password()
@@ -255,6 +256,19 @@ def test_hyper_routing_closes_only_items_the_judge_is_sure_of_and_agrees_on(proj
         queue_submit(assignment_id=a.pk, annotator=other, client_token=uuid.uuid4(), data=JudgmentInput(
             choice="left", strength="clear", rationale="Left is better, I think so."))
     assert sure.pk not in served and {unsure.pk, disputed.pk} <= served
+    # Closed stays closed: switching dynamic k (which re-targets every live comparison) leaves it.
+    from calibration.services.dynamic_k import routing_update
+    for on in (True, False):
+        routing_update(project=project, changes={"dynamic_k": on})
+        closed = Item.objects.get(pk=sure.pk)
+        assert closed.closed_by_judge and closed.target_judgments == 0
+    # A set without the judges' labels says what it could not take; with them it takes the item.
+    without = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="majority"))
+    assert without.counts["items_closed_by_judge_left_out"] == 1
+    with_judges = preference_set_freeze(project=project, policy=CurationPolicy(aggregation="majority",
+                                                                               judge_labels="include"))
+    assert "items_closed_by_judge_left_out" not in with_judges.counts
+    assert with_judges.pairs.filter(prompt_id=sure.prompt_id).exists()
 
 
 def test_the_report_shows_agreement_overturns_standing_and_the_cost_line(project):
@@ -277,9 +291,10 @@ def test_the_report_shows_agreement_overturns_standing_and_the_cost_line(project
     assert row["agreement"]["n"] == 6 and row["agreement"]["rate"] == pytest.approx(4 / 6)
     from sklearn.metrics import cohen_kappa_score
     assert row["agreement"]["kappa"] == pytest.approx(cohen_kappa_score(["a"] * 6, ["b", "b", "a", "a", "a", "a"]))
-    assert row["overturn"]["n"] == 18 and row["overturn"]["rate"] == pytest.approx(6 / 18)
+    assert row["overturn"]["n"] == 6 and row["overturn"]["rate"] == pytest.approx(2 / 6)
+    assert row["overturn"]["judgments"] == 18 and row["overturn"]["judgment_rate"] == pytest.approx(6 / 18)
     from statsmodels.stats.proportion import proportion_confint
-    low, high = proportion_confint(6, 18, method="wilson")
+    low, high = proportion_confint(2, 6, method="wilson")
     assert (row["overturn"]["low"], row["overturn"]["high"]) == (pytest.approx(low), pytest.approx(high))
     assert row["calls"] == 9 and row["failed"] == 0
     assert row["cost"] == pytest.approx(9 * (0.01 + 0.5 * 0.15))
@@ -300,7 +315,9 @@ def test_registering_a_judge_is_checked_field_by_field_and_creates_a_judge_accou
     judge = judges.judge_create(project=project, name="dir judge", kind=JudgeKind.LOCAL_MODEL, model_dir="/nowhere")
     assert Membership.objects.get(user=judge.user).judge is True
     assert Membership.objects.get(user=judge.user).role == Role.ANNOTATOR
-    assert judge.user.username == f"judge:{project.slug}:dir-judge"
+    assert judge.user.username == f"judge.{project.slug}.dir-judge"
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+    UnicodeUsernameValidator()(judge.user.username)
     with pytest.raises(ValidationFailed) as caught:
         judges.judge_create(project=project, name="dir judge", kind=JudgeKind.LOCAL_MODEL, model_dir="/x")
     assert "name" in caught.value.field_errors
@@ -336,3 +353,109 @@ def test_a_quick_export_carries_peoples_labels_only(project):
     assert export_sources(project=project).comparisons == 2
     rows = list(preference_rows(project=project, fmt="trl", aggregate="none"))
     assert len(rows) == 2 and all("AI judge" not in str(row) for row in rows)
+
+
+def test_a_lead_cannot_aim_a_judge_at_the_workers_secrets_or_inside_the_network(project, settings):
+    """The key comes only from variables the operator set aside, the endpoint must resolve to public
+    addresses unless the operator allowed its host, and a redirect is never followed."""
+    from annotation.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as caught:
+        judges.judge_create(project=project, name="thief", kind=JudgeKind.ENDPOINT, endpoint_url="https://example.org/v1",
+                            endpoint_model="m", api_key_env="DJANGO_SECRET_KEY")
+    assert "api_key_env" in caught.value.field_errors
+    live_items(project, 1)
+    Standing.objects.create(project=project, annotator=member(project), state="active", since=timezone.now())
+    for url, why in (("http://10.1.2.3:8000/v1", "10.1.2.3, a private"), ("http://169.254.169.254/v1", "link-local"),
+                     ("http://localhost:5432/v1", "loopback")):
+        judge = judges.judge_create(project=project, name=f"inside {url[7:15]}", kind=JudgeKind.ENDPOINT,
+                                    endpoint_url=url, endpoint_model="m")
+        Standing.objects.update_or_create(project=project, annotator=judge.user,
+                                          defaults={"state": "active", "since": timezone.now()})
+        call = judges.judge_label(judge=judge, item=project.items.filter(in_live_queue=True).first(), purpose="prelabel")
+        assert not call.ok and why in call.error, call.error
+    # The operator's allowed host (the tests' loopback server), but a redirect towards the inside.
+    with judge_server(prefers_response_a) as server:
+        judge = endpoint_judge(project, server, name="redirected")
+        Standing.objects.update_or_create(project=project, annotator=judge.user,
+                                          defaults={"state": "active", "since": timezone.now()})
+        server.mode = "redirect"
+        call = judges.judge_label(judge=judge, item=project.items.filter(in_live_queue=True).first(), purpose="prelabel")
+    assert not call.ok and "redirect" in call.error and len(server.requests) == 1
+    # A variable slipped past registration (changed in the database) is refused when called.
+    Judge.objects.filter(pk=judge.pk).update(api_key_env="DJANGO_SECRET_KEY")
+    judge.refresh_from_db()
+    call = judges.judge_label(judge=judge, item=project.items.filter(in_live_queue=True).first(), purpose="prelabel")
+    assert not call.ok and "not among the variables" in call.error
+    assert not Judgment.objects.filter(by_judge=True).exists()
+
+
+@pytest.mark.parametrize("aggregation", ["majority", "dawid_skene", "bias_aware"])
+def test_a_tiebreak_judge_never_turns_a_two_to_one_majority(project, aggregation):
+    """People 2-1 for A on every item, the judge for B: under any aggregation the set says A, and the
+    judge decided nothing (even a tiny weight inside Dawid-Skene could tip a close posterior)."""
+    items = live_items(project, 6)
+    with judge_server(lambda left, right: ("B", 0.99) if left.startswith("Answer A") else ("A", 0.99)) as server:
+        judge = endpoint_judge(project, server)
+        Standing.objects.create(project=project, annotator=judge.user, state="active", since=timezone.now())
+        judges.judge_prelabel(judge=judge)
+    people = [calibrated_person(project) for _ in range(3)]
+    person_answers(project, people[0], "a")
+    person_answers(project, people[1], "a")
+    person_answers(project, people[2], "b")
+    frozen = preference_set_freeze(project=project, policy=CurationPolicy(aggregation=aggregation,
+                                                                          judge_labels="tiebreak"))
+    assert {p.chosen_response_id for p in frozen.pairs.all()} == {i.response_a_id for i in items}
+    assert "items_decided_by_judge_tiebreak" not in frozen.counts
+
+
+def test_a_judges_both_bad_makes_no_rewrite_work_for_people(project):
+    from annotation.models import ItemKind
+
+    live_items(project, 2)
+    with judge_server(lambda left, right: ("both_bad", 0.9)) as server:
+        judge = endpoint_judge(project, server)
+        Standing.objects.create(project=project, annotator=judge.user, state="active", since=timezone.now())
+        assert judges.judge_prelabel(judge=judge) == {"labelled": 2}
+    assert set(Judgment.objects.filter(by_judge=True).values_list("choice", flat=True)) == {"both_bad"}
+    assert not Item.objects.filter(project=project, kind=ItemKind.REWRITE).exists()
+
+
+def test_a_judge_runs_one_job_at_a_time(project):
+    from annotation.errors import ValidationFailed
+    from training.models import JudgeJob
+
+    judge = judges.judge_create(project=project, name="busy", kind=JudgeKind.ENDPOINT,
+                                endpoint_url="http://127.0.0.1:9/v1", endpoint_model="m")
+    first = judges.judge_job_request(judge=judge, use="calibration")
+    with pytest.raises(ValidationFailed) as caught:
+        judges.judge_job_request(judge=judge, use="prelabel")
+    assert "queued or running" in caught.value.field_errors["judge"]
+    JudgeJob.objects.filter(pk=first.pk).update(status="failed")
+    assert judges.judge_job_request(judge=judge, use="prelabel").status == "queued"
+
+
+def test_the_dashboard_is_peoples_and_a_judge_gets_its_own_bias_flags(project):
+    """Analytics figures are people's alone (what a set takes by default); the judge's rows of the
+    bias detectors come separately, here a judge that always takes the left response is flagged
+    for position, and the judges' report shows it."""
+    from calibration.services.analytics import analytics_compute
+
+    items = live_items(project, 60)
+    with judge_server(lambda left, right: ("A", 0.9)) as server:  # always the left one
+        judge = endpoint_judge(project, server)
+        Standing.objects.create(project=project, annotator=judge.user, state="active", since=timezone.now())
+        assert judges.judge_prelabel(judge=judge) == {"labelled": 60}
+    people = [calibrated_person(project) for _ in range(2)]
+    for person in people:
+        person_answers(project, person, "a")
+    payload = analytics_compute(project=project)
+    usernames = {row["username"] for row in payload["annotators"]}
+    assert judge.user.username not in usernames and {p.username for p in people} <= usernames
+    assert payload["counts"]["judgments"] == 2 * len(items)
+    [row] = payload["judges"]
+    assert row["username"] == judge.user.username and "position" in {f["kind"] for f in row["flags"]}
+    from calibration.models import AnalyticsSnapshot
+    AnalyticsSnapshot.objects.create(project=project, status="succeeded", payload=payload, finished_at=timezone.now())
+    [report] = judges.judges_report(project=project)
+    assert "position" in report["flags"]

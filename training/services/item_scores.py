@@ -80,16 +80,23 @@ def items_score(*, project: Project, reward_model: RewardModel, mc_samples: int 
         margins, spread = margins_and_spread(
             scorer, [prompt_as_text(i.prompt.messages) for i in chunk], [i.response_a.text for i in chunk],
             [i.response_b.text for i in chunk], mc_samples)
+        by_value: dict[int, list[int]] = {}
+        escalate: list[int] = []
         for item, m, s in zip(chunk, margins, spread):
             item.rm_margin, item.rm_spread = float(m), float(s)
-            if item.judgment_count == 0:  # people's judgments, once there are any, decide (dynamic k)
-                item.informativeness = informativeness_of(1.0 / (1.0 + math.exp(-float(m))))
+            by_value.setdefault(informativeness_of(1.0 / (1.0 + math.exp(-float(m)))), []).append(item.pk)
             if rm_uncertain(float(m), float(s)):
                 out["uncertain"] += 1
-                if (item.prompt.domain or "").strip().lower() in held and not item.needs_skill:
-                    item.needs_skill = True
-                    out["sent_to_skill_holders"] += 1
-        Item.objects.bulk_update(chunk, ["rm_margin", "rm_spread", "informativeness", "needs_skill"])
+                if (item.prompt.domain or "").strip().lower() in held:
+                    escalate.append(item.pk)
+        # Only the model's own columns are written back whole. The queue's columns change under a
+        # scoring that runs for minutes (dynamic k re-targets and escalates on every submit), so they
+        # are set by conditions checked in the UPDATE itself: informativeness only while nobody has
+        # judged the item (people's judgments decide after that), needs_skill only ever to true.
+        Item.objects.bulk_update(chunk, ["rm_margin", "rm_spread"])
+        for value, ids in by_value.items():
+            Item.objects.filter(pk__in=ids, judgment_count=0).update(informativeness=value)
+        out["sent_to_skill_holders"] += Item.objects.filter(pk__in=escalate, needs_skill=False).update(needs_skill=True)
         out["scored"] += len(chunk)
         if progress:
             progress(out["scored"], len(items))

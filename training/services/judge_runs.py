@@ -13,8 +13,10 @@ from django.db import transaction
 
 from annotation.errors import ValidationFailed
 from annotation.models import Project
+from calibration.models import Anchor
 from rewards.models import PreferenceSet
-from rewards.services.sets import set_pairs, set_rows
+from rewards.services.sets import set_pairs
+from rewards.set_formats import pair_row
 
 from ..config import GenerativeJudgeConfig
 from .judges import NAME_RE, judge_create
@@ -70,6 +72,19 @@ def generative_judge_run_create(*, project: Project, preference_set: PreferenceS
 # ---------------------------------------------------------------- on the worker
 
 
+def sft_rows(*, preference_set: PreferenceSet) -> tuple[list[dict], int]:
+    """The set's training split as rm-r1 rows, and how many pairs were left out for being on an
+    anchor's prompt: the judge answers the anchors in its calibration round, and its standing must
+    not come from questions it was trained on."""
+    anchor_prompts = set(Anchor.objects.filter(project_id=preference_set.project_id)
+                         .values_list("item__prompt_id", flat=True))
+    train = list(set_pairs(preference_set=preference_set, split="train"))
+    kept = [p for p in train if p["prompt_id"] not in anchor_prompts]
+    dimensions = preference_set.project.dimensions
+    rows = [row for p in kept if (row := pair_row(p, "rm-r1", dimensions=dimensions)) is not None]
+    return rows, len(train) - len(kept)
+
+
 def generative_judge_run_execute(*, run_id: int, node: str = "") -> Run | None:
     """Do a queued generative-judge run (once: a run that is not queued is left alone)."""
     try:
@@ -89,7 +104,9 @@ def _execute(run: Run, judge_sft) -> None:
     reporter = DbReporter(run.pk)
 
     reporter.phase("reading the rm-r1 export")
-    rows = list(set_rows(preference_set=run.preference_set, fmt="rm-r1", split="train"))
+    rows, on_anchors = sft_rows(preference_set=run.preference_set)
+    if on_anchors:
+        reporter.log(f"{on_anchors} training pairs on anchor prompts left out: the judge is calibrated on the anchors.")
     bare = sum(1 for row in rows if "Annotators' reasons:" not in row["target"])
     reporter.log(f"{len(rows)} rm-r1 training rows; base model {config.base_model}." + (
         f" {bare} have no annotator rationale, so their evaluation only names the winner." if bare else ""),

@@ -62,7 +62,6 @@ from ..judge_backends import JudgeError, Verdict
 from ..models import Judge, JudgeCall, JudgeJob, JudgeKind, JudgeUse
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
-ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
 CAUSAL_MAX_NEW_TOKENS = int(os.environ.get("JUDGE_MAX_NEW_TOKENS", "256"))
 
 
@@ -93,8 +92,9 @@ def judge_create(*, project: Project, name: str, kind: str, created_by=None, rew
             errors["endpoint_url"] = "An http(s) URL, the API's base (…/v1)."
         if not (endpoint_model or "").strip():
             errors["endpoint_model"] = "The model name the endpoint expects."
-        if api_key_env and not ENV_RE.match(api_key_env):
-            errors["api_key_env"] = "The name of an environment variable (A-Z, 0-9, _), or empty for none."
+        if api_key_env and api_key_env not in settings.JUDGE_KEY_ENVS:
+            errors["api_key_env"] = (f"One of the variables the operator set aside for judge keys "
+                                     f"({', '.join(settings.JUDGE_KEY_ENVS) or 'none'}: JUDGE_KEY_ENVS), or empty.")
     for field, value, low, high in (("sure_at", sure_at, 0.5, 1.0), ("cost_per_call", cost_per_call, 0.0, 1e6),
                                     ("cost_per_1k_tokens", cost_per_1k_tokens, 0.0, 1e6),
                                     ("timeout_seconds", timeout_seconds, 1, 600)):
@@ -119,8 +119,9 @@ def judge_create(*, project: Project, name: str, kind: str, created_by=None, rew
 
 
 def _username(project: Project, name: str) -> str:
-    """A readable, unused, visibly non-human username: judge:<project>:<name>."""
-    base = f"judge:{project.slug}:{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}"[:140]
+    """A readable, unused, visibly non-human username: judge.<project>.<name>, in the characters
+    Django's username validator allows (the admin can still edit the account)."""
+    base = f"judge.{project.slug}.{re.sub(r'[^A-Za-z0-9_-]+', '-', name)}"[:140]
     users = get_user_model().objects
     candidate = base
     while users.filter(username=candidate).exists():
@@ -134,11 +135,14 @@ def _username(project: Project, name: str) -> str:
 def _verdict(judge: Judge, *, messages: list[dict], left: str, right: str) -> Verdict:
     if judge.kind == JudgeKind.ENDPOINT:
         spec = judge.project.current_spec.text if judge.project.current_spec_id else ""
+        if judge.api_key_env and judge.api_key_env not in settings.JUDGE_KEY_ENVS:
+            raise JudgeError(f"{judge.api_key_env} is not among the variables set aside for judge keys (JUDGE_KEY_ENVS)")
         key = os.environ.get(judge.api_key_env, "") if judge.api_key_env else ""
         if judge.api_key_env and not key:
             raise JudgeError(f"the environment variable {judge.api_key_env} is not set on the worker")
         return judge_backends.endpoint_verdict(
             url=judge.endpoint_url, model=judge.endpoint_model, api_key=key, timeout=judge.timeout_seconds,
+            allowed_hosts=settings.JUDGE_ENDPOINT_HOSTS,
             messages=judge_backends.endpoint_messages(spec_text=spec, messages=messages, left=left, right=right))
     if judge.kind == JudgeKind.REWARD_MODEL:
         if judge.reward_model is None:
@@ -313,7 +317,7 @@ def judge_route(*, judge: Judge, limit: int | None = None, progress: Progress | 
         agrees = decisive == 0 or call.choice == majority
         if sure and agrees:
             Item.objects.filter(pk=item.pk).update(target_judgments=Greatest(F("assigned_count"), F("judgment_count")),
-                                                   needs_skill=False)
+                                                   needs_skill=False, closed_by_judge=True)
             out["closed_for_people"] += 1
         else:
             out["sent_to_people_unsure" if not sure else "sent_to_people_disagrees"] += 1
@@ -349,6 +353,8 @@ def judge_job_request(*, judge: Judge, use: str, limit: int | None = None, creat
         errors["limit"] = "A whole number from 1 to 100000, or none for all."
     if not judge.active:
         errors["judge"] = "This judge is switched off."
+    elif JudgeJob.objects.filter(judge=judge, status__in=("queued", "running")).exists():
+        errors["judge"] = "This judge has work queued or running; wait for it (each call costs)."
     if errors:
         raise ValidationFailed("Please fix the highlighted fields.", field_errors=errors)
     job = JudgeJob.objects.create(judge=judge, use=use, limit=limit, created_by=created_by)
@@ -430,7 +436,8 @@ def _latest_flags(project: Project) -> dict[str, list[str]]:
                 .order_by("-finished_at").only("payload").first())
     if snapshot is None:
         return {}
-    return {r["username"]: sorted({f["kind"] for f in r.get("flags", [])}) for r in snapshot.payload.get("annotators", [])}
+    rows = [*snapshot.payload.get("annotators", []), *snapshot.payload.get("judges", [])]
+    return {r["username"]: sorted({f["kind"] for f in r.get("flags", [])}) for r in rows}
 
 
 def _majority(votes: Counter) -> str:
@@ -459,17 +466,25 @@ def _agreement(labels: dict[int, str], people: dict[int, Counter]) -> dict:
 
 
 def _overturn(judge: Judge, people: dict[int, Counter]) -> dict:
-    """Of people's decisive judgments on items the judge pre-labelled A or B, the share that chose the
-    other side (people never saw the pre-label), with its Wilson interval."""
+    """Of the items the judge pre-labelled A or B where people (who never saw the pre-label) have a
+    majority, the share where that majority went the other way, with its Wilson interval: items,
+    not judgments, are the independent units. The share of people's decisive judgments against the
+    pre-label comes along as judgment_rate."""
     prelabels = dict(JudgeCall.objects.filter(judge=judge, purpose=JudgeUse.PRELABEL, ok=True,
                                               judgment__isnull=False, choice__in=(Choice.A, Choice.B))
                      .values_list("item_id", "choice"))
-    n = overturned = 0
+    n = overturned = judgments = against = 0
     for item_id, choice in prelabels.items():
         votes = people.get(item_id, Counter())
-        n += votes[Choice.A] + votes[Choice.B]
-        overturned += votes[Choice.B if choice == Choice.A else Choice.A]
+        judgments += votes[Choice.A] + votes[Choice.B]
+        against += votes[Choice.B if choice == Choice.A else Choice.A]
+        majority = _majority(votes)
+        if majority:
+            n += 1
+            overturned += majority != choice
+    out = {"n": n, "items": len(prelabels), "judgments": judgments,
+           "judgment_rate": against / judgments if judgments else None}
     if not n:
-        return {"n": 0, "items": len(prelabels), "rate": None, "low": None, "high": None}
+        return {**out, "rate": None, "low": None, "high": None}
     low, high = wilson_interval(overturned, n)
-    return {"n": n, "items": len(prelabels), "rate": overturned / n, "low": low, "high": high}
+    return {**out, "rate": overturned / n, "low": low, "high": high}
