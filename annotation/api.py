@@ -5,7 +5,7 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -29,7 +29,12 @@ from .services.quarantine import served_renderable
 from .services.rankings import RankingInput as RankingData, ranking_submit
 from .services.rewrites import RewriteInput as RewriteData, can_review_rewrite, rewrite_approve, rewrite_return, rewrite_revise, rewrite_submit
 from .services.queue import queue_next, queue_skip, queue_submit
-from .services.tokens import can_hold_tokens, token_create, token_revoke, token_of, token_rotate, tokens_of
+from .parsers import UntrustedJSONParser
+from .security import FeedbackThrottle
+from .services.production import (
+    MAX_BODY_BYTES, feedback_intake, feedback_policy_update, feedback_receive, policy_of,
+)
+from .services.tokens import FEEDBACK_SCOPE, feedback_token_create, can_hold_tokens, token_create, token_revoke, token_of, token_rotate, tokens_of
 
 
 def project_where(request, slug: str, allowed, refusal: str):
@@ -448,3 +453,63 @@ class TokenRotateApi(APIView):
         secret = token_rotate(token=token)
         token.refresh_from_db()
         return Response(serializers.TokenWithSecretOutput(token, context={"secret": secret}).data)
+
+
+# ---------------------------------------------------------------- production feedback (issue 23)
+
+
+class ProductionFeedbackApi(APIView):
+    """The product's backend posts what its users flag, with a token scoped to this endpoint and
+    project (leads issue it: POST .../production-feedback/tokens/). Validated whole (422 naming each
+    field), at most 64 KB (413), idempotent by external_id (a replay: 200 with the first result;
+    another body: 409), rate-limited per token (429), personal data scrubbed before storing, then
+    sampled by the project's policy (annotation/services/production.py)."""
+
+    token_scope = FEEDBACK_SCOPE
+    throttle_classes = [FeedbackThrottle]
+    parser_classes = [UntrustedJSONParser]
+
+    @extend_schema(request=serializers.ProductionFeedbackInput,
+                   responses={201: serializers.ProductionFeedbackOutput, 200: serializers.ProductionFeedbackOutput})
+    def post(self, request, slug: str):
+        token = request.auth
+        if getattr(token, "scope", "") != FEEDBACK_SCOPE:
+            raise PermissionDenied("Only a production-feedback token posts here (leads issue one per project).")
+        project = selectors.project_of_scoped_token(token=token, slug=slug)
+        if project is None:
+            raise NotFound("No such project for this token.")
+        if len(request.body) > MAX_BODY_BYTES:
+            return Response({"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; nothing was stored."},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        row, created = feedback_receive(project=project, data=request.data)
+        return Response(serializers.ProductionFeedbackOutput(row).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class FeedbackPolicyApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str):
+        """The sampling policy and the intake so far: received, kept, dropped by rule, tasks (leads)."""
+        project = project_where(request, slug, can_lead, "Only leads see the production feedback intake.")
+        policy = policy_of(project=project)
+        return Response({"policy": serializers.FeedbackPolicySerializer(policy).data,
+                         "intake": feedback_intake(project=project)})
+
+    @extend_schema(request=serializers.FeedbackPolicySerializer, responses=serializers.FeedbackPolicySerializer)
+    def patch(self, request, slug: str):
+        project = project_where(request, slug, can_lead, "Only leads set the production feedback policy.")
+        data = serializers.FeedbackPolicySerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        policy = feedback_policy_update(project=project, changes=dict(data.validated_data))
+        return Response(serializers.FeedbackPolicySerializer(policy).data)
+
+
+class FeedbackTokenApi(APIView):
+    @extend_schema(request=None, responses={201: serializers.FeedbackTokenOutput})
+    def post(self, request, slug: str):
+        """A token for the product's backend that reaches only this project's feedback intake (leads).
+        The secret is in this answer only."""
+        project = project_where(request, slug, can_lead, "Only leads issue production-feedback tokens.")
+        token, secret = feedback_token_create(project=project, lead=request.user, name=str(request.data.get("name", "")))
+        return Response({"id": token.pk, "name": token.name, "prefix": token.prefix, "secret": secret,
+                         "expires_at": token.expires_at}, status=status.HTTP_201_CREATED)

@@ -805,6 +805,13 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    scope = models.CharField(
+        max_length=32, blank=True, default="", choices=[("", "Full (acts as its user)"),
+                                                      ("production_feedback", "Production feedback intake only")],
+        help_text="A scoped token reaches only its scope's endpoint, for its project (annotation/security.py).")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens",
+                                help_text="The project a scoped token is for.")
+
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
@@ -828,3 +835,49 @@ class ApiToken(models.Model):
     def set_secret(self, secret: str) -> None:
         self.prefix = secret[:PREFIX_LENGTH]
         self.digest = token_digest(secret)
+
+
+class FeedbackPolicy(models.Model):
+    """How a project samples what its product's users flag (annotation/services/production.py)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="feedback_policy")
+    keep_share = models.FloatField(default=1.0, help_text="Share of incoming feedback kept (by a hash of its id).")
+    daily_cap = models.PositiveIntegerField(default=500, help_text="Most kept per UTC day (0: none kept).")
+    domain_daily_cap = models.PositiveIntegerField(default=100, help_text="Most kept per domain per UTC day.")
+    dedupe = models.BooleanField(default=True, help_text="Drop near-duplicates of feedback already kept.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class FeedbackStatus(models.TextChoices):
+    KEPT = "kept", "Kept"
+    DROPPED = "dropped", "Dropped"
+
+
+class ProductionFeedback(models.Model):
+    """One flag from the product's users, as received (after scrubbing personal data), and what
+    became of it: kept as a task (a bad case to rewrite, or a comparison against a reference
+    answer), or dropped by a named sampling rule."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="production_feedback")
+    external_id = models.CharField(max_length=200)
+    body_hash = models.CharField(max_length=64, help_text="sha256 of the request as sent: a replay must match it.")
+    conversation = models.JSONField(help_text="[{role, content}] up to the user's last turn, scrubbed.")
+    answer = models.TextField(help_text="The model's answer, scrubbed.")
+    reference_answer = models.TextField(blank=True, help_text="A fresh answer to compare against, scrubbed.")
+    signal = models.CharField(max_length=16)
+    reason = models.CharField(max_length=200, blank=True)
+    comment = models.TextField(blank=True, help_text="The user's own words, scrubbed.")
+    model_name = models.CharField(max_length=200, blank=True)
+    domain = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    scrubbed = models.JSONField(default=dict, blank=True, help_text="{rule: how many replaced}.")
+    dedupe_key = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=8, choices=FeedbackStatus.choices)
+    dropped_by = models.CharField(max_length=32, blank=True, help_text="sample | daily_cap | domain_cap | duplicate")
+    item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "external_id"], name="feedback_idempotent")]
+        indexes = [models.Index(fields=["project", "status", "received_at"], name="feedback_intake_idx")]
+

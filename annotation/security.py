@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 
 from axes.backends import AxesStandaloneBackend
@@ -11,7 +12,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.permissions import BasePermission
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from .models import ApiToken, token_digest
 from .rows import columns, from_row
@@ -109,3 +111,30 @@ class AnonThrottle(_FailOpen, AnonRateThrottle):
 
 class UserThrottle(_FailOpen, UserRateThrottle):
     pass
+
+
+class FeedbackThrottle(_FailOpen, SimpleRateThrottle):
+    """The production-feedback intake, per token: the product's backend may retry in a loop, and
+    every accepted request is a row. Rate: PRODUCTION_FEEDBACK_RATE (default 600/min)."""
+
+    scope = "production_feedback"
+    THROTTLE_RATES = {"production_feedback": os.environ.get("PRODUCTION_FEEDBACK_RATE", "600/min")}
+
+    def get_cache_key(self, request, view):
+        token = request.auth
+        # The id and the secret's public prefix: an id alone can repeat (a database restored or rebuilt).
+        ident = f"token-{token.pk}-{token.prefix}" if isinstance(token, ApiToken) else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class TokenScope(BasePermission):
+    """A scoped API token (ApiToken.scope) reaches only the views that name its scope in
+    `token_scope`; everywhere else it is refused, whatever its user could do. A full token and a
+    session are unaffected. The view itself checks the token's project."""
+
+    message = "This token is limited to its scope (production feedback intake) and cannot call this endpoint."
+
+    def has_permission(self, request, view):
+        token = request.auth
+        scope = token.scope if isinstance(token, ApiToken) else ""
+        return not scope or getattr(view, "token_scope", None) == scope

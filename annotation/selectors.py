@@ -384,3 +384,11 @@ def items_for_lead(*, project: Project, kind: str = "", query: str = "", domain:
             {"response": r, "text": text_displayable(r.text), "bad_case": r.pk in bad} for r in row["responses"]
         ]
     return page_obj, rows
+
+
+def project_of_scoped_token(*, token, slug: str) -> Project | None:
+    """The project a scoped token was issued for, if it is the one named; else None (a 404: a token
+    for one project learns nothing of another)."""
+    if token.project_id is None:
+        return None
+    return Project.objects.filter(pk=token.project_id, slug=slug).first()

@@ -276,3 +276,51 @@ class TokenWithSecretOutput(TokenOutput):
 
     def get_secret(self, obj) -> str:
         return self.context["secret"]
+
+
+class FeedbackSignalSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["thumbs_down", "report", "comment"])
+    reason = serializers.CharField(required=False, help_text="A short reason (a report's category).")
+    text = serializers.CharField(required=False, help_text="The user's own words (required for a comment).")
+
+
+class ProductionFeedbackInput(serializers.Serializer):
+    """Documents the body; annotation/services/production.py validates it (every field at once)."""
+
+    external_id = serializers.CharField(help_text="Your id for this feedback: a retry with the same body is answered "
+                                        "with the first result, another body under the same id is a 409.")
+    conversation = serializers.ListField(child=serializers.DictField(), help_text="[{role, content}], ending with "
+                                         "the user's turn the flagged answer replied to.")
+    answer = serializers.CharField(help_text="The model's answer the user flagged.")
+    signal = FeedbackSignalSerializer()
+    reference_answer = serializers.CharField(required=False, help_text="A fresh answer to compare the flagged one "
+                                             "against: with it the feedback becomes a comparison, without it a bad "
+                                             "case for expert rewrite.")
+    model_name = serializers.CharField(required=False)
+    domain = serializers.CharField(required=False)
+    metadata = serializers.DictField(required=False)
+
+
+class ProductionFeedbackOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    status = serializers.CharField(help_text="kept | dropped")
+    dropped_by = serializers.CharField(help_text="sample | duplicate | daily_cap | domain_cap, or empty when kept.")
+    task = serializers.CharField(source="item.kind", allow_null=True, default=None,
+                                 help_text="rewrite | comparison: what the kept feedback became.")
+    scrubbed = serializers.DictField(help_text="Personal data replaced before storing: {email|card|phone: count}.")
+
+
+class FeedbackPolicySerializer(serializers.Serializer):
+    keep_share = serializers.FloatField(required=False)
+    daily_cap = serializers.IntegerField(required=False)
+    domain_daily_cap = serializers.IntegerField(required=False)
+    dedupe = serializers.BooleanField(required=False)
+
+
+class FeedbackTokenOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    secret = serializers.CharField(help_text="Shown once; stored nowhere.")
+    expires_at = serializers.DateTimeField(allow_null=True)

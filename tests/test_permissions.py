@@ -57,6 +57,12 @@ API_CASES = [
     ("get", "/api/projects/{slug}/routing/", LEADS_ONLY),
     ("patch", "/api/projects/{slug}/routing/", LEADS_ONLY),
     ("get", "/api/projects/{slug}/routing/rm-scores/", LEADS_ONLY),
+    # production feedback: only the project's scoped token posts; leads set the policy and issue tokens
+    ("post", "/api/projects/{slug}/production-feedback/",
+     {"anonymous": 401, "outsider": 403, "annotator": 403, "lead": 403, "engineer": 403}),
+    ("get", "/api/projects/{slug}/production-feedback/policy/", LEADS_ONLY),
+    ("patch", "/api/projects/{slug}/production-feedback/policy/", LEADS_ONLY),
+    ("post", "/api/projects/{slug}/production-feedback/tokens/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/routing/rm-scores/", LEADS_ONLY),
     ("post", "/api/projects/{slug}/calibration/set/", LEADS_ONLY),
     ("get", "/api/projects/{slug}/anchors/", LEADS_ONLY),
@@ -146,6 +152,7 @@ LEAD_POSTS = [
     "/p/{slug}/anchors/import/", "/p/{slug}/anchors/set/", "/p/{slug}/anchors/new/?item={item}",
     "/p/{slug}/anchors/{anchor}/", "/p/{slug}/analytics/policy/", "/p/{slug}/settings/",
     "/p/{slug}/settings/goals/{annotator}/", "/p/{slug}/settings/routing/", "/p/{slug}/settings/routing/rm-scores/",
+    "/p/{slug}/settings/feedback/", "/p/{slug}/settings/feedback/token/",
 ]
 
 

@@ -35,11 +35,13 @@ def token_of(*, user, token_id: int) -> ApiToken:
     return token
 
 
-def token_issue(*, user, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+def token_issue(*, user, name: str = "", expires_at: datetime | None = None, scope: str = "",
+                project=None) -> tuple[ApiToken, str]:
     """A new token for `user`, with no role check (management commands, the demo, tests).
-    Returns the row and the secret, which is stored nowhere."""
+    Returns the row and the secret, which is stored nowhere. A `scope` limits it to that scope's
+    endpoint for `project` (annotation/security.py: TokenScope)."""
     secret = token_secret_new()
-    token = ApiToken(user=user, name=name[:100], expires_at=expires_at)
+    token = ApiToken(user=user, name=name[:100], expires_at=expires_at, scope=scope, project=project)
     token.set_secret(secret)
     token.save()
     return token, secret
@@ -76,3 +78,17 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def feedback_token_create(*, project, lead, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    """A token the product's backend uses to post production feedback to this project, and nothing
+    else: it cannot read, label, export or reach another project. Leads only."""
+    if not Membership.objects.filter(project=project, user=lead, role=Role.LEAD).exists() and not lead.is_superuser:
+        raise NotAllowed("Only the project's leads issue production-feedback tokens.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("The expiry must be in the future.", field_errors={"expires_at": "Must be in the future."})
+    return token_issue(user=lead, name=name or f"{project.slug} production feedback", expires_at=expires_at,
+                       scope=FEEDBACK_SCOPE, project=project)
+
+
+FEEDBACK_SCOPE = "production_feedback"

@@ -19,6 +19,8 @@ from calibration.selectors import annotator_in_project
 from calibration.services.dynamic_k import routing_update
 from rewards.formats import FORMATS, TAGS
 from rewards.selectors import AGGREGATIONS, export_overview, export_sources, reward_model_get, reward_models_of
+from annotation.services.production import feedback_intake, feedback_policy_update, policy_of
+from annotation.services.tokens import feedback_token_create
 from training.services.item_scores import item_scoring_latest, item_scoring_request
 
 from .common import project_for
@@ -29,7 +31,7 @@ def lead_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug, can_lead)
     overview = selectors.project_overview(project=project)
     return render(request, "frontend/lead.html", {
-        "project": project, "overview": overview})
+        "project": project, "overview": overview, "intake": feedback_intake(project=project)})
 
 
 @login_required
@@ -59,10 +61,48 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, "Settings saved.")
             return redirect("settings", slug=project.slug)
-    return render(request, "frontend/settings.html", {
-        "project": project, "form": form, "errors": errors, "ranges": SETTING_RANGES,
+    return _settings(request, project, form=form, errors=errors, status=status)
+
+
+def _settings(request: HttpRequest, project, *, status: int = 200, **extra) -> HttpResponse:
+    form = extra.pop("form", None) or {field: getattr(project, field) for field in ("name", "description", *SETTING_RANGES)}
+    response = render(request, "frontend/settings.html", {
+        "project": project, "form": form, "errors": extra.pop("errors", {}), "ranges": SETTING_RANGES,
         "goals": history.annotator_goals(project=project), "reward_models": list(reward_models_of(project=project)),
-        "scoring": item_scoring_latest(project=project)}, status=status)
+        "scoring": item_scoring_latest(project=project), "feedback_policy": policy_of(project=project), **extra},
+        status=status)
+    if "feedback_secret" in extra:
+        response["Cache-Control"] = "no-store"  # the secret is in this answer only
+    return response
+
+
+@login_required
+@require_POST
+def settings_feedback(request: HttpRequest, slug: str) -> HttpResponse:
+    """The production-feedback sampling policy (annotation/services/production.py), all or nothing."""
+    project = project_for(request, slug, can_lead)
+    try:
+        changes = {"keep_share": float(request.POST.get("keep_share", "")),
+                   "daily_cap": int(request.POST.get("daily_cap", "")),
+                   "domain_daily_cap": int(request.POST.get("domain_daily_cap", "")),
+                   "dedupe": request.POST.get("dedupe") == "on"}
+        feedback_policy_update(project=project, changes=changes)
+    except ValueError:
+        messages.error(request, "Enter numbers for the share kept and the caps.")
+    except ValidationFailed as exc:
+        messages.error(request, "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()))
+    else:
+        messages.success(request, "Production feedback policy saved.")
+    return redirect(reverse("settings", args=[project.slug]) + "#feedback")
+
+
+@login_required
+@require_POST
+def settings_feedback_token(request: HttpRequest, slug: str) -> HttpResponse:
+    """Issue a token for the product's backend: this project's feedback intake only. Shown once."""
+    project = project_for(request, slug, can_lead)
+    token, secret = feedback_token_create(project=project, lead=request.user, name=request.POST.get("name", ""))
+    return _settings(request, project, feedback_secret=secret, feedback_token=token)
 
 
 @login_required
