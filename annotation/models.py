@@ -758,13 +758,18 @@ class DerivedPair(models.Model):
     negative = models.OneToOneField(
         AdversarialNegative, null=True, blank=True, on_delete=models.CASCADE, related_name="pair"
     )
+    source = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="redteam: a reward-model hack found in the red-team console and confirmed by a second person.")
+    note = models.TextField(blank=True, help_text="The red-teamer's note: why the high-scoring response is bad.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(tag="rewrite", rewrite__isnull=False, negative__isnull=True)
-                | Q(tag="adversarial", negative__isnull=False, rewrite__isnull=True),
+                | Q(tag="adversarial", negative__isnull=False, rewrite__isnull=True)
+                | Q(tag="adversarial", source="redteam", negative__isnull=True, rewrite__isnull=True),
                 name="derived_pair_has_its_source",
             )
         ]

@@ -1,7 +1,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import account, analytics, calibration, designed, home, judges, labelling, lead, mywork, sets, training
+from .views import (
+    account, analytics, calibration, designed, home, judges, labelling, lead, mywork, redteam, sets, training,
+)
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -68,6 +70,12 @@ urlpatterns = [
     path("p/<slug:slug>/monitor-thresholds/", training.monitor_thresholds_view, name="monitor-thresholds"),
     path("p/<slug:slug>/reward-models/", training.reward_models_page, name="reward-models"),
     path("p/<slug:slug>/judges/", judges.judges_page, name="judges"),
+    path("p/<slug:slug>/redteam/", redteam.redteam_page, name="redteam"),
+    path("p/<slug:slug>/redteam/attempts/", redteam.redteam_attempt_new, name="redteam-attempt-new"),
+    path("p/<slug:slug>/redteam/attempts/<int:attempt_id>/", redteam.redteam_attempt, name="redteam-attempt"),
+    path("p/<slug:slug>/redteam/attempts/<int:attempt_id>/hack/", redteam.redteam_hack, name="redteam-hack"),
+    path("p/<slug:slug>/redteam/hacks/<int:hack_id>/review/", redteam.redteam_review, name="redteam-review"),
+    path("p/<slug:slug>/redteam/access/", redteam.redteam_access, name="redteam-access"),
     path("p/<slug:slug>/judges/train/", judges.judge_train, name="judge-train"),
     path("p/<slug:slug>/judges/<int:judge_id>/jobs/", judges.judge_job_start, name="judge-job-start"),
     path("p/<slug:slug>/judges/jobs/<int:job_id>/", judges.judge_job_page, name="judge-job"),

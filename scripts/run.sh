@@ -9,7 +9,7 @@ $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo
 # -B: the same process runs the periodic tasks (stale leases, and the reapers that fail a job or run
 # whose worker died, or send again a queued one whose message was lost).
-$PY -m celery -A config worker -B -s var/celerybeat-schedule -Q default,gpu --pool=solo --loglevel=warning >var/worker.log 2>&1 &
+$PY -m celery -A config worker -B -s var/celerybeat-schedule -Q default,gpu,scoring --pool=solo --loglevel=warning >var/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true' EXIT
 cat <<TXT

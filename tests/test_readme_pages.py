@@ -19,7 +19,8 @@ NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next"
              "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv", "my-work-edit",
              "analytics-cue", "analytics-cue-remove", "calibration-proposal",
              "my-goal", "settings-goal", "settings-routing", "judge-job-start", "judge-job", "settings-rm-scores",
-             "judge-train", "settings-feedback", "settings-feedback-token"}
+             "judge-train", "settings-feedback", "settings-feedback-token", "redteam-attempt-new", "redteam-attempt",
+             "redteam-hack", "redteam-review", "redteam-access"}
 
 
 def _table_urls() -> list[str]:

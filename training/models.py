@@ -303,3 +303,68 @@ class ItemScoring(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class RedTeamAccess(models.Model):
+    """An annotator a lead let into the red-team console (leads and engineers are in already)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="redteam_access")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="redteam_access")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="redteam_access_unique")]
+
+
+class AttemptStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SCORED = "scored", "Scored"
+    FAILED = "failed", "Failed"
+
+
+class RedTeamAttempt(models.Model):
+    """A prompt and a response someone wrote to see what a reward model makes of it, scored live by
+    the scoring worker (training/services/redteam.py), with a reference response's score and the
+    response's percentile among the scores of that prompt's samples."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="redteam_attempts")
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="redteam_attempts")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    prompt = models.TextField()
+    response = models.TextField()
+    reference = models.TextField(blank=True, help_text="A good response to the same prompt, scored beside it.")
+    policy_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="The policy run whose prompt this is (its samples set the percentile).")
+    status = models.CharField(max_length=8, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED)
+    score = models.FloatField(null=True)
+    reference_score = models.FloatField(null=True)
+    percentile = models.FloatField(null=True, help_text="Share of the prompt's scored samples below this score.")
+    samples = models.PositiveIntegerField(default=0, help_text="How many samples the percentile is over.")
+    latency_ms = models.PositiveIntegerField(null=True, help_text="From the request to the score being stored.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    scored_at = models.DateTimeField(null=True)
+
+
+class HackStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a second person"
+    CONFIRMED = "confirmed", "Confirmed"
+    REJECTED = "rejected", "Rejected"
+
+
+class RedTeamHack(models.Model):
+    """A high-scoring bad response submitted as a hack: once a second person confirms it, it is an
+    adversarial pair (reference > hack) in the project's data."""
+
+    attempt = models.OneToOneField(RedTeamAttempt, on_delete=models.CASCADE, related_name="hack")
+    flaw_type = models.CharField(max_length=32)
+    note = models.TextField()
+    status = models.CharField(max_length=12, choices=HackStatus.choices, default=HackStatus.PENDING)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+    pair = models.OneToOneField("annotation.DerivedPair", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="hack")
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from annotation.models import Project
 
-from .models import FeedbackBatch, Judge, JudgeJob, Run, RunAlert, RunLog, RunMetric, RunSample, SuiteResult
+from .models import (
+    FeedbackBatch, Judge, JudgeJob, RedTeamAccess, RedTeamAttempt, RedTeamHack, Run, RunAlert, RunLog, RunMetric, RunSample,
+    SuiteResult,
+)
 from .services.runs import runs_reap_stale
 
 
@@ -107,3 +110,16 @@ def judge_jobs_of_project(*, project: Project, limit: int = 20) -> list[JudgeJob
 
 def judge_job_by_id(*, pk: int) -> JudgeJob | None:
     return JudgeJob.objects.select_related("judge__project").filter(pk=pk).first()
+
+
+def redteam_attempt_get(*, project: Project, pk: int) -> RedTeamAttempt | None:
+    return RedTeamAttempt.objects.select_related("reward_model").filter(project=project, pk=pk).first()
+
+
+def redteam_hacks_pending(*, project: Project) -> list[RedTeamHack]:
+    return list(RedTeamHack.objects.filter(attempt__project=project, status="pending")
+                .select_related("attempt__author", "attempt__reward_model").order_by("created_at"))
+
+
+def redteam_access_of(*, project: Project) -> list:
+    return list(RedTeamAccess.objects.filter(project=project).select_related("user").order_by("user__username"))

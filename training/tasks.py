@@ -7,6 +7,7 @@ from celery.signals import worker_ready
 from annotation.services.jobs import task_failed_register
 
 from .services.item_scores import item_scoring_run
+from .services.redteam import attempt_score
 from .services.judges import judge_job_run
 from .services.judge_runs import generative_judge_run_execute
 from .services.reward_runs import reward_run_execute
@@ -30,6 +31,11 @@ def train_policy(self, run_id: int) -> int | None:
 def train_generative_judge(self, run_id: int) -> int | None:
     run = generative_judge_run_execute(run_id=run_id, node=self.request.hostname or "")
     return (run.summary or {}).get("judge_id") if run is not None else None
+
+
+@shared_task(name="training.tasks.score_redteam_attempt")
+def score_redteam_attempt(attempt_id: int) -> int:
+    return attempt_score(attempt_id=attempt_id).pk
 
 
 @shared_task(acks_late=True, name="training.tasks.score_items")

@@ -274,6 +274,9 @@ JOBS_QUEUED_GIVE_UP_SECONDS = float(os.environ.get("JOBS_QUEUED_GIVE_UP_SECONDS"
 # Training: runs go to their own queue, served by a worker started with
 # `celery -A config worker -Q gpu --concurrency 1`; their files live under TRAINING_ROOT.
 TRAINING_QUEUE = os.environ.get("TRAINING_QUEUE", "gpu")
+# Live scoring for the red-team console: a worker that keeps reward models loaded between requests
+# (`celery -A config worker -Q scoring`), apart from training so a long run never blocks it.
+SCORING_QUEUE = os.environ.get("SCORING_QUEUE", "scoring")
 
 # AI judges behind an OpenAI-compatible endpoint (training/judge_backends.py). Leads choose the URL
 # and the *name* of the environment variable holding the key, so both are bounded by the operator:

@@ -21,6 +21,7 @@ _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _XDIST_WORKER:
     CELERY_TASK_DEFAULT_QUEUE = f"default-{_XDIST_WORKER}"  # noqa: F405 (from base)
     TRAINING_QUEUE = f"gpu-{_XDIST_WORKER}"
+    SCORING_QUEUE = f"scoring-{_XDIST_WORKER}"
     CACHES["default"]["KEY_PREFIX"] = f"test-{_XDIST_WORKER}"  # noqa: F405
 
 # The suite (the schema fuzzing sends thousands of requests a minute as one client) must never meet

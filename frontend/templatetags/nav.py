@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from annotation import selectors
 from annotation.permissions import can_annotate, can_export, can_import, can_lead, can_see_all_judgments
+from training.services.redteam import can_redteam
 
 register = template.Library()
 
@@ -33,6 +34,7 @@ TABS = [
     ("Runs", "runs", can_export, ("run",)),
     ("Reward models", "reward-models", can_export, ("reward-model",)),
     ("AI judges", "judges", can_export, ("judge-job",)),
+    ("Red team", "redteam", can_redteam, ()),
     ("Settings", "settings", can_lead, ()),
 ]
 

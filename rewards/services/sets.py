@@ -317,17 +317,17 @@ def _derived(project: Project, policy: CurationPolicy, tags: set[str]) -> list[C
     rows = DerivedPair.objects.filter(project=project, tag__in=sorted(tags)).order_by("id").values_list(
         "id", "author_id", "prompt_id", "chosen_id", "rejected_id", "prompt__messages", "chosen__text",
         "rejected__text", "strength", "tag", "flaw_type", "prompt__domain", "prompt__difficulty",
-        "prompt__ground_truth", "rewrite__rationale", "negative__rationale",
+        "prompt__ground_truth", "rewrite__rationale", "negative__rationale", "note",
     )
     return [
         Candidate(
             key=f"derived:{pk}", prompt_id=prompt_id, chosen_id=chosen_id, rejected_id=rejected_id,
             messages=messages, chosen=chosen, rejected=rejected, strength=strength, tag=tag, flaw_type=flaw,
             domain=domain, difficulty=difficulty, confidence=1.0, votes=1, ground_truth=truth,
-            rationales=(rewrite_why or negative_why or "",),
+            rationales=(rewrite_why or negative_why or note or "",),
         )
         for (pk, author, prompt_id, chosen_id, rejected_id, messages, chosen, rejected, strength, tag, flaw, domain,
-             difficulty, truth, rewrite_why, negative_why) in rows.iterator(chunk_size=BATCH)
+             difficulty, truth, rewrite_why, negative_why, note) in rows.iterator(chunk_size=BATCH)
         if counted(author)
     ]
 

@@ -123,6 +123,15 @@ def _seeded_world():
                                              latency_ms=40 + i) for i in range(3)])
     JudgeJob.objects.create(judge=judge, use="prelabel", status="succeeded", outcome={"labelled": 3}, percent=100)
     JudgeJob.objects.create(judge=judge, use="route", status="failed", error="the judge is calibrating, not active")
+    # The red-team console with a hack waiting for a second person and one confirmed on the board.
+    from training.models import RedTeamAttempt, RedTeamHack
+
+    for status in ("pending", "confirmed"):
+        attempt = RedTeamAttempt.objects.create(
+            project=pool, reward_model=model, author=_user("lead"), prompt="What is 2 + 2?", status="scored",
+            response="Definitely 5, trust me.", reference="4.", score=1.2, reference_score=0.4, latency_ms=40)
+        RedTeamHack.objects.create(attempt=attempt, flaw_type="confident_but_wrong", note="Confidently wrong.",
+                                   status=status)
     return demo, pool, preference_set, model, done, failed
 
 
@@ -165,7 +174,8 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
         ("runs", f"/p/{pool.slug}/runs/"), ("run finished", f"/p/{pool.slug}/runs/{done.pk}/"),
         ("run failed", f"/p/{pool.slug}/runs/{failed.pk}/"), ("reward models", f"/p/{pool.slug}/reward-models/"),
         ("reward model", f"/p/{pool.slug}/reward-models/{model.pk}/"), ("sets", f"/p/{pool.slug}/sets/"),
-        ("judges", f"/p/{pool.slug}/judges/"), ("export", f"/p/{demo.slug}/export/"), ("designed", f"/p/{demo.slug}/designed/"),
+        ("judges", f"/p/{pool.slug}/judges/"), ("red team", f"/p/{pool.slug}/redteam/"),
+        ("export", f"/p/{demo.slug}/export/"), ("designed", f"/p/{demo.slug}/designed/"),
         ("import", f"/p/{demo.slug}/import/"), ("tokens", "/account/tokens/"),
     ]:
         _visit(page, base, f"engineer {name}", path, found)

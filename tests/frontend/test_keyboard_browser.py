@@ -206,7 +206,8 @@ def test_a_lead_only_sees_the_tabs_their_role_opens_and_an_engineer_others(page,
     login_with_keyboard(page, live_server.url, "tab-eng", "pw-12345678")
     page.goto(f"{live_server.url}/p/{project.slug}/runs/")
     labels = page.locator(".tabs a").all_text_contents()
-    assert labels == ["Import", "Analytics", "Designed data", "Sets", "Export", "Runs", "Reward models", "AI judges"]
+    assert labels == ["Import", "Analytics", "Designed data", "Sets", "Export", "Runs", "Reward models", "AI judges",
+                      "Red team"]
 
 
 def test_on_a_phone_the_submit_is_on_screen_without_scrolling_and_the_spec_one_tap_away(page, live_server):
