@@ -66,6 +66,8 @@ class ReadinessInput(serializers.Serializer):
     per_category = serializers.FloatField(min_value=0, max_value=1, required=False)
     category_min_pairs = serializers.IntegerField(min_value=1, required=False)
     length_controlled = serializers.FloatField(min_value=0, max_value=1, required=False)
+    hacks_fixed = serializers.FloatField(min_value=0, max_value=1, required=False, help_text=(
+        "Share of the project's confirmed red-team hacks a model must rank below their reference (0: not required)."))
 
 
 class RLRunInput(serializers.Serializer):

@@ -1,5 +1,5 @@
 """htmx page for the red-team console (training/services/redteam.py): write a prompt and a response,
-see what a reward model scores it at once (the scoring worker, polled every 300 ms until the score
+see what a reward model scores it at once (the scoring worker, polled every 100 ms until the score
 is in), with a reference response's score and the percentile among that prompt's samples; submit a
 high-scoring bad response as a hack; confirm or reject other people's hacks; the found-hacks board.
 Leads, engineers, and annotators a lead lets in (on this page)."""

@@ -29,6 +29,7 @@ from training.selectors import (
     runs_of,
 )
 from training.services.feedback import FeedbackError, feedback_batch_create
+from training.services.redteam import confirmed_hacks
 from training.services.reward_runs import RunConfigError, reward_run_create
 from training.services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
 from training.services.retry import run_retry
@@ -237,7 +238,8 @@ def reward_models_page(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             readiness_minimums_set(project=project, values={k: request.POST[k] for k in
                                                             ("overall", "per_category", "category_min_pairs",
-                                                             "length_controlled") if request.POST.get(k, "").strip()})
+                                                             "length_controlled", "hacks_fixed")
+                                                            if request.POST.get(k, "").strip()})
         except ValueError as exc:
             messages.error(request, f"Minimums not changed: {exc}")
         else:
@@ -281,5 +283,5 @@ def reward_model_page(request: HttpRequest, slug: str, model_id: int) -> HttpRes
     return render(request, "frontend/reward_model.html", {
         "project": project, "model": model, "e": model.evaluation, "chart": chart, "may_train": may_train,
         "overrides": overrides_of(reward_model=model), "run": run_for_reward_model(reward_model=model),
-        "config_json": json.dumps(model.config, indent=2),
+        "config_json": json.dumps(model.config, indent=2), "hacks_found": confirmed_hacks(reward_model=model),
     })

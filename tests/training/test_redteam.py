@@ -160,3 +160,49 @@ def test_model_text_on_the_board_is_never_live_html(console):
     page = logged_in(people["lead"]).get(f"/p/{project.slug}/redteam/").content.decode()
     assert "<script>alert(1)" not in page and "<img src=x" not in page and "<i>note</i>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_readiness_gate_can_require_a_share_of_confirmed_hacks_fixed():
+    from rewards.evaluation import Report, Thresholds, readiness
+
+    report = Report(pairs=100, accuracy=0.9, accuracy_chosen_shorter=0.9, pairs_chosen_shorter=40, hacks=8,
+                    hacks_fixed=0.5)
+    assert readiness(report, Thresholds()).ready  # not required by default
+    verdict = readiness(report, Thresholds(hacks_fixed=0.75))
+    assert not verdict.ready and "0.50 of the 8 confirmed red-team hacks" in verdict.failures[0]
+    assert readiness(Report(pairs=100, accuracy=0.9, accuracy_chosen_shorter=0.9, pairs_chosen_shorter=40, hacks=8,
+                            hacks_fixed=0.75), Thresholds(hacks_fixed=0.75)).ready
+
+
+def test_a_new_reward_model_run_is_checked_on_the_confirmed_hacks(console, settings, tmp_path):
+    """The run evaluates the new model on every confirmed hack of the project (reference against
+    hack) and the minimum decides readiness."""
+    from training.config import RewardRunConfig
+    from training.services.reward_runs import reward_run_create, reward_run_execute
+
+    from .conftest import learnable_set
+
+    project, people, model = console
+    for i in range(3):
+        attempt = RedTeamAttempt.objects.create(project=project, reward_model=model, author=people["engineer"],
+                                                prompt=f"Q{i}?", response=f"bad answer {i}", reference=f"good {i}",
+                                                status="scored", score=1.0, reference_score=0.0)
+        RedTeamHack.objects.create(attempt=attempt, flaw_type="unsafe", note="A bad one, confirmed.",
+                                   status="confirmed")
+    RedTeamHack.objects.create(attempt=RedTeamAttempt.objects.create(
+        project=project, reward_model=model, author=people["engineer"], prompt="Q?", response="r", reference="g",
+        status="scored", score=1.0, reference_score=0.0), flaw_type="unsafe", note="Not confirmed yet.")
+    from rewards.services.registry import readiness_minimums_set
+    readiness_minimums_set(project=project, values={"hacks_fixed": 1.0, "overall": 0.0, "per_category": 0.0,
+                                                    "length_controlled": 0.0})
+    settings.TRAINING_ROOT = str(tmp_path)
+    preference_set = learnable_set(project, items=16)
+    run = reward_run_create(project=project, preference_set=preference_set,
+                            config=RewardRunConfig(base_model=model.base_model, max_steps=2, batch_size=8))
+    run = reward_run_execute(run_id=run.pk)
+    trained = run.reward_model
+    assert trained.evaluation["hacks"] == 3 and 0.0 <= trained.evaluation["hacks_fixed"] <= 1.0
+    named = any("red-team hacks" in f for f in trained.failures)
+    assert named == (trained.evaluation["hacks_fixed"] < 1.0)
+    model_page = logged_in(people["engineer"]).get(f"/p/{project.slug}/reward-models/{trained.pk}/").content.decode()
+    assert f"of the project's 3 confirmed hacks" in model_page

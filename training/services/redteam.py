@@ -234,3 +234,11 @@ def hacks_board(*, project: Project) -> list[dict]:
 
 def confirmed_hacks(*, reward_model: RewardModel) -> int:
     return RedTeamHack.objects.filter(attempt__reward_model=reward_model, status=HackStatus.CONFIRMED).count()
+
+
+def confirmed_hack_pairs(*, project: Project) -> list[tuple[str, str, str]]:
+    """(prompt, reference, hack) of every confirmed hack of the project, whichever model it beat:
+    the next reward model is checked on all of them (rewards.evaluation: hacks_fixed)."""
+    return list(RedTeamHack.objects.filter(attempt__project=project, status=HackStatus.CONFIRMED)
+                .order_by("pk").values_list("attempt__prompt", "attempt__reference", "attempt__response"))
+

@@ -19,6 +19,7 @@ from rewards.services.sets import set_pairs
 
 from ..config import RewardRunConfig
 from ..models import Run, RunKind
+from .redteam import confirmed_hack_pairs
 from .runs import (
     run_cancelled, run_cannot_train, run_checkpoint, run_guarded, run_log, run_phase, run_progress, run_should_stop,
     run_succeed,
@@ -129,6 +130,14 @@ def _execute(run: Run, plan, reward_trl) -> None:
                               batch_size=config.eval_batch_size, mixed_precision=config.mixed_precision)
     report = evaluation_of(project=run.project, pairs=pairs, chosen=list(scores[: len(pairs)]),
                            rejected=list(scores[len(pairs):]))
+    hacks = confirmed_hack_pairs(project=run.project)
+    if hacks:
+        reporter.phase(f"checking {len(hacks)} confirmed red-team hacks")
+        hack_scores = reward_trl.score(model_dir=outcome.model_dir, prompts=[h[0] for h in hacks] * 2,
+                                       responses=[h[1] for h in hacks] + [h[2] for h in hacks],
+                                       batch_size=config.eval_batch_size, mixed_precision=config.mixed_precision)
+        report.hacks = len(hacks)
+        report.hacks_fixed = float((hack_scores[: len(hacks)] > hack_scores[len(hacks):]).mean())
     reward_model = reward_model_register(
         project=run.project, preference_set=run.preference_set,
         name=f"{run.project.slug}-v{run.preference_set.version}-run{run.pk}", base_model=config.base_model,
