@@ -25,7 +25,8 @@ COPY manage.py ./
 ARG EXTRAS=""
 RUN pip install --no-cache-dir -c requirements/constraints.txt -e ".${EXTRAS}"
 # The code stays root-owned (read-only to the services); only the data directories are the app's:
-# media (the compose volume), var (training runs, beat schedule) and collected static files.
-RUN mkdir -p /data/media /app/var /app/staticfiles \
-    && chown -R app:app /data/media /app/var /app/staticfiles
+# media and runs (the compose volumes: uploads, trained models), var (beat schedule) and collected
+# static files.
+RUN mkdir -p /data/media /data/runs /app/var /app/staticfiles \
+    && chown -R app:app /data/media /data/runs /app/var /app/staticfiles
 USER app

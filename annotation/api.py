@@ -478,6 +478,9 @@ class ProductionFeedbackApi(APIView):
         project = selectors.project_of_scoped_token(token=token, slug=slug)
         if project is None:
             raise NotFound("No such project for this token.")
+        if not can_lead(user=token.user, project=project):
+            raise PermissionDenied("The lead who issued this token is no longer a lead of the project; a lead issues "
+                                   "a new one (Settings).")
         if len(request.body) > MAX_BODY_BYTES:
             return Response({"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; nothing was stored."},
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
@@ -510,6 +513,7 @@ class FeedbackTokenApi(APIView):
         """A token for the product's backend that reaches only this project's feedback intake (leads).
         The secret is in this answer only."""
         project = project_where(request, slug, can_lead, "Only leads issue production-feedback tokens.")
-        token, secret = feedback_token_create(project=project, lead=request.user, name=str(request.data.get("name", "")))
+        name = request.data.get("name", "") if isinstance(request.data, dict) else ""
+        token, secret = feedback_token_create(project=project, lead=request.user, name=str(name))
         return Response({"id": token.pk, "name": token.name, "prefix": token.prefix, "secret": secret,
                          "expires_at": token.expires_at}, status=status.HTTP_201_CREATED)

@@ -870,7 +870,7 @@ class ProductionFeedback(models.Model):
     answer = models.TextField(help_text="The model's answer, scrubbed.")
     reference_answer = models.TextField(blank=True, help_text="A fresh answer to compare against, scrubbed.")
     signal = models.CharField(max_length=16)
-    reason = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=400, blank=True, help_text="Up to 200 characters as sent, scrubbed.")
     comment = models.TextField(blank=True, help_text="The user's own words, scrubbed.")
     model_name = models.CharField(max_length=200, blank=True)
     domain = models.CharField(max_length=64, blank=True)

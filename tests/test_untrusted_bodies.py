@@ -23,9 +23,11 @@ pytestmark = pytest.mark.django_db
 
 DEEP = "[" * 100_000 + "]" * 100_000
 WRITE_METHODS = ("post", "put", "patch")
-# Endpoints that never read a body: they answer as they would without one (never 500).
+# Endpoints that never read a body: they answer as they would without one (never 500). The
+# production-feedback intake reads one only for its scoped token, never for a person (tested with
+# the token below).
 NO_BODY = re.compile(
-    r"/(next|calibration/next|analytics/refresh|skip|cancel|select|retry)/$"
+    r"/(next|calibration/next|analytics/refresh|skip|cancel|select|retry|production-feedback)/$"
 )
 
 
@@ -140,3 +142,21 @@ def test_json_typed_into_the_analytics_settings_form_is_parsed_as_untrusted(worl
                            {"domain_targets": DEEP}, follow=True)
     assert response.status_code == 200
     assert "nested deeper than 32 levels" in response.content.decode()
+
+
+def test_the_feedback_intake_answers_a_deep_body_from_its_token_with_400():
+    from rest_framework.test import APIClient
+
+    from annotation.models import ProductionFeedback, Role
+    from annotation.services.tokens import feedback_token_create
+
+    project = ProjectFactory()
+    _token, secret = feedback_token_create(project=project, lead=member(project, Role.LEAD))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    url = f"/api/projects/{project.slug}/production-feedback/"
+    assert client.post(url, DEEP, content_type="application/json").status_code == 413  # over its 64 KB first
+    deep_but_small = "[" * 20_000 + "]" * 20_000
+    assert client.post(url, deep_but_small, content_type="application/json").status_code == 400
+    assert not ProductionFeedback.objects.exists()
+

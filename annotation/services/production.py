@@ -49,6 +49,8 @@ MAX_CONTENT = 20_000
 SIGNALS = ("thumbs_down", "report", "comment")
 ROLES = ("system", "user", "assistant")
 SOURCE = "production"
+TOP_LEVEL = ("external_id", "conversation", "answer", "signal", "reference_answer", "model_name", "domain", "metadata")
+ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 # ---------------------------------------------------------------- scrubbing
@@ -65,24 +67,76 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_shape(groups: list[str]) -> bool:
+    """How card numbers are written: one run of 13 to 19 digits, groups of four (the last one
+    shorter), or Amex/Diners 4-6-5 and 4-6-4."""
+    sizes = [len(g) for g in groups]
+    if len(sizes) == 1:
+        return 13 <= sizes[0] <= 19
+    if all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4:
+        return 13 <= sum(sizes) <= 19
+    return sizes in ([4, 6, 5], [4, 6, 4])
+
+
 def _card(match: re.Match) -> str | None:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "[card]" if 13 <= len(digits) <= 19 and _luhn(digits) else None
+    """Within a run of digit groups (spaces, dots or dashes between them), consecutive groups
+    written the way card numbers are (_card_shape) whose digits pass the Luhn check become [card];
+    the rest of the run is kept, so a card number followed by an expiry or a CVV is still found,
+    and phone numbers side by side are not taken for one."""
+    text = match.group(0)
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
+    out, last, i = [], 0, 0
+    while i < len(groups):
+        for j in range(min(len(groups), i + 5), i, -1):
+            chunk = [text[a:b] for a, b in groups[i:j]]
+            if _card_shape(chunk) and _luhn("".join(chunk)):
+                out.append(text[last:groups[i][0]] + "[card]")
+                last, i = groups[j - 1][1], j
+                break
+        else:
+            i += 1
+    return "".join(out) + text[last:] if out else None
+
+
+def _phone_span(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in text)
+    if re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", text):  # an IPv4 address
+        return False
+    return 8 <= digits <= 15 if text.startswith("+") else 10 <= digits <= 15
 
 
 def _phone(match: re.Match) -> str | None:
+    """A run of 10 to 15 digits with the usual separators, or 8 to 15 after a leading +. A longer
+    run (two numbers side by side) is split at its spaces and each part tried, longest first."""
     text = match.group(0)
-    digits = re.sub(r"\D", "", text)
-    if text.startswith("+"):
-        return "[phone]" if 8 <= len(digits) <= 15 else None
-    return "[phone]" if 10 <= len(digits) <= 15 else None
+    if _phone_span(text):
+        return "[phone]"
+    parts = re.split(r"(\s+)", text)
+    words, gaps = parts[0::2], parts[1::2]
+    out, i, changed = [], 0, False
+    while i < len(words):
+        for j in range(len(words) - 1, i - 1, -1):
+            span = "".join(w + (gaps[k] if k < j else "") for k, w in enumerate(words[i:j + 1], start=i))
+            if _phone_span(span):
+                out.append("[phone]")
+                changed, i = True, j + 1
+                break
+        else:
+            out.append(words[i])
+            i += 1
+        if i < len(words):
+            out.append(gaps[i - 1])
+    return "".join(out) if changed else None
 
 
 # (name, pattern, replacement: a string, or a function that returns one or None to leave the match)
+# Every quantifier is bounded, so no input makes a rule backtrack for long (a 64 KB body of one
+# character is scrubbed in milliseconds: tests/annotation/test_production_feedback.py).
 SCRUB_RULES = (
-    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), "[email]"),
-    ("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
-    ("phone", re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,}\d(?!\w)"), _phone),
+    ("email", re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}\.[^\W\d_]{2,24}"),
+     "[email]"),
+    ("card", re.compile(r"(?<![\d.-])\d(?:[ .-]?\d){12,40}(?![\d-])"), _card),
+    ("phone", re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,40}\d(?![\w:])"), _phone),
 )
 
 
@@ -90,11 +144,14 @@ def scrub(text: str) -> tuple[str, Counter]:
     """`text` with personal data replaced (SCRUB_RULES, in order), and how many of each."""
     found: Counter = Counter()
     for name, pattern, replacement in SCRUB_RULES:
+        if name == "email" and "@" not in text:
+            continue
+
         def swap(match: re.Match, name=name, replacement=replacement) -> str:
             new = replacement(match) if callable(replacement) else replacement
             if new is None:
                 return match.group(0)
-            found[name] += 1
+            found[name] += new.count(f"[{name}]")
             return new
         text = pattern.sub(swap, text)
     return text, found
@@ -152,10 +209,12 @@ def feedback_validate(data) -> FeedbackInput:
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field_errors={"body": "A JSON object."})
     errors: dict[str, str] = {}
-    known = {f for f in FeedbackInput.__dataclass_fields__} | {"signal"}
-    for name in sorted(set(data) - known):
-        errors[name] = "Unknown field."
+    for name in sorted(set(data) - set(TOP_LEVEL)):
+        errors[name] = "Unknown field" + (" (it belongs inside signal)." if name in ("reason", "text", "kind") else ".")
+    # Identifiers are never scrubbed, so they may not carry free text (an e-mail address as an id).
     external_id = _text(data, "external_id", errors, required=True, limit=200)
+    if external_id and not ID_RE.fullmatch(external_id):
+        errors["external_id"] = "Letters, digits and . _ : - only (up to 200): an id, not free text."
     conversation = data.get("conversation")
     turns: list[dict] = []
     if not isinstance(conversation, list) or not 1 <= len(conversation) <= MAX_TURNS:
@@ -185,7 +244,11 @@ def feedback_validate(data) -> FeedbackInput:
             errors["signal.text"] = "A comment needs the user's words."
     reference = _text(data, "reference_answer", errors, limit=MAX_TEXT)
     model_name = _text(data, "model_name", errors, limit=200)
+    if model_name and not ID_RE.fullmatch(model_name.replace("/", "")):
+        errors["model_name"] = "Letters, digits and . _ : - / only: a model's name."
     domain = _text(data, "domain", errors, limit=64).lower()
+    if domain and not ID_RE.fullmatch(domain):
+        errors["domain"] = "Letters, digits and . _ : - only: a domain's name."
     metadata = data.get("metadata", {})
     if metadata is None:
         metadata = {}

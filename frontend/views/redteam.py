@@ -20,7 +20,7 @@ from rewards.selectors import reward_model_get, reward_models_of
 from training.models import RL_KINDS
 from training.selectors import redteam_access_of, redteam_attempt_get, redteam_hacks_pending, runs_of
 from training.services.redteam import (
-    attempt_create, can_redteam, hack_review, hack_submit, hacks_board, redteam_access_set,
+    attempt_create, attempt_fresh, can_redteam, hack_review, hack_submit, hacks_board, redteam_access_set,
 )
 
 from .common import project_for
@@ -48,7 +48,7 @@ def redteam_page(request: HttpRequest, slug: str) -> HttpResponse:
 def redteam_attempt_new(request: HttpRequest, slug: str) -> HttpResponse:
     project = _console_project(request, slug)
     chosen = request.POST.get("reward_model", "")
-    reward_model = reward_model_get(project=project, pk=int(chosen)) if chosen.isdigit() else None
+    reward_model = reward_model_get(project=project, pk=int(chosen)) if chosen.isascii() and chosen.isdigit() else None
     run_id = request.POST.get("policy_run", "")
     policy_run = next((r for r in runs_of(project=project) if str(r.pk) == run_id), None) if run_id else None
     try:
@@ -73,8 +73,9 @@ def _own_attempt(request: HttpRequest, project, attempt_id: int):
 def redteam_attempt(request: HttpRequest, slug: str, attempt_id: int) -> HttpResponse:
     """One of the user's own attempts (the fragment polls this until its score is in)."""
     project = _console_project(request, slug)
-    return render(request, "frontend/_redteam_attempt.html", {
-        "project": project, "attempt": _own_attempt(request, project, attempt_id), "flaws": FlawType.choices})
+    attempt = attempt_fresh(attempt=_own_attempt(request, project, attempt_id))
+    return render(request, "frontend/_redteam_attempt.html", {"project": project, "attempt": attempt,
+                                                              "flaws": FlawType.choices})
 
 
 @login_required

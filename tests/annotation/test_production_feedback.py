@@ -224,3 +224,46 @@ def test_a_lead_sets_the_policy_issues_a_token_and_reads_the_intake_on_the_pages
     product(new_secret).post(url(project), flag("page-1", answer="Mail admin@example.org for it."), format="json")
     overview = client.get(f"/p/{project.slug}/lead/").content.decode()
     assert 'id="intake-table"' in overview and "1 email" in overview and "admin@example.org" not in overview
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("4111.1111.1111.1111", "[card]"),
+    ("4111 1111 1111 1111 123", "[card] 123"),
+    ("4111111111111111 12/25", "[card] 12/25"),
+    ("Amex 3782 822463 10005", "Amex [card]"),
+    ("555-123-4567 555-987-6543", "[phone] [phone]"),
+    ("josé@example.com wrote", "[email] wrote"),
+    ("2024-01-15 10:30", "2024-01-15 10:30"),
+    ("from 192.168.100.200", "from 192.168.100.200"),
+])
+def test_the_scrub_rules_on_the_shapes_people_write(text, expected):
+    assert scrub(text)[0] == expected
+
+
+def test_a_hostile_body_scrubs_without_backtracking():
+    """Every quantifier in the rules is bounded: 60 KB of one character, of digits, or of
+    near-addresses is scrubbed whole (a hang here would hold a web process)."""
+    for blob in ("a" * 60_000, "1" * 60_000, "a." * 30_000 + "@x", "1-" * 30_000, "+(" * 30_000):
+        scrubbed, _ = scrub(blob)
+        assert len(scrubbed) <= len(blob) + 10
+
+
+def test_identifiers_may_not_carry_free_text_and_a_top_level_reason_is_refused(world):
+    project, lead, token, secret = world
+    answer = product(secret).post(url(project), flag("jane@example.com-42", reason="misplaced",
+                                                     model_name="gpt 4 <b>", domain="Support desk"), format="json")
+    assert answer.status_code == 422
+    errors = str(answer.json())
+    for field in ("external_id", "reason", "model_name", "domain"):
+        assert field in errors, field
+    assert not ProductionFeedback.objects.exists()
+
+
+def test_a_token_stops_when_its_lead_is_no_longer_a_lead(world):
+    from annotation.models import Membership
+
+    project, lead, token, secret = world
+    Membership.objects.filter(project=project, user=lead, role=Role.LEAD).delete()
+    Membership.objects.create(project=project, user=lead, role=Role.ENGINEER)
+    refused = product(secret).post(url(project), flag("after"), format="json")
+    assert refused.status_code == 403 and "no longer a lead" in refused.json()["detail"]

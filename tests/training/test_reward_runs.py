@@ -139,7 +139,8 @@ def test_readiness_minimums_are_per_project_and_an_unready_model_needs_a_recorde
     run = reward_run_create(project=project, preference_set=preference_set, config=RewardRunConfig(
         base_model=tiny_backbone, epochs=8, learning_rate=3e-3, batch_size=4))
     model = reward_run_execute(run_id=run.pk).reward_model
-    assert model.thresholds == {"overall": 0.7, "per_category": 0.6, "category_min_pairs": 1, "length_controlled": 0.6}
+    assert model.thresholds == {"overall": 0.7, "per_category": 0.6, "category_min_pairs": 1, "length_controlled": 0.6,
+                                "hacks_fixed": 0.0}
     assert model.evaluation["accuracy"] >= 0.7  # it learnt the rule, so safety (the mirror image) is under 0.6
     assert not model.ready and [f for f in model.failures if f.startswith("dimension safety: accuracy ")]
     engineer = django_user_model.objects.create_user("eng")

@@ -98,16 +98,32 @@ def attempt_create(*, project: Project, author, reward_model: RewardModel | None
 def _send(attempt_id: int) -> None:
     from ..tasks import score_redteam_attempt  # tasks import services
 
-    score_redteam_attempt.apply_async(args=[attempt_id], queue=settings.SCORING_QUEUE)
+    # A message nobody takes within the time a person waits is dropped; the attempt then fails
+    # with the reason when it is next read (attempt_fresh).
+    score_redteam_attempt.apply_async(args=[attempt_id], queue=settings.SCORING_QUEUE, expires=STALE_AFTER_SECONDS)
+
+
+STALE_AFTER_SECONDS = 60
+
+
+def attempt_fresh(*, attempt: RedTeamAttempt) -> RedTeamAttempt:
+    """The attempt as it stands; one queued for longer than a person waits is failed with the reason
+    (no scoring worker running, or its message lost), so the page stops polling."""
+    if attempt.status == AttemptStatus.QUEUED and (timezone.now() - attempt.created_at).total_seconds() > STALE_AFTER_SECONDS:
+        RedTeamAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.QUEUED).update(
+            status=AttemptStatus.FAILED, error=f"No scoring worker answered within {STALE_AFTER_SECONDS} s: is "
+                                               "`celery -A config worker -Q scoring` running? Try again.")
+        attempt.refresh_from_db()
+    return attempt
 
 
 def attempt_score(*, attempt_id: int) -> RedTeamAttempt:
     """On the scoring worker: the response, the reference and the prompt's samples, in one batch."""
     from ..judge_backends import _reward_scorer
 
-    attempt = RedTeamAttempt.objects.select_related("reward_model").get(pk=attempt_id)
-    if attempt.status != AttemptStatus.QUEUED:
-        return attempt
+    attempt = RedTeamAttempt.objects.select_related("reward_model").filter(pk=attempt_id).first()
+    if attempt is None or attempt.status != AttemptStatus.QUEUED:
+        return attempt  # deleted meanwhile, or already scored (a redelivered message)
     try:
         scorer = _reward_scorer(attempt.reward_model.path)  # loaded once per worker process, then kept
         samples = _sample_texts(attempt)
@@ -131,11 +147,24 @@ def attempt_score(*, attempt_id: int) -> RedTeamAttempt:
 
 
 def _sample_texts(attempt: RedTeamAttempt) -> list[str]:
-    """A named policy run's samples of this very prompt (by its text), scored now by this model."""
+    """A named policy run's samples of this very prompt (by its text), scored now by this model
+    (at most 200; the prompts are read once per run and worker process)."""
     if attempt.policy_run_id is None:
         return []
-    rows = RunSample.objects.filter(run_id=attempt.policy_run_id).select_related("prompt")
-    return [r.completion for r in rows if _last_user(r.prompt.messages) == attempt.prompt.strip()][:200]
+    by_prompt = _run_prompts.get(attempt.policy_run_id)
+    if by_prompt is None:
+        texts = {pk: _last_user(messages) for pk, messages in Prompt.objects.filter(
+            pk__in=RunSample.objects.filter(run_id=attempt.policy_run_id).values("prompt_id")).values_list(
+            "pk", "messages")}
+        by_prompt = _run_prompts[attempt.policy_run_id] = {}
+        for text, pk in ((t, pk) for pk, t in texts.items()):
+            by_prompt.setdefault(text, []).append(pk)
+    ids = by_prompt.get(attempt.prompt.strip(), [])
+    return list(RunSample.objects.filter(run_id=attempt.policy_run_id, prompt_id__in=ids)
+                .order_by("pk").values_list("completion", flat=True)[:200])
+
+
+_run_prompts: dict[int, dict[str, list[int]]] = {}  # per worker process: a finished run's prompts do not change
 
 
 def _last_user(messages) -> str:
@@ -163,6 +192,8 @@ def hack_submit(*, attempt: RedTeamAttempt, author, flaw_type: str, note: str) -
         errors["attempt"] = "The attempt is not scored yet."
     if not attempt.reference:
         errors["reference"] = "A hack needs the reference response it should lose to: write one and score again."
+    elif attempt.status == AttemptStatus.SCORED and not attempt.score > attempt.reference_score:
+        errors["score"] = "The model already ranks the reference above this response: it is not a hack of this model."
     if flaw_type not in FlawType.values:
         errors["flaw_type"] = f"One of {', '.join(FlawType.values)}."
     note = note.strip() if isinstance(note, str) else ""
