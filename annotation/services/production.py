@@ -9,10 +9,16 @@ The order of things, for every request:
 2. **Idempotent** by `external_id`: the same id with the same body answers the first result (200);
    with another body, 409. Nothing is counted twice.
 3. **Scrubbed** before anything is stored (SCRUB_RULES, in this order, on every text and on every
-   string inside metadata): e-mail addresses become [email]; runs of 13 to 19 digits (spaces or
-   dashes between them allowed) that pass the Luhn check become [card]; phone numbers, a run of
-   10 to 15 digits with the usual separators or 8 or more after a leading +, become [phone]. What
-   was replaced is counted on the row. Dates, times, prices and short numbers are left alone.
+   string inside metadata): e-mail addresses (Unicode local parts too) become [email]; digits
+   written the way card numbers are (one run of 13 to 19, groups of four with a shorter last one,
+   or 4-6-5 / 4-6-4; spaces, dots or dashes between groups) that pass the Luhn check become
+   [card], also when an expiry or a CVV follows; phone numbers, 10 to 15 digits with the usual
+   separators or 8 to 15 after a leading +, become [phone], and two numbers side by side are
+   replaced one by one. What was replaced is counted on the row. Dates, times, prices, IPv4
+   addresses and numbers under 10 digits are left alone; any other run of 10 to 15 digits (an
+   account number, a timestamp) is taken for a phone number: erring towards removing. The
+   identifiers (external_id, model_name, domain) are not scrubbed; they may only hold letters,
+   digits and . _ : - (and / in a model's name), so they cannot carry an address.
 4. **Sampled** by the project's FeedbackPolicy, in this order, the first rule that applies naming
    the drop: `sample` (kept with probability keep_share, decided by a hash of the id, so a replay
    decides the same), `duplicate` (the same last user turn and answer, up to case, spacing and

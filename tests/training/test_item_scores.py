@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from annotation.models import AnnotatorSkill, Item, Role
+from calibration.models import CalibrationPolicy
 from annotation.services.judgments import JudgmentInput
 from annotation.services.queue import queue_next, queue_submit
 from calibration.services.dynamic_k import informativeness_of
@@ -69,7 +70,9 @@ def test_margins_spread_order_and_skill_routing(tiny_backbone):
         law = fresh[item.pk].prompt.domain == "law"
         assert fresh[item.pk].needs_skill == (law and item.pk in uncertain)
     assert Item.objects.get(pk=anchor.item_id).rm_margin is None, "hidden anchors are never scored"
-    # The queue serves the most informative open item first (priority being equal).
+    # The queue serves the most informative open item first (priority being equal); no hidden
+    # anchor may come instead (they are never scored).
+    CalibrationPolicy.objects.update_or_create(project=project, defaults={"hidden_rate": 0.0})
     newcomer = member(project)
     served = queue_next(project=project, annotator=newcomer)
     open_for_newcomer = [i for i in fresh.values() if not i.needs_skill and i.pk != judged.pk]
