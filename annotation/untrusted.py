@@ -226,3 +226,20 @@ def load_json(
         path, what, problem = found
         raise JSONRejected(f"{what}{_where(path)} {problem}")
     return value
+
+
+def text_checked(value, *, required: bool, limit: int) -> tuple[str, str]:
+    """A free text from a request, stripped, and what is wrong with it ("" when nothing): not a
+    string, holding characters no column can store (text_problem), empty when required, too long."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        return "", "A text."
+    problem = text_problem(value)
+    if problem:
+        return "", f"The text {problem}."
+    if required and not value.strip():
+        return "", "Required, and not empty."
+    if len(value) > limit:
+        return "", f"At most {limit} characters."
+    return value.strip(), ""

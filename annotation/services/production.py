@@ -46,7 +46,7 @@ from django.utils import timezone
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT, ParsedItem, ParsedResponse
 from ..models import FeedbackPolicy, FeedbackStatus, ItemKind, ProductionFeedback, Project
-from ..untrusted import text_problem
+from ..untrusted import text_checked
 from .imports import items_create
 
 MAX_BODY_BYTES = 64_000
@@ -194,20 +194,10 @@ class FeedbackInput:
 
 
 def _text(data: dict, name: str, errors: dict, *, required: bool = False, limit: int = MAX_CONTENT) -> str:
-    value = data.get(name, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        errors[name] = "A string."
-        return ""
-    problem = text_problem(value)
+    text, problem = text_checked(data.get(name, ""), required=required, limit=limit)
     if problem:
-        errors[name] = f"The text {problem}."
-    elif required and not value.strip():
-        errors[name] = "Required, and not empty."
-    elif len(value) > limit:
-        errors[name] = f"At most {limit} characters."
-    return value.strip()
+        errors[name] = problem
+    return text
 
 
 def feedback_validate(data) -> FeedbackInput:

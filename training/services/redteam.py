@@ -26,7 +26,7 @@ from django.utils import timezone
 from annotation.errors import Conflict, NotAllowed, ValidationFailed
 from annotation.importing import MAX_TEXT
 from annotation.models import DerivedPair, FlawType, Membership, PairTag, Project, Prompt, Response, Role, Strength
-from annotation.untrusted import text_problem
+from annotation.untrusted import text_checked
 from rewards.models import RewardModel
 
 from ..models import (
@@ -60,17 +60,10 @@ def redteam_access_set(*, project: Project, lead, username: str, allowed: bool) 
 
 
 def _text(value, name: str, errors: dict, *, required: bool) -> str:
-    if not isinstance(value, str):
-        errors[name] = "A text."
-        return ""
-    problem = text_problem(value)
+    text, problem = text_checked(value, required=required, limit=MAX_TEXT)
     if problem:
-        errors[name] = f"The text {problem}."
-    elif required and not value.strip():
-        errors[name] = "Required."
-    elif len(value) > MAX_TEXT:
-        errors[name] = f"At most {MAX_TEXT} characters."
-    return value.strip()
+        errors[name] = problem
+    return text
 
 
 def attempt_create(*, project: Project, author, reward_model: RewardModel | None, prompt, response, reference="",
