@@ -214,7 +214,10 @@ def celery_worker(settings) -> Iterator[None]:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "tests use the real Redis broker"
     app.conf.broker_url = settings.CELERY_BROKER_URL
     app.control.purge()
-    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"):
+    # The queue named, not left to the app's selection: a worker started earlier in this process
+    # on another queue (tests/training/test_redteam.py: the scoring queue) narrows that selection.
+    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING",
+                      queues=[settings.CELERY_TASK_DEFAULT_QUEUE]):
         yield
 
 

@@ -33,9 +33,14 @@ def scoring_worker(settings):
     app.conf.broker_url = settings.CELERY_BROKER_URL
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(settings.SCORING_QUEUE)
-    with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING",
-                      queues=[settings.SCORING_QUEUE]):
-        yield
+    try:
+        with start_worker(app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING",
+                          queues=[settings.SCORING_QUEUE]):
+            yield
+    finally:
+        # Starting a worker on named queues narrows the app's queue selection for the whole process;
+        # later in-process workers (tests/factories.celery_worker) must not inherit it.
+        app.amqp.queues._consume_from = None  # kombu has no public reset
 
 
 def wait_scored(attempt_id: int, seconds: float = 60) -> RedTeamAttempt:
