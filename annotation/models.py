@@ -289,6 +289,12 @@ class Prompt(models.Model):
         return len(self.messages) > 1
 
 
+def last_user_turn(messages) -> str:
+    """The content of a conversation's last user turn, stripped ("" when it has none)."""
+    return next((str(m.get("content", "")) for m in reversed(messages or [])
+                 if isinstance(m, dict) and m.get("role") == "user"), "").strip()
+
+
 class Response(models.Model):
     """A model's answer to a prompt. Untrusted text: always rendered escaped."""
 

@@ -25,3 +25,9 @@ def time_spent_ms(raw) -> int:
         return time_spent_parse(raw)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field_errors={"time_spent_ms": str(exc)}) from None
+
+
+def posted_id(raw) -> int | None:
+    """A row id from a form field: ASCII digits only (int() takes "²" and " 7 " too), else None."""
+    raw = (raw or "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None

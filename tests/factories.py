@@ -221,16 +221,21 @@ def celery_worker(settings) -> Iterator[None]:
         yield
 
 
-def import_job_wait(job_id: int, seconds: float = 30):
-    """Wait for a real worker to finish an import job; the job, succeeded or failed."""
+def job_wait(model, job_id: int, seconds: float = 30):
+    """Wait for a real worker to finish a job of the shared lifecycle (import, judge job, ...); the
+    job, succeeded or failed."""
     import time
-
-    from annotation.models import ImportJob
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job = ImportJob.objects.get(pk=job_id)
+        job = model.objects.get(pk=job_id)
         if job.status in ("succeeded", "failed"):
             return job
         time.sleep(0.1)
-    raise AssertionError(f"import {job_id} still {job.status}")
+    raise AssertionError(f"{model.__name__} {job_id} still {job.status}")
+
+
+def import_job_wait(job_id: int, seconds: float = 30):
+    from annotation.models import ImportJob
+
+    return job_wait(ImportJob, job_id, seconds)

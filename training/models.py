@@ -256,19 +256,13 @@ class JudgeCall(models.Model):
         indexes = [models.Index(fields=["judge", "purpose"], name="judgecall_judge_purpose_idx")]
 
 
-class JudgeJob(models.Model):
-    """A judge's batch of work on a worker (calibration, pre-labels, tie-breaks, routing): its
-    progress, and what came of it; the job lifecycle of annotation/services/jobs.py."""
+class BackgroundJob(models.Model):
+    """What the shared job lifecycle (annotation/services/jobs.py) reads and writes on a job row:
+    status, progress, the reason it failed, its heartbeat and times."""
 
-    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="jobs")
-    use = models.CharField(max_length=16, choices=JudgeUse.choices)
-    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items (none: all).")
     status = models.CharField(max_length=16, choices=FreezeStatus.choices, default=FreezeStatus.QUEUED)
     phase = models.CharField(max_length=64, blank=True)
     percent = models.PositiveSmallIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
-    outcome = models.JSONField(default=dict, blank=True, help_text="Labelled, failed, closed for people, ...")
     error = models.TextField(blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -278,10 +272,23 @@ class JudgeJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
 
 
-class ItemScoring(models.Model):
+class JudgeJob(BackgroundJob):
+    """A judge's batch of work on a worker (calibration, pre-labels, tie-breaks, routing): its
+    progress, and what came of it; the job lifecycle of annotation/services/jobs.py."""
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="jobs")
+    use = models.CharField(max_length=16, choices=JudgeUse.choices)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items (none: all).")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    outcome = models.JSONField(default=dict, blank=True, help_text="Labelled, failed, closed for people, ...")
+
+
+class ItemScoring(BackgroundJob):
     """The routing reward model's pass over a project's open comparisons (training/services/item_scores.py):
     each gets the model's margin and its spread over MC-dropout passes, which order the queue and
     send the uncertain ones to skill holders. The latest finished one is the project's routing model."""
@@ -289,20 +296,7 @@ class ItemScoring(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="item_scorings")
     reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="item_scorings")
     mc_samples = models.PositiveSmallIntegerField(default=8, help_text="MC-dropout passes for the spread.")
-    status = models.CharField(max_length=16, choices=FreezeStatus.choices, default=FreezeStatus.QUEUED)
-    phase = models.CharField(max_length=64, blank=True)
-    percent = models.PositiveSmallIntegerField(default=0)
     outcome = models.JSONField(default=dict, blank=True, help_text="Items scored, found uncertain, sent to skill holders.")
-    error = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
 
 class RedTeamAccess(models.Model):

@@ -45,7 +45,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, ValidationFailed
 from ..importing import MAX_TEXT, ParsedItem, ParsedResponse
-from ..models import FeedbackPolicy, FeedbackStatus, ItemKind, ProductionFeedback, Project
+from ..models import FeedbackPolicy, FeedbackStatus, ItemKind, ProductionFeedback, Project, last_user_turn
 from ..untrusted import text_checked
 from .imports import items_create
 
@@ -269,8 +269,7 @@ def _normal(text: str) -> str:
 
 
 def dedupe_key(conversation: list[dict], answer: str) -> str:
-    last_user = next((t["content"] for t in reversed(conversation) if t["role"] == "user"), "")
-    return hashlib.sha256(f"{_normal(last_user)}\x00{_normal(answer)}".encode()).hexdigest()
+    return hashlib.sha256(f"{_normal(last_user_turn(conversation))}\x00{_normal(answer)}".encode()).hexdigest()
 
 
 def _kept_by_hash(project: Project, external_id: str, share: float) -> bool:

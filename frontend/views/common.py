@@ -8,9 +8,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from ..access import project_for, time_spent_ms
+from ..access import posted_id, project_for, time_spent_ms
 
-__all__ = ["lead_redirect", "project_for", "time_spent_ms"]
+__all__ = ["lead_redirect", "posted_id", "project_for", "time_spent_ms"]
 
 
 def lead_redirect(slug: str, name: str = "calibration") -> HttpResponse:

@@ -22,7 +22,7 @@ from training.services.judges import judge_create, judge_job_progress, judge_job
 from training.models import JudgeKind, JudgeUse
 from training.selectors import judge_by_id, judge_job_by_id, judge_jobs_of_project
 
-from .common import project_for
+from .common import posted_id, project_for
 
 FORM_FIELDS = ("name", "kind", "model_dir", "endpoint_url", "endpoint_model", "api_key_env")
 NUMBER_FIELDS = {"sure_at": float, "cost_per_call": float, "cost_per_1k_tokens": float, "timeout_seconds": int}
@@ -53,8 +53,7 @@ def judges_page(request: HttpRequest, slug: str) -> HttpResponse:
                     errors[name] = "A number."
         reward_model = None
         if form["reward_model"]:
-            reward_model = reward_model_get(project=project, pk=int(form["reward_model"])) \
-                if form["reward_model"].isdigit() else None
+            reward_model = reward_model_get(project=project, pk=posted_id(form["reward_model"]) or 0)
             if reward_model is None:
                 errors["reward_model"] = "No such reward model in this project."
         if not errors:
@@ -82,7 +81,7 @@ def judge_train(request: HttpRequest, slug: str) -> HttpResponse:
     """Queue a generative judge run (engineers): SFT on a set's rm-r1 export, evaluated and registered."""
     project = project_for(request, slug, can_train)
     chosen = request.POST.get("preference_set", "")
-    preference_set = preference_set_of(project=project, pk=int(chosen)) if chosen.isdigit() else None
+    preference_set = preference_set_of(project=project, pk=posted_id(chosen) or 0)
     if preference_set is None:
         messages.error(request, "Not started: choose one of this project's preference sets.")
         return redirect(reverse("judges", args=[slug]))
@@ -115,7 +114,7 @@ def judge_job_start(request: HttpRequest, slug: str, judge_id: int) -> HttpRespo
     limit = request.POST.get("limit", "").strip()
     try:
         job = judge_job_request(judge=judge, use=request.POST.get("use", ""), created_by=request.user,
-                                limit=int(limit) if limit.isdigit() else None)
+                                limit=posted_id(limit))
     except ValidationFailed as exc:
         messages.error(request, f"Not started: {'; '.join(exc.field_errors.values())}")
     else:

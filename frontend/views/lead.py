@@ -23,7 +23,7 @@ from annotation.services.production import feedback_intake, feedback_policy_upda
 from annotation.services.tokens import feedback_token_create
 from training.services.item_scores import item_scoring_latest, item_scoring_request
 
-from .common import project_for
+from .common import posted_id, project_for
 
 
 @login_required
@@ -135,7 +135,7 @@ def settings_rm_scores(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, "frontend/_rm_scoring.html",
                       {"project": project, "scoring": item_scoring_latest(project=project)})
     chosen = request.POST.get("reward_model", "")
-    reward_model = reward_model_get(project=project, pk=int(chosen)) if chosen.isdigit() else None
+    reward_model = reward_model_get(project=project, pk=posted_id(chosen) or 0)
     try:
         mc = int(request.POST.get("mc_samples") or 8)
         item_scoring_request(project=project, reward_model=reward_model, mc_samples=mc, created_by=request.user)

@@ -18,12 +18,12 @@ from annotation.models import FlawType
 from annotation.permissions import can_lead
 from rewards.selectors import reward_model_get, reward_models_of
 from training.models import RL_KINDS
-from training.selectors import redteam_access_of, redteam_attempt_get, redteam_hacks_pending, runs_of
+from training.selectors import redteam_access_of, redteam_attempt_get, redteam_hacks_pending, run_get, runs_of
 from training.services.redteam import (
     attempt_create, attempt_fresh, can_redteam, hack_review, hack_submit, hacks_board, redteam_access_set,
 )
 
-from .common import project_for
+from .common import posted_id, project_for
 
 
 def _console_project(request: HttpRequest, slug: str):
@@ -48,9 +48,12 @@ def redteam_page(request: HttpRequest, slug: str) -> HttpResponse:
 def redteam_attempt_new(request: HttpRequest, slug: str) -> HttpResponse:
     project = _console_project(request, slug)
     chosen = request.POST.get("reward_model", "")
-    reward_model = reward_model_get(project=project, pk=int(chosen)) if chosen.isascii() and chosen.isdigit() else None
+    reward_model = reward_model_get(project=project, pk=posted_id(chosen) or 0)
     run_id = request.POST.get("policy_run", "")
-    policy_run = next((r for r in runs_of(project=project) if str(r.pk) == run_id), None) if run_id else None
+    policy_run = run_get(project=project, pk=posted_id(run_id) or 0)
+    if run_id and policy_run is None:
+        return render(request, "frontend/_redteam_attempt.html",
+                      {"project": project, "errors": {"policy_run": "No such policy run in this project."}}, status=422)
     try:
         attempt = attempt_create(project=project, author=request.user, reward_model=reward_model,
                                  prompt=request.POST.get("prompt", ""), response=request.POST.get("response", ""),

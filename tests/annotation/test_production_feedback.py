@@ -267,3 +267,11 @@ def test_a_token_stops_when_its_lead_is_no_longer_a_lead(world):
     Membership.objects.create(project=project, user=lead, role=Role.ENGINEER)
     refused = product(secret).post(url(project), flag("after"), format="json")
     assert refused.status_code == 403 and "no longer a lead" in refused.json()["detail"]
+
+
+def test_the_feedback_token_opens_no_page(world, client):
+    """Pages authenticate by session only: the token gets the login page, never the lead's pages."""
+    project, lead, token, secret = world
+    for path in (f"/p/{project.slug}/lead/", f"/p/{project.slug}/settings/", f"/p/{project.slug}/export/"):
+        answer = client.get(path, HTTP_AUTHORIZATION=f"Bearer {secret}")
+        assert answer.status_code == 302 and "/accounts/login/" in answer["Location"], path

@@ -135,3 +135,23 @@ def test_an_engineer_trains_a_generative_judge_from_the_page_and_bad_sets_are_re
     assert run.kind == "generative_judge" and run.config["max_steps"] == 5
     page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
     assert "Generative judge" in page
+
+
+def test_a_judge_cannot_be_registered_on_another_projects_reward_model(world, tiny_backbone):
+    from rewards.models import PreferenceSet, RewardModel
+
+    project, people, judge, job = world
+    other = ProjectFactory()
+    other_set = PreferenceSet.objects.create(project=other, version=1, policy={}, content_hash="0" * 64)
+    theirs = RewardModel.objects.create(project=other, preference_set=other_set, name="theirs",
+                                        base_model=tiny_backbone, path=tiny_backbone)
+    answer = api_as(people["lead"]).post(f"/api/projects/{project.slug}/judges/", {
+        "name": "borrowed", "kind": "reward_model", "reward_model": theirs.pk}, format="json")
+    assert answer.status_code == 400 and "reward_model" in answer.json()
+    from django.test import Client
+    page = Client()
+    page.force_login(people["lead"])
+    shown = page.post(f"/p/{project.slug}/judges/", {"name": "borrowed", "kind": "reward_model",
+                                                     "reward_model": str(theirs.pk)})
+    assert shown.status_code == 400 and "No such reward model in this project." in shown.content.decode()
+    assert not Judge.objects.filter(name="borrowed").exists()

@@ -4,13 +4,11 @@ cannot go on ends failed with its reason. And the two model kinds of judge: a re
 registry and a local causal LM, each labelling through the same submit path."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from annotation.models import Item, Judgment, Role
 from rewards.models import PreferenceSet, RewardModel
-from tests.factories import ItemFactory, ProjectFactory, api_as, celery_worker, make_anchor, member
+from tests.factories import ItemFactory, ProjectFactory, api_as, celery_worker, job_wait, make_anchor, member
 from tests.judge_server import judge_server
 from training.services import judges
 from training.models import JudgeCall, JudgeJob, JudgeKind, JudgeUse
@@ -19,13 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _wait(job_id: int, seconds: float = 60) -> JudgeJob:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = JudgeJob.objects.get(pk=job_id)
-        if job.status in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"judge job {job_id} still {job.status}")
+    return job_wait(JudgeJob, job_id, seconds)
 
 
 def test_a_lead_starts_calibration_and_prelabels_from_the_api_and_a_worker_does_them(settings):

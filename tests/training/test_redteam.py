@@ -211,3 +211,39 @@ def test_a_new_reward_model_run_is_checked_on_the_confirmed_hacks(console, setti
     assert named == (trained.evaluation["hacks_fixed"] < 1.0)
     model_page = logged_in(people["engineer"]).get(f"/p/{project.slug}/reward-models/{trained.pk}/").content.decode()
     assert f"of the project's 3 confirmed hacks" in model_page
+
+
+def test_another_projects_model_run_or_hack_cannot_be_named(console, tiny_backbone):
+    project, people, model = console
+    other = ProjectFactory()
+    other_set = PreferenceSet.objects.create(project=other, version=1, policy={}, content_hash="0" * 64)
+    other_model = RewardModel.objects.create(project=other, preference_set=other_set, name="theirs",
+                                             base_model=tiny_backbone, path=tiny_backbone)
+    other_run = Run.objects.create(project=other, kind="grpo", config={}, status=RunStatus.SUCCEEDED)
+    lead = logged_in(people["lead"])
+    attempts = f"/p/{project.slug}/redteam/attempts/"
+    theirs = lead.post(attempts, {"reward_model": other_model.pk, "prompt": "Q", "response": "A"}, HTTP_HX_REQUEST="true")
+    assert theirs.status_code == 422 and "reward_model" in theirs.content.decode()
+    for run_id in (other_run.pk, "²", "999999"):
+        named = lead.post(attempts, {"reward_model": model.pk, "policy_run": run_id, "prompt": "Q", "response": "A"},
+                          HTTP_HX_REQUEST="true")
+        assert named.status_code == 422 and "policy_run" in named.content.decode(), run_id
+    assert not RedTeamAttempt.objects.exists()
+    their_lead = member(other, Role.LEAD)
+    attempt = RedTeamAttempt.objects.create(project=other, reward_model=other_model, author=their_lead, prompt="Q",
+                                            response="A", reference="B", status="scored", score=1.0,
+                                            reference_score=0.0)
+    hack = RedTeamHack.objects.create(attempt=attempt, flaw_type="unsafe_compliance", note="Their hack, pending.")
+    assert lead.post(f"/p/{project.slug}/redteam/hacks/{hack.pk}/review/", {"decision": "confirm"}).status_code == 404
+    hack.refresh_from_db()
+    assert hack.status == "pending" and not DerivedPair.objects.exists()
+
+
+def test_a_response_that_loses_to_its_reference_is_no_hack_even_posted_directly(console):
+    project, people, model = console
+    attempt = RedTeamAttempt.objects.create(project=project, reward_model=model, author=people["engineer"], prompt="Q",
+                                            response="A", reference="B", status="scored", score=0.1,
+                                            reference_score=0.9)
+    refused = logged_in(people["engineer"]).post(f"/p/{project.slug}/redteam/attempts/{attempt.pk}/hack/",
+                                                 {"flaw_type": "unsafe_compliance", "note": "Posted around the form."})
+    assert refused.status_code == 422 and not RedTeamHack.objects.exists()

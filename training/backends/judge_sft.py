@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import GenerativeJudgeConfig
-from .reward_trl import Reporter, SilentReporter, _Progress, _version_args, device_plan, progress_callback
+from .reward_trl import (
+    Reporter, SilentReporter, _Progress, _version_args, device_plan, progress_callback, trainer_args,
+)
 
 SAMPLES_KEPT = 3  # written evaluations kept in the report, so a lead can read what the judge writes
 
@@ -80,30 +82,10 @@ def _args(config: GenerativeJudgeConfig, *, output_dir: Path, total: int, plan):
         version_args["group_by_length"] = False
     return SFTConfig(
         **version_args,
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=int(config.warmup_ratio * total),
+        **trainer_args(config, output_dir=output_dir, total=total, plan=plan),
         max_length=config.max_length,  # nothing is cut: longer rows were left out
         completion_only_loss=True,
         packing=False,
-        use_cpu=plan.device == "cpu",
-        bf16=plan.bf16,
-        fp16=plan.fp16,
-        logging_strategy="steps",
-        logging_steps=max(1, total // 200),
-        save_strategy="steps",
-        save_steps=config.checkpoint_every,
-        save_total_limit=config.keep_checkpoints,
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=config.seed,
-        data_seed=config.seed,
     )
 
 

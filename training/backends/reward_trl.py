@@ -209,32 +209,12 @@ def train(*, rows: Sequence[dict], config: RewardRunConfig, output_dir: str | Pa
     world = plan.gpus if plan.device == "cuda" and plan.gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1 else 1
     total = total_steps_of(len(rows), config, world)
     args = RewardConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=int(config.warmup_ratio * total),
+        **trainer_args(config, output_dir=output_dir, total=total, plan=plan),
+        **_version_args(checkpointing=config.gradient_checkpointing),
         weight_decay=config.weight_decay,
         max_length=None,  # encode() has truncated already: nothing is dropped
         center_rewards_coefficient=config.center_rewards_coefficient,
-        use_cpu=plan.device == "cpu",
-        bf16=plan.bf16,
-        fp16=plan.fp16,
-        **_version_args(checkpointing=config.gradient_checkpointing),
         length_column_name="length",
-        logging_strategy="steps",
-        logging_steps=max(1, total // 200),
-        save_strategy="steps",
-        save_steps=config.checkpoint_every,
-        save_total_limit=config.keep_checkpoints,
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=config.seed,
-        data_seed=config.seed,
         eos_token=tokenizer.eos_token,
     )
     progress = _Progress(reporter, batch_pairs=config.batch_size * config.gradient_accumulation_steps * world,
@@ -259,6 +239,21 @@ def train(*, rows: Sequence[dict], config: RewardRunConfig, output_dir: str | Pa
         model_dir=str(model_dir), steps=steps, total_steps=trainer.state.max_steps, stopped=progress.stopped,
         seconds=seconds, pairs_per_s=trained_pairs / seconds if seconds else 0.0,
         truncated_pairs=truncated, final_loss=progress.last_loss,
+    )
+
+
+def trainer_args(config, *, output_dir, total: int, plan) -> dict:
+    """The Trainer arguments every training backend here shares: schedule, precision for the
+    device, logging, checkpoints, seeds (a config with epochs, max_steps, learning_rate, batch_size,
+    gradient_accumulation_steps, warmup_ratio, checkpoint_every, keep_checkpoints and seed)."""
+    return dict(
+        output_dir=str(output_dir), num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=int(config.warmup_ratio * total),
+        use_cpu=plan.device == "cpu", bf16=plan.bf16, fp16=plan.fp16, logging_strategy="steps",
+        logging_steps=max(1, total // 200), save_strategy="steps", save_steps=config.checkpoint_every,
+        save_total_limit=config.keep_checkpoints, eval_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, seed=config.seed, data_seed=config.seed,
     )
 
 

@@ -39,25 +39,12 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_policy(path: str | Path, *, hidden: int = 32, layers: int = 1, seed: int = 0,
-                      max_positions: int = 256) -> Path:
-    """Write a tiny randomly initialised Llama causal LM with a word-level tokenizer (built here,
-    no download) to `path`, as a Hugging Face model directory a run can take as its policy."""
+def _save_tiny_llama(path: Path, tokenizer, *, hidden: int, layers: int, seed: int, max_positions: int) -> Path:
+    """A randomly initialised tiny Llama for `tokenizer`, saved with it to `path` (the tiny policy
+    and the tiny judge differ only in their tokenizers)."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    path = Path(path)
-    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-    vocab = {token: index for index, token in enumerate(specials + list(TINY_POLICY_WORDS))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    # WordLevel has no decoder of its own: without one, decode() glues words together.
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                        bos_token="[BOS]", eos_token="[EOS]")
-    tokenizer.chat_template = TINY_CHAT_TEMPLATE
-    tokenizer.model_input_names = ["input_ids", "attention_mask"]
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
@@ -71,6 +58,27 @@ def build_tiny_policy(path: str | Path, *, hidden: int = 32, layers: int = 1, se
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
+
+
+def build_tiny_policy(path: str | Path, *, hidden: int = 32, layers: int = 1, seed: int = 0,
+                      max_positions: int = 256) -> Path:
+    """Write a tiny randomly initialised Llama causal LM with a word-level tokenizer (built here,
+    no download) to `path`, as a Hugging Face model directory a run can take as its policy."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    vocab = {token: index for index, token in enumerate(specials + list(TINY_POLICY_WORDS))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    # WordLevel has no decoder of its own: without one, decode() glues words together.
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                        bos_token="[BOS]", eos_token="[EOS]")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    return _save_tiny_llama(path, tokenizer, hidden=hidden, layers=layers, seed=seed, max_positions=max_positions)
 
 
 # The tiny judge's chat template: the assistant turn ends in EOS (TRL's conversational SFT adds
@@ -93,9 +101,8 @@ def build_tiny_judge(path: str | Path, texts: Iterable[str] = (), *, vocab_size:
     markup. Byte-level, unlike the tiny policy's word list: any text encodes without unknowns, and
     decoding gives back the exact text, so the judge finds "<answer>" in what it wrote, as a real
     backbone's tokenizer does."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     path = Path(path)
     specials = ["[PAD]", "[BOS]", "[EOS]"]
@@ -109,16 +116,4 @@ def build_tiny_judge(path: str | Path, texts: Iterable[str] = (), *, vocab_size:
                                         eos_token="[EOS]")
     tokenizer.chat_template = TINY_JUDGE_CHAT_TEMPLATE
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=max_positions, tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForCausalLM(config).to(torch.float32)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+    return _save_tiny_llama(path, tokenizer, hidden=hidden, layers=layers, seed=seed, max_positions=max_positions)

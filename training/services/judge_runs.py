@@ -21,7 +21,7 @@ from rewards.set_formats import pair_row
 from ..config import GenerativeJudgeConfig
 from .judges import NAME_RE, judge_create
 from ..models import Judge, JudgeKind, Run, RunKind
-from .reward_runs import DbReporter, RunConfigError, run_dir
+from .reward_runs import DbReporter, RunConfigError, run_output_dir
 from .runs import run_cancelled, run_cannot_train, run_guarded, run_log, run_succeed
 
 EVALUATION_FILE = "judge_evaluation.json"
@@ -98,9 +98,7 @@ def generative_judge_run_execute(*, run_id: int, node: str = "") -> Run | None:
 
 def _execute(run: Run, judge_sft) -> None:
     config = GenerativeJudgeConfig.from_dict(run.config)
-    out = run_dir(run)
-    out.mkdir(parents=True, exist_ok=True)
-    Run.objects.filter(pk=run.pk).update(output_dir=str(out))
+    out = run_output_dir(run)
     reporter = DbReporter(run.pk)
 
     reporter.phase("reading the rm-r1 export")

@@ -40,7 +40,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -61,6 +61,7 @@ from .. import judge_backends
 from ..judge_backends import JudgeError, Verdict
 from ..models import Judge, JudgeCall, JudgeJob, JudgeKind, JudgeUse
 
+LATENCY_WINDOW = 1000  # latency percentiles over a judge's latest successful calls
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 CAUSAL_MAX_NEW_TOKENS = int(os.environ.get("JUDGE_MAX_NEW_TOKENS", "256"))
 
@@ -404,9 +405,12 @@ def judges_report(*, project: Project) -> list[dict]:
                   .values_list("annotator_id", "state"))
     out = []
     for judge in judges:
-        calls = list(JudgeCall.objects.filter(judge=judge).values_list("ok", "latency_ms", "tokens_in", "tokens_out",
-                                                                       "cost", "purpose"))
-        latencies = np.array([c[1] for c in calls if c[0]], dtype=float)
+        # Counted by the database, not read row by row: the page and the API read this per request.
+        calls = JudgeCall.objects.filter(judge=judge).aggregate(
+            n=Count("id"), failed=Count("id", filter=Q(ok=False)), tokens=Sum(F("tokens_in") + F("tokens_out")),
+            cost=Sum("cost"))
+        latencies = np.array(list(JudgeCall.objects.filter(judge=judge, ok=True).order_by("-id")
+                                  .values_list("latency_ms", flat=True)[:LATENCY_WINDOW]), dtype=float)
         results = list(AnchorResult.objects.filter(project=project, annotator=judge.user).values_list("correct", "clear_cut"))
         labels = dict(Judgment.objects.filter(project=project, annotator=judge.user, reask_of__isnull=True)
                       .values_list("item_id", "choice"))
@@ -420,13 +424,13 @@ def judges_report(*, project: Project) -> list[dict]:
             "agreement": _agreement(labels, people),
             "overturn": _overturn(judge, people),
             "flags": flags.get(judge.user.username, []),
-            "calls": len(calls),
-            "failed": sum(1 for c in calls if not c[0]),
+            "calls": calls["n"],
+            "failed": calls["failed"],
             "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
             "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies.size else None,
-            "tokens": sum(c[2] + c[3] for c in calls),
-            "cost": round(sum(c[4] for c in calls), 6),
-            "cost_per_label": round(sum(c[4] for c in calls) / len(labels), 6) if labels else None,
+            "tokens": calls["tokens"] or 0,
+            "cost": round(calls["cost"] or 0.0, 6),
+            "cost_per_label": round((calls["cost"] or 0.0) / len(labels), 6) if labels else None,
         })
     return out
 

@@ -25,7 +25,9 @@ from django.utils import timezone
 
 from annotation.errors import Conflict, NotAllowed, ValidationFailed
 from annotation.importing import MAX_TEXT
-from annotation.models import DerivedPair, FlawType, Membership, PairTag, Project, Prompt, Response, Role, Strength
+from annotation.models import (
+    DerivedPair, FlawType, Membership, PairTag, Project, Prompt, Response, Role, Strength, last_user_turn,
+)
 from annotation.untrusted import text_checked
 from rewards.models import RewardModel
 
@@ -146,7 +148,7 @@ def _sample_texts(attempt: RedTeamAttempt) -> list[str]:
         return []
     by_prompt = _run_prompts.get(attempt.policy_run_id)
     if by_prompt is None:
-        texts = {pk: _last_user(messages) for pk, messages in Prompt.objects.filter(
+        texts = {pk: last_user_turn(messages) for pk, messages in Prompt.objects.filter(
             pk__in=RunSample.objects.filter(run_id=attempt.policy_run_id).values("prompt_id")).values_list(
             "pk", "messages")}
         by_prompt = _run_prompts[attempt.policy_run_id] = {}
@@ -158,10 +160,6 @@ def _sample_texts(attempt: RedTeamAttempt) -> list[str]:
 
 
 _run_prompts: dict[int, dict[str, list[int]]] = {}  # per worker process: a finished run's prompts do not change
-
-
-def _last_user(messages) -> str:
-    return next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "").strip()
 
 
 def _earlier_scores(attempt: RedTeamAttempt) -> list[float]:

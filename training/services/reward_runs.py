@@ -106,11 +106,17 @@ def reward_run_execute(*, run_id: int, node: str = "") -> Run | None:
     return run_guarded(run_id=run_id, device=plan.label, node=node, body=lambda run: _execute(run, plan, reward_trl))
 
 
-def _execute(run: Run, plan, reward_trl) -> None:
-    config = RewardRunConfig.from_dict(run.config)
+def run_output_dir(run: Run) -> Path:
+    """The run's directory, made and recorded on the run (its page and its retry read it)."""
     out = run_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     Run.objects.filter(pk=run.pk).update(output_dir=str(out))
+    return out
+
+
+def _execute(run: Run, plan, reward_trl) -> None:
+    config = RewardRunConfig.from_dict(run.config)
+    out = run_output_dir(run)
     reporter = DbReporter(run.pk)
     reporter.phase("reading the preference set")
     if plan.device == "cuda" and plan.gpus > 1 and config.multi_gpu:
