@@ -194,7 +194,7 @@ class JudgeUse(models.TextChoices):
 
 
 class Judge(models.Model):
-    """An AI judge registered on a project (rewards/judges.py): it labels comparisons through the
+    """An AI judge registered on a project (training/services/judges.py): it labels comparisons through the
     same submit path as a person, from its own account (a judge membership, no login), so it gets
     a standing from anchors, agreement and bias figures like anyone; its labels are marked
     Judgment.by_judge and stay out of sets unless a curation policy takes them."""

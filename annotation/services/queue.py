@@ -108,7 +108,7 @@ def queue_submit(
 
 def judge_submit(*, item: Item, annotator, shown_left: str, data: JudgmentInput, client_token,
                  now: datetime | None = None) -> SubmitOutcome:
-    """An AI judge's answer on an item it was handed (rewards/judges.py), through the same claim,
+    """An AI judge's answer on an item it was handed (training/services/judges.py), through the same claim,
     validation, record and after-submit hooks as a person's submit.
 
     A judge is not served from the queue and holds no slot of the item's k: its assignment is

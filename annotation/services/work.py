@@ -142,7 +142,7 @@ def slot_check(claim: Claim) -> None:
 def assignment_finish(*, claim: Claim, now: datetime) -> None:
     """Mark the assignment submitted and count the result on its item (on PostgreSQL in one
     statement: the item's UPDATE rides on the assignment's). An AI judge's result is not counted on
-    the item: its k is people's (rewards/judges.py)."""
+    the item: its k is people's (training/services/judges.py)."""
     reclaim = 1 if claim.reclaim_slot else 0
     counted = 0 if claim.by_judge else 1
     if connection.vendor == "postgresql":

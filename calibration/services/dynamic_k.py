@@ -24,7 +24,7 @@ needs_skill: from then on routing asks only skill holders for it (routing.skill_
 informativeness becomes 1000·(1 − |2P − 1|): after the lead's priority, the queue serves the items
 most in doubt first (a fresh item is 500, a 1–1 split 1000, a near-certain one close to 0).
 
-People's judgments only: an AI judge's label (rewards/judges.py) holds no slot of k and does not
+People's judgments only: an AI judge's label (training/services/judges.py) holds no slot of k and does not
 move the posterior. Hidden anchors and swapped re-asks are held out of the live queue and never touched; rankings,
 rewrites and adversarial tasks keep their fixed targets.
 """

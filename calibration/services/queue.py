@@ -121,7 +121,7 @@ def _after_submit(*, judgment: Judgment, created: bool, now: datetime | None, de
     if not created:
         return None
     if judgment.by_judge:
-        # An AI judge labels items it was handed (rewards/judges.py): it holds no slot of k, so
+        # An AI judge labels items it was handed (training/services/judges.py): it holds no slot of k, so
         # dynamic k has nothing to re-target, and it is never re-asked. An anchor it is handed is
         # scored at once, towards its standing; it gets no feedback.
         if known.get("anchor_id") is not None:
