@@ -24,6 +24,7 @@ from .services.judgment_imports import judgments_import
 from .services.jobs import JobStateError
 from .services.judgments import JudgmentInput, judgment_edit
 from .services.negatives import NegativeInput as NegativeData, negative_submit
+from .services.rubric_evals import RubricInput as RubricData, rubric_submit
 from .services.projects import skills_set, spec_publish
 from .services.quarantine import served_renderable
 from .services.rankings import RankingInput as RankingData, ranking_submit
@@ -308,6 +309,22 @@ class NegativeSubmitApi(APIView):
             data=NegativeData(text=v["text"], flaw_type=v["flaw_type"], rationale=v["rationale"], time_spent_ms=v["time_spent_ms"]),
         )
         return _created(negative, created, serializers.NegativeOutput)
+
+
+class RubricSubmitApi(APIView):
+    @extend_schema(request=serializers.RubricInput, responses={201: serializers.RubricOutput, 200: serializers.RubricOutput})
+    def post(self, request, handle: str):
+        """Submit a rubric evaluation: each of the item's checks pass, fail or na (not applicable),
+        in the order given, and a rationale. Idempotent by `client_token`."""
+        assignment_id = _own_assignment(request, handle).pk
+        data = serializers.RubricInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        answer, created = rubric_submit(
+            assignment_id=assignment_id, author=request.user, client_token=v["client_token"],
+            data=RubricData(answers=v["answers"], rationale=v["rationale"], time_spent_ms=v["time_spent_ms"]),
+        )
+        return _created(answer, created, serializers.RubricOutput)
 
 
 class RewriteListApi(ListAPIView):

@@ -25,6 +25,7 @@ from .models import (
     RankingJudgment,
     Rewrite,
     Role,
+    RubricAnswer,
 )
 from .ranking import format_order
 from .services.judgments import editable_until
@@ -35,6 +36,7 @@ KINDS = {
     "rankings": ("Rankings", RankingJudgment),
     "rewrites": ("Rewrites", Rewrite),
     "negatives": ("Adversarial negatives", AdversarialNegative),
+    "rubrics": ("Rubric evaluations", RubricAnswer),
 }
 PAGE_SIZE = 25
 
@@ -62,7 +64,7 @@ def my_work_page(*, project: Project, annotator, kind: str, page: int | str = 1,
     qs = model.objects.filter(project=project, **{_author_field(model): annotator}).select_related("item__prompt")
     if model is Judgment:
         qs = qs.select_related("item__response_a", "item__response_b")
-    elif model in (Rewrite, AdversarialNegative):
+    elif model in (Rewrite, AdversarialNegative, RubricAnswer):
         qs = qs.select_related("item__response_a")
     page_obj = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(page)
     for row in page_obj.object_list:

@@ -310,6 +310,7 @@ class ItemKind(models.TextChoices):
     RANKING = "ranking", "Ranking"
     REWRITE = "rewrite", "Expert rewrite"
     ADVERSARIAL = "adversarial", "Adversarial negative"
+    RUBRIC = "rubric", "Rubric evaluation"
 
 
 # Responses a ranking item orders.
@@ -410,7 +411,7 @@ class Item(models.Model):
             models.CheckConstraint(
                 condition=Q(kind="ranking")
                 | Q(kind="comparison", response_a__isnull=False, response_b__isnull=False)
-                | Q(kind__in=["rewrite", "adversarial"], response_a__isnull=False, response_b__isnull=True),
+                | Q(kind__in=["rewrite", "adversarial", "rubric"], response_a__isnull=False, response_b__isnull=True),
                 name="item_responses_match_kind",
             ),
         ]
@@ -702,6 +703,58 @@ class AdversarialNegative(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["author", "client_token"], name="negative_idempotent_submit")
         ]
+
+
+class RubricVerdict(models.TextChoices):
+    PASS = "pass", "Pass"
+    FAIL = "fail", "Fail"
+    NA = "na", "Not applicable"
+
+
+class ItemRubric(models.Model):
+    """A rubric-evaluation item's rubric as it was when the item was made (the spec may change
+    later; what an answer was judged against may not). `checks` are the check texts, in order."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="rubric")
+    dimension = models.CharField(max_length=64)
+    checks = models.JSONField()
+    spec_version = models.ForeignKey(SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+
+class RubricAnswer(models.Model):
+    """One person's evaluation of one response against its item's rubric: each check pass, fail
+    or not applicable (`answers`, in the rubric's order), and why."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rubric_answers")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="rubric_answers")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="rubric_answer")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rubric_answers")
+    answers = models.JSONField(help_text="One of pass/fail/na per check, in the rubric's order.")
+    rationale = models.TextField()
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    spec_version = models.ForeignKey(SpecVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    client_token = models.UUIDField(default=uuid.uuid4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["author", "client_token"], name="rubric_idempotent_submit")
+        ]
+
+    @property
+    def verdict(self) -> str:
+        """The answer as a whole: fail if any check fails, pass if every applicable check passes,
+        na when no check applies."""
+        return rubric_verdict(self.answers)
+
+
+def rubric_verdict(answers) -> str:
+    values = list(answers or [])
+    if RubricVerdict.FAIL in values:
+        return RubricVerdict.FAIL.value
+    if RubricVerdict.PASS in values:
+        return RubricVerdict.PASS.value
+    return RubricVerdict.NA.value
 
 
 class RankingJudgment(models.Model):

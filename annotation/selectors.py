@@ -19,6 +19,7 @@ from .models import (
     Item,
     ItemKind,
     ItemResponse,
+    ItemRubric,
     ItemStatus,
     Prompt,
     Judgment,
@@ -88,7 +89,7 @@ def assignment_payload(*, assignment: Assignment) -> dict:
 
     Rankings: the responses in the assignment's shown order, lettered A, B, ... (no ids).
     Rewrite tasks: the bad response and the project's flaw list. Adversarial tasks: the good
-    response and the flaw types."""
+    response and the flaw types. Rubric evaluations: the response and its dimension's checks."""
     item = assignment.item if Assignment.item.is_cached(assignment) else None
     if item is None or not Item.prompt.is_cached(item):
         item = Item.objects.select_related("prompt", "response_a", "response_b").get(pk=assignment.item_id)
@@ -109,6 +110,11 @@ def assignment_payload(*, assignment: Assignment) -> dict:
         }
     if item.kind == ItemKind.REWRITE:
         return {**base, "response": {"text": item.response_a.text}, "flaws": item.project.rewrite_flaws}
+    if item.kind == ItemKind.RUBRIC:
+        # The response and its rubric only: nothing says which model or checkpoint wrote it.
+        rubric = ItemRubric.objects.filter(item_id=item.pk).values("dimension", "checks").first() or {}
+        return {**base, "response": {"text": item.response_a.text}, "dimension": rubric.get("dimension", ""),
+                "checks": list(rubric.get("checks") or [])}
     if item.kind == ItemKind.ADVERSARIAL:
         return {
             **base,

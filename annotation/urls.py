@@ -1,5 +1,5 @@
 """annotation's API routes (projects, the annotator's queue: next, submit and skip, judgments, imports,
-the spec, ranking/rewrite/negative submits, rewrites, bad cases, skills, designed data, API tokens),
+the spec, ranking/rewrite/negative/rubric submits, rewrites, bad cases, skills, designed data, API tokens),
 mounted under /api/ in the "api" namespace by config/urls.py."""
 from django.urls import path
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("assignments/<str:handle>/rank/", api.RankingSubmitApi.as_view(), name="rank"),
     path("assignments/<str:handle>/rewrite/", api.RewriteSubmitApi.as_view(), name="rewrite-submit"),
     path("assignments/<str:handle>/negative/", api.NegativeSubmitApi.as_view(), name="negative-submit"),
+    path("assignments/<str:handle>/rubric/", api.RubricSubmitApi.as_view(), name="rubric-submit"),
     path("projects/<slug:slug>/rewrites/", api.RewriteListApi.as_view(), name="rewrites"),
     path("projects/<slug:slug>/bad-cases/", api.BadCaseApi.as_view(), name="bad-cases"),
     path("projects/<slug:slug>/skills/<str:username>/", api.SkillsApi.as_view(), name="skills"),

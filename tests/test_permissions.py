@@ -43,6 +43,7 @@ API_CASES = [
     ("get", "/api/projects/{slug}/judgments/", {"anonymous": 401, "outsider": 404}),
     ("post", "/api/assignments/{open}/submit/", {"anonymous": 401, "annotator": 404, "lead": 404, "outsider": 404}),
     ("post", "/api/assignments/{open}/skip/", {"anonymous": 401, "annotator": 404, "lead": 404}),
+    ("post", "/api/assignments/{open}/rubric/", {"anonymous": 401, "annotator": 404, "lead": 404, "outsider": 404}),
     ("get", "/api/projects/", {"anonymous": 401}),
     ("put", "/api/judgments/{theirs}/", {"anonymous": 401, "annotator": 404, "lead": 404, "engineer": 404}),
     ("get", "/api/imports/999999/", {"anonymous": 401, "annotator": 404}),

@@ -6,6 +6,7 @@ from django.db.models import Max
 
 from ..errors import ValidationFailed
 from ..models import AnnotatorSkill, DailyGoal, Membership, Project, Role, SpecVersion
+from ..rubrics import parse_rubrics
 
 
 @transaction.atomic
@@ -37,7 +38,13 @@ def project_create(
 
 @transaction.atomic
 def spec_publish(*, project: Project, text: str, created_by=None) -> SpecVersion:
-    """Publish a new spec version; judgments made from now on record it."""
+    """Publish a new spec version; judgments made from now on record it. Its rubrics
+    (annotation.rubrics) must parse: a malformed one is refused with its line."""
+    rubrics = parse_rubrics(text)
+    if rubrics.errors:
+        raise ValidationFailed("The spec's rubrics need fixing: " + " ".join(
+            f"Line {line}: {message}" for line, message in rubrics.errors[:10]),
+            field_errors={"text": "; ".join(f"line {line}: {message}" for line, message in rubrics.errors[:10])})
     project = Project.objects.select_for_update().get(pk=project.pk)
     latest = project.spec_versions.aggregate(v=Max("version"))["v"] or 0
     spec = SpecVersion(project=project, version=latest + 1, text=text, created_by=created_by)

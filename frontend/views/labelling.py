@@ -1,6 +1,6 @@
 """The annotator's work page: pairwise comparisons, calibration questions (with their feedback),
-and designed work (ranking, expert rewrites and their revision after review, adversarial
-negatives). `render_next` is the one "what comes next" path for every kind of item."""
+designed work (ranking, expert rewrites and their revision after review, adversarial negatives)
+and rubric evaluations. `render_next` is the one "what comes next" path for every kind of item."""
 from __future__ import annotations
 
 import uuid
@@ -16,7 +16,7 @@ from annotation.history import BREAK_AFTER, BREAK_GAP, annotator_session
 from annotation.after_response import AfterResponse
 from annotation.diffing import side_by_side
 from annotation.errors import Conflict, NotAllowed, ValidationFailed
-from annotation.models import FlawType, ItemKind, Rewrite, Strength
+from annotation.models import FlawType, ItemKind, Rewrite, RubricVerdict, Strength
 from annotation.permissions import can_annotate
 from annotation.ranking import letters
 from annotation.services.judgments import JudgmentInput
@@ -24,6 +24,7 @@ from annotation.services.negatives import NegativeInput, negative_submit
 from annotation.services.quarantine import served_renderable
 from annotation.services.rankings import RankingInput, ranking_submit
 from annotation.services.rewrites import RewriteInput, rewrite_revise, rewrite_submit
+from annotation.services.rubric_evals import RubricInput, rubric_submit
 from annotation.services.queue import queue_next, queue_skip, queue_submit
 from annotation.services.routing import annotator_progress
 from calibration import selectors as calibration_selectors
@@ -304,6 +305,17 @@ def work_context(request, project, assignment, *, form=None, errors=None, messag
         )
         return "frontend/_ranking.html", ctx
     original = payload["response"]["text"]
+    if kind == "rubric":
+        form = form or {"client_token": _fresh_token(), "answers": [""] * len(payload["checks"]), "rationale": ""}
+        ctx.update(
+            form=form, response_text=original, dimension=payload["dimension"],
+            checks=[{"number": i + 1, "text": text, "value": form["answers"][i] if i < len(form["answers"]) else "",
+                     "error": (errors or {}).get(f"check_{i + 1}", "")}
+                    for i, text in enumerate(payload["checks"])],
+            verdicts=RubricVerdict.choices,
+            submit_url=reverse("label-rubric", args=[project.slug, assignment.handle]),
+        )
+        return "frontend/_rubric.html", ctx
     if kind == "rewrite":
         form = form or {"client_token": _fresh_token(), "text": original, "flaws": [], "rationale": "", "from_scratch": False}
         ctx.update(
@@ -452,3 +464,21 @@ def label_negative(request: HttpRequest, slug: str, handle: str) -> HttpResponse
         assignment_id=assignment.pk, author=request.user, client_token=token,
         data=NegativeInput(text=form["text"], flaw_type=form["flaw_type"], rationale=form["rationale"],
                            time_spent_ms=_post_time_spent(post))))
+
+
+@login_required
+@require_POST
+def label_rubric(request: HttpRequest, slug: str, handle: str) -> HttpResponse:
+    project = project_for(request, slug, can_annotate)
+    assignment = selectors.assignment_for_annotator(handle=handle, annotator=request.user)
+    post = request.POST
+    payload = selectors.assignment_payload(assignment=assignment)
+    if payload["kind"] != ItemKind.RUBRIC:  # a stale form: the item on lease comes back in its own form
+        return render_next(request, project, status=409)
+    checks = len(payload["checks"])
+    form = {"client_token": post.get("client_token", ""), "rationale": post.get("rationale", ""),
+            "answers": [post.get(f"check_{i + 1}", "") for i in range(checks)]}
+    token = _token(form)
+    return _submit(request, project, assignment, form, lambda: rubric_submit(
+        assignment_id=assignment.pk, author=request.user, client_token=token,
+        data=RubricInput(answers=form["answers"], rationale=form["rationale"], time_spent_ms=_post_time_spent(post))))

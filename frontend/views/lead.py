@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation import history, selectors
 from annotation.errors import ValidationFailed
 from annotation.permissions import can_export, can_import, can_lead
+from annotation.rubrics import parse_rubrics
 from annotation.services.imports import import_job_create, import_job_progress, import_job_retry
 from annotation.services.jobs import JobStateError
 from annotation.services.projects import SETTING_RANGES, daily_goal_set, project_settings_update, spec_publish
@@ -180,8 +181,12 @@ def lead_spec(request: HttpRequest, slug: str) -> HttpResponse:
     text = request.POST.get("text", "")
     if not text.strip():
         return render(request, "frontend/_spec_result.html", {"error": "The spec cannot be empty.", "text": text}, status=422)
-    spec = spec_publish(project=project, text=text, created_by=request.user)
-    return render(request, "frontend/_spec_result.html", {"spec": spec, "text": text})
+    try:
+        spec = spec_publish(project=project, text=text, created_by=request.user)
+    except ValidationFailed as exc:
+        return render(request, "frontend/_spec_result.html", {"error": exc.message, "text": text}, status=422)
+    return render(request, "frontend/_spec_result.html",
+                  {"spec": spec, "text": text, "rubrics": parse_rubrics(text).summary()})
 
 
 @login_required

@@ -1,5 +1,5 @@
 // Keyboard-first labelling, time on item, and drafts that survive a failed submit or a reload.
-// Every kind of work (comparison, ranking, rewrite, adversarial) is a `form.work-form` in #work;
+// Every kind of work (comparison, ranking, rewrite, adversarial, rubric) is a `form.work-form` in #work;
 // rank.js and author.js add what is particular to rankings and to written work.
 (function () {
   "use strict";
@@ -114,6 +114,22 @@
     if (input) { input.checked = true; input.focus(); input.dispatchEvent(new Event("change", { bubbles: true })); }
   }
 
+  // Rubric checks: J/K move between checks; P/F/N answer the focused one (else the first still
+  // open) and move on to the next check still open (none left: the focus stays).
+  var RUBRIC_KEYS = { p: "pass", f: "fail", n: "na" };
+  function checkRows(f) { return Array.prototype.slice.call(f.querySelectorAll("tr[data-check]")); }
+  function firstOpenCheck(f) {
+    return checkRows(f).filter(function (r) { return !r.querySelector("input:checked"); })[0] || null;
+  }
+  function focusCheck(f, step, from, openOnly) {
+    var rows = checkRows(f); if (!rows.length) return;
+    var i = from ? rows.indexOf(from) : -1;
+    var row = openOnly ? firstOpenCheck(f) : rows[(i + step + rows.length) % rows.length];
+    if (!openOnly && i < 0 && step < 0) row = rows[rows.length - 1];
+    if (!row) return;  // every check answered: R goes on to the rationale
+    (row.querySelector("input:checked") || row.querySelector("input")).focus();
+  }
+
   // Numbered controls of written work: 1-9 tick a flaw (rewrite) or choose the flaw (negative).
   function numbered(f, name, n) {
     var inputs = f.querySelectorAll('input[name="' + name + '"]');
@@ -163,6 +179,14 @@
       else if (key === "n") { if (click("from-scratch-button")) e.preventDefault(); }
       else if (key === "o") { if (click("restore-button")) e.preventDefault(); }
       else if (/^[1-9]$/.test(key) && numbered(f, "flaws", Number(key))) e.preventDefault();
+    } else if (f.id === "rubric-form") {
+      var checkRow = e.target.closest && e.target.closest("tr[data-check]");
+      if (key === "j" || key === "k") { e.preventDefault(); focusCheck(f, key === "j" ? 1 : -1, checkRow); }
+      else if (RUBRIC_KEYS[key]) {
+        e.preventDefault();
+        var row = checkRow || firstOpenCheck(f);
+        if (row) { pickIn(row, RUBRIC_KEYS[key]); focusCheck(f, 1, row, true); }
+      }
     } else if (f.id === "negative-form") {
       if (key === "e") { e.preventDefault(); f.querySelector("#negative-text").focus(); }
       else if (/^[1-9]$/.test(key) && numbered(f, "flaw_type", Number(key))) e.preventDefault();
