@@ -11,11 +11,11 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 SAMPLE = {"<slug>": "demo", "<username>": "someone", "<version>": "1", "<id>": "1"}
 # Routes that are actions or fragments, not pages people open.
 NOT_PAGES = {"logout", "token-new", "token-rotate", "token-revoke", "label-next", "label-submit", "label-skip",
-             "label-calibration-answer", "label-rank", "label-rewrite", "label-diff", "label-negative",
+             "label-calibration-answer", "label-rank", "label-rewrite", "label-diff", "label-negative", "label-rubric",
              "label-rewrite-revise", "rewrite-review", "bad-case-mark", "skills-update", "calibration-policy",
              "calibration-ack", "calibration-override", "calibration-recalibrate", "anchors-import", "anchors-set",
              "anchor-edit", "lead-spec", "lead-import", "lead-imports", "import-status", "import-retry", "set-freezing",
-             "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "rl-run-start", "monitor-thresholds",
+             "set-freeze-retry", "run-cancel", "run-retry", "run-feedback", "run-human-suite", "rl-run-start", "monitor-thresholds",
              "analytics-refresh", "analytics-progress", "analytics-policy", "analytics-csv", "my-work-edit",
              "analytics-cue", "analytics-cue-remove", "calibration-proposal",
              "my-goal", "settings-goal", "settings-routing", "judge-job-start", "judge-job", "settings-rm-scores",

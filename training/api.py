@@ -31,11 +31,12 @@ from .selectors import (
     alert_get, judge_by_id, judge_job_by_id, judge_jobs_of, run_alerts, run_by_id, run_feedback_batches, run_logs, run_metrics, run_suite, runs_of,
 )
 from .serializers import (
-    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, ItemScoringInput, ItemScoringOutput, JudgeInput, JudgeJobInput, JudgeJobOutput, JudgeOutput,
+    AlertOutput, FeedbackBatchInput, FeedbackBatchOutput, HumanSuiteInput, ItemScoringInput, ItemScoringOutput, JudgeInput, JudgeJobInput, JudgeJobOutput, JudgeOutput,
     JudgeReportOutput, LogOutput, MetricOutput, ReadinessInput, RewardModelOutput,
     RLRunInput, RunInput, RunOutput, SelectInput, SelectOutput, SuiteOutput,
 )
 from .services.feedback import FeedbackError, feedback_batch_create
+from .services.human_suite import HumanSuiteError, human_suite_report, rubric_checkpoint_send
 from .services.judge_runs import generative_judge_run_create
 from .services.reward_runs import RunConfigError, reward_run_create
 from .services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
@@ -271,6 +272,30 @@ class RunFeedbackApi(APIView):
             raise ValidationError({"detail": str(exc)}) from None
         return Response({"id": batch.pk, "alert_id": batch.alert_id, "step": batch.step, "dimension": batch.dimension,
                          "items": batch.items, "created_at": batch.created_at}, status=201)
+
+
+class RunHumanSuiteApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, run_id: int):
+        """The behavioural suite judged by people (leads, engineers): per dimension, the SFT
+        baseline's and each checkpoint's rubric pass rate with its Wilson 95% interval, the paired
+        difference against the baseline with the exact McNemar p-value, whether it got worse while
+        the reward rose, and where the automatic suite disagrees."""
+        return Response(human_suite_report(run=_policy_run_for(request, run_id)))
+
+    @extend_schema(request=HumanSuiteInput, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request, run_id: int):
+        """Send a checkpoint's suite answers, and the baseline's not sent yet, to people as rubric
+        evaluations (blind, mixed together). Dimensions without a rubric in the spec are skipped."""
+        run = _policy_run_for(request, run_id)
+        data = HumanSuiteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            sent = rubric_checkpoint_send(run=run, step=data.validated_data["step"],
+                                          raters=data.validated_data.get("raters"), user=request.user)
+        except HumanSuiteError as exc:
+            raise ValidationError({"step": str(exc)}) from None
+        return Response(sent, status=201)
 
 
 class MonitorThresholdsApi(APIView):

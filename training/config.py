@@ -237,6 +237,10 @@ class RLRunConfig(JsonConfig):
         "help": "Save a checkpoint every N steps; the behavioural suite runs on each."})
     suite_per_dimension: int = field(default=8, metadata={
         "help": "Behavioural suite prompts per behaviour dimension (domain), taken from the set's held-out split."})
+    rubric_raters: int = field(default=1, metadata={
+        "help": "At each checkpoint the suite's answers, and the baseline's, go to people as rubric evaluations "
+                "(blind, mixed together) when the spec has a rubric for the dimension: this many people judge each "
+                "answer. 0: not sent (the run page can still send a checkpoint)."})
     hardest_fraction: float = field(default=1.0, metadata={
         "help": "Pre-PPO prompt selection: keep this lowest-scoring fraction of prompts per domain (reward-model "
                 "scores of the starting policy's samples, z-scored within each domain). 1.0 keeps all."})
@@ -290,6 +294,8 @@ class RLRunConfig(JsonConfig):
                      "selection_samples", "ppo_epochs", "nodes", "gpus_per_node"):
             if getattr(self, name) < 1:
                 out[name] = "Must be at least 1."
+        if not 0 <= self.rubric_raters <= 5:
+            out["rubric_raters"] = "Must be 0 (off) to 5."
         if self.generations < 2:
             out["generations"] = "Must be at least 2 (GRPO compares completions within a group)."
         if not 0 < self.learning_rate < 1:

@@ -139,6 +139,8 @@ class SuiteResult(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     flagged = models.JSONField(default=list, blank=True, help_text=(
         "Prompt ids to send to annotators: those the verifier failed, else all of the dimension's."))
+    answers = models.JSONField(default=list, blank=True, help_text=(
+        "[{prompt_id, score}] per suite prompt of the dimension: the verifiers' score (null: none applies)."))
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -164,6 +166,30 @@ class RunSample(models.Model):
     class Meta:
         ordering = ["run", "step", "id"]
         indexes = [models.Index(fields=["run", "role", "step"], name="run_sample_idx")]
+
+
+class RubricRole(models.TextChoices):
+    BASELINE = "baseline", "SFT baseline"
+    CHECKPOINT = "checkpoint", "Checkpoint"
+
+
+class RubricEval(models.Model):
+    """A behavioural-suite answer sent to people as a rubric evaluation (training/services/human_suite.py):
+    the run's baseline (the reference's answer, step 0) or a checkpoint's, on one suite prompt. The
+    item says none of this to the annotator; identical answers share one item."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="rubric_evals")
+    step = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=RubricRole.choices)
+    dimension = models.CharField(max_length=64)
+    prompt = models.ForeignKey("annotation.Prompt", on_delete=models.CASCADE, related_name="+",
+                               help_text="The suite prompt (the item has its own copy).")
+    item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "role", "step", "prompt"], name="rubric_eval_unique")]
 
 
 class FeedbackBatch(models.Model):

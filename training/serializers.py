@@ -119,6 +119,12 @@ class FeedbackBatchInput(serializers.Serializer):
     dimension = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class HumanSuiteInput(serializers.Serializer):
+    step = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text="A checkpoint's step.")
+    raters = serializers.IntegerField(required=False, min_value=1, max_value=5,
+                                      help_text="People per answer; default: the run's rubric_raters (at least 1).")
+
+
 class FeedbackBatchOutput(serializers.Serializer):
     id = serializers.IntegerField()
     alert_id = serializers.IntegerField(allow_null=True)

@@ -22,6 +22,7 @@ urlpatterns = [
     path("runs/<int:run_id>/alerts/", api.RunAlertsApi.as_view(), name="run-alerts"),
     path("runs/<int:run_id>/suite/", api.RunSuiteApi.as_view(), name="run-suite"),
     path("runs/<int:run_id>/feedback/", api.RunFeedbackApi.as_view(), name="run-feedback"),
+    path("runs/<int:run_id>/human-suite/", api.RunHumanSuiteApi.as_view(), name="run-human-suite"),
     path("projects/<slug:slug>/routing/rm-scores/", api.RoutingRewardModelApi.as_view(), name="routing-rm-scores"),
     path("projects/<slug:slug>/judges/", api.JudgeListApi.as_view(), name="judges"),
     path("projects/<slug:slug>/judge-runs/", api.JudgeRunListApi.as_view(), name="judge-runs"),

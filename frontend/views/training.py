@@ -29,13 +29,14 @@ from training.selectors import (
     runs_of,
 )
 from training.services.feedback import FeedbackError, feedback_batch_create
+from training.services.human_suite import HumanSuiteError, human_suite_report, rubric_checkpoint_send
 from training.services.redteam import confirmed_hacks
 from training.services.reward_runs import RunConfigError, reward_run_create
 from training.services.rl_runs import monitor_thresholds, monitor_thresholds_set, rl_run_create
 from training.services.retry import run_retry
 from training.services.runs import RunStateError, run_cancel, run_fresh
 
-from .common import project_for
+from .common import posted_id, project_for
 
 FORM_FIELDS = ("base_model", "epochs", "max_steps", "learning_rate", "batch_size", "max_length",
                "center_rewards_coefficient", "checkpoint_every", "seed", "resume_from")
@@ -155,8 +156,12 @@ def run_page(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
                "show_charts": bool(points) or run.status in (RunStatus.QUEUED, RunStatus.RUNNING)}
     if policy_run:
         # Everyone who may read this page (leads and engineers) may also send its findings to labelling.
-        context.update(alerts=run_alerts(run=run), suite=run_suite(run=run), batches=run_feedback_batches(run=run),
-                       kl_ceiling=monitor_thresholds(project=project).kl_ceiling)
+        suite = run_suite(run=run)
+        people = human_suite_report(run=run)
+        sent = {row["step"] for d in people["dimensions"] for row in d["rows"]}
+        context.update(alerts=run_alerts(run=run), suite=suite, batches=run_feedback_batches(run=run),
+                       kl_ceiling=monitor_thresholds(project=project).kl_ceiling, people=people,
+                       unsent_steps=[t["step"] for t in suite if t["step"] > 0 and t["step"] not in sent])
     if request.htmx:
         return render(request, "frontend/_run_live.html", context)
     return render(request, "frontend/run.html", context)
@@ -189,6 +194,24 @@ def run_feedback_view(request: HttpRequest, slug: str, run_id: int) -> HttpRespo
         messages.success(request, f"{len(batch.items)} comparison items created (policy at step {batch.step} against "
                                   "the reference); they are in the annotators' queue now.")
     return redirect(reverse("run", args=[slug, run_id]))
+
+
+@login_required
+@require_POST
+def run_human_suite_view(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    """A checkpoint's suite answers (and the baseline's) to people as rubric evaluations."""
+    project = project_for(request, slug, can_export)  # leads and engineers
+    run = _run_or_404(project, run_id)
+    if run.kind not in RL_KINDS:
+        raise Http404("Not a policy run.")
+    try:
+        sent = rubric_checkpoint_send(run=run, step=posted_id(request.POST.get("step")) or 0, user=request.user)
+    except HumanSuiteError as exc:
+        messages.error(request, f"Not sent: {exc}")
+    else:
+        messages.success(request, f"{sent['created']} rubric evaluations queued for people ({sent['shared']} answers "
+                                  "share an item with an identical one).")
+    return redirect(reverse("run", args=[slug, run_id]) + "#human-suite")
 
 
 @login_required

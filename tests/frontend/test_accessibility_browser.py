@@ -132,7 +132,40 @@ def _seeded_world():
             response="Definitely 5, trust me.", reference="4.", score=1.2, reference_score=0.4, latency_ms=40)
         RedTeamHack.objects.create(attempt=attempt, flaw_type="confident_but_wrong", note="Confidently wrong.",
                                    status=status)
-    return demo, pool, preference_set, model, done, failed
+    return demo, pool, preference_set, model, done, failed, _policy_run_judged_by_people(pool)
+
+
+def _policy_run_judged_by_people(pool) -> Run:
+    """A GRPO run whose checkpoint people judged against the SFT baseline on the demo's rubrics:
+    the run page's behavioural-suite tables, the automatic one and the people's."""
+    import uuid
+
+    from annotation.services.queue import queue_next
+    from annotation.services.rubric_evals import RubricInput, rubric_submit
+    from training.models import RunKind, RunMetric, RunSample, SampleRole, SuiteResult
+    from training.services.human_suite import rubric_checkpoint_send
+
+    run = Run.objects.create(project=pool, kind=RunKind.GRPO, status=RunStatus.SUCCEEDED, step=10, total_steps=10,
+                             config={"rubric_raters": 1}, started_at=timezone.now(), finished_at=timezone.now())
+    prompts = list(pool.prompts.order_by("id")[:4])
+    for i, prompt in enumerate(prompts):
+        RunSample.objects.create(run=run, step=0, role=SampleRole.REFERENCE, prompt=prompt, completion=f"Baseline {i}.")
+        RunSample.objects.create(run=run, step=10, role=SampleRole.POLICY, prompt=prompt, completion=f"Policy {i}!!")
+    for step in (0, 10):
+        SuiteResult.objects.create(run=run, step=step, dimension="general", prompts=4, verified=4, verifier_pass=1.0,
+                                   mean_length=2, hedging=0, list_rate=0, weak=False,
+                                   answers=[{"prompt_id": p.pk, "score": 1.0} for p in prompts])
+    RunMetric.objects.bulk_create([RunMetric(run=run, step=s, loss=0.1, values={"reward": s / 10}) for s in range(1, 11)])
+    rubric_checkpoint_send(run=run, step=10)
+    rater = member(pool, username="rubric-rater")
+    while (assignment := queue_next(project=pool, annotator=rater)) is not None and assignment.item.kind == "rubric":
+        policy = assignment.item.response_a.text.startswith("Policy")
+        rubric_submit(assignment_id=assignment.pk, author=rater, client_token=uuid.uuid4(), data=RubricInput(
+            answers=["fail" if policy else "pass", "pass", "na"], rationale="Judged against the demo rubric."))
+    from training.services.human_suite import human_suite_report
+
+    assert human_suite_report(run=run)["received"] == 8  # 4 prompts: the baseline's and the checkpoint's answers
+    return run
 
 
 def _user(username: str):
@@ -143,7 +176,7 @@ def _user(username: str):
 
 def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, live_server):
     base = live_server.url
-    demo, pool, preference_set, model, done, failed = _seeded_world()
+    demo, pool, preference_set, model, done, failed, policy_run = _seeded_world()
     anchor = Anchor.objects.filter(item__project=demo).first()
     plain_item = Item.objects.filter(project=demo, anchor__isnull=True).first()
     found: list[str] = []
@@ -173,6 +206,7 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
     for name, path in [
         ("runs", f"/p/{pool.slug}/runs/"), ("run finished", f"/p/{pool.slug}/runs/{done.pk}/"),
         ("run failed", f"/p/{pool.slug}/runs/{failed.pk}/"), ("reward models", f"/p/{pool.slug}/reward-models/"),
+        ("policy run judged by people", f"/p/{pool.slug}/runs/{policy_run.pk}/"),
         ("reward model", f"/p/{pool.slug}/reward-models/{model.pk}/"), ("sets", f"/p/{pool.slug}/sets/"),
         ("judges", f"/p/{pool.slug}/judges/"), ("red team", f"/p/{pool.slug}/redteam/"),
         ("export", f"/p/{demo.slug}/export/"), ("designed", f"/p/{demo.slug}/designed/"),
@@ -200,14 +234,18 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
     import_lines(project, [ranking_line("Which answer is best?", 3),
                            bad_case_line("What is the capital of Australia?", "Sydney."),
                            adversarial_line("Boiling point of water at sea level?", "100 degrees Celsius.")])
+    from annotation.services.rubric_evals import RubricTask, rubric_items_create
     from tests.factories import ItemFactory
 
     ItemFactory(project=project)
+    rubric_items_create(project=project, tasks=[RubricTask(
+        messages=[{"role": "user", "content": "Name a prime number."}], domain="math", text="9 is prime.",
+        dimension="math", checks=["Gives a correct answer.", "Says why it is one."])])
     worker = member(project, username="every-kind")
     _login(page, base, "every-kind", "pw-12345678")
     page.goto(f"{base}/p/{project.slug}/label/")
     kinds = []
-    for _ in range(4):
+    for _ in range(5):
         page.wait_for_selector("#work form.work-form")
         form_id = page.get_attribute("#work form.work-form", "id")
         kinds.append(form_id)
@@ -215,16 +253,20 @@ def test_every_page_for_every_role_has_no_critical_or_serious_violation(page, li
         _answer(page, form_id)
     page.wait_for_selector("text=Nothing left to label")
     _check(page, "annotator nothing left", found)
-    assert sorted(kinds) == ["judgment-form", "negative-form", "ranking-form", "rewrite-form"]
+    assert sorted(kinds) == ["judgment-form", "negative-form", "ranking-form", "rewrite-form", "rubric-form"]
     _visit(page, base, "annotator my work", f"/p/{project.slug}/my-work/", found)
-    for kind in ("rankings", "rewrites", "negatives"):
+    for kind in ("rankings", "rewrites", "negatives", "rubrics"):
         _visit(page, base, f"annotator my work {kind}", f"/p/{project.slug}/my-work/?kind={kind}", found)
     page.goto(f"{base}/p/{project.slug}/my-work/")
     page.click(".edit-button")
     page.wait_for_selector(".edit-form")
     _check(page, "annotator my work editing", found)
     _visit(page, base, "annotator projects", "/", found)
-    assert Judgment.objects.filter(annotator=worker).count() == 1  # the four tasks were really submitted
+    assert Judgment.objects.filter(annotator=worker).count() == 1  # the five tasks were really submitted
+    # The rubric by keyboard: P passed the first check, F failed the next one still open.
+    from annotation.models import RubricAnswer
+
+    assert RubricAnswer.objects.get(author=worker).answers == ["pass", "fail"]
 
     assert found == [], "\n".join(found)
 
@@ -245,6 +287,9 @@ def _answer(page, form_id: str) -> None:
         page.keyboard.type("Canberra is the capital of Australia.")
         page.keyboard.press("Escape")
         page.keyboard.press("1")
+    elif form_id == "rubric-form":
+        page.keyboard.press("p")
+        page.keyboard.press("f")
     elif form_id == "negative-form":
         page.keyboard.press("e")
         page.keyboard.press("Control+a")

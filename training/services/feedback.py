@@ -17,7 +17,7 @@ class FeedbackError(ValueError):
     pass
 
 
-def _answers(run: Run, role: str, prompt_ids, step: int | None = None, *, latest: bool = False) -> dict[int, str]:
+def sample_answers(run: Run, role: str, prompt_ids, step: int | None = None, *, latest: bool = False) -> dict[int, str]:
     """Each prompt's answer. At a step where an alert fired on a checkpoint step, the alert's
     sampled answers were stored before the checkpoint's greedy suite answers: an alert takes the
     first, a checkpoint (`latest`) the last."""
@@ -50,8 +50,8 @@ def feedback_batch_create(*, run: Run, user=None, alert: RunAlert | None = None,
         made = FeedbackBatch.objects.filter(run=run, alert=None, step=step, dimension=dimension).first()
     if made is not None:
         raise FeedbackError(f"The {origin} was sent to labelling already (batch {made.pk}, {len(made.items)} items).")
-    policy = _answers(run, SampleRole.POLICY, prompt_ids, step, latest=alert is None)
-    reference = _answers(run, SampleRole.REFERENCE, prompt_ids)
+    policy = sample_answers(run, SampleRole.POLICY, prompt_ids, step, latest=alert is None)
+    reference = sample_answers(run, SampleRole.REFERENCE, prompt_ids)
     prompts = Prompt.objects.in_bulk(prompt_ids)
     batch = []
     for pid in prompt_ids:

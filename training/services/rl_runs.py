@@ -217,16 +217,34 @@ class DbRLHooks:
                 defaults=dict(checkpoint=path, prompts=result.prompts, verified=result.verified,
                               verifier_pass=result.verifier_pass, mean_length=result.mean_length,
                               hedging=result.hedging, list_rate=result.list_rate, weak=result.weak,
-                              reasons=result.reasons, flagged=behaviour.flagged_prompt_ids(result)))
+                              reasons=result.reasons, flagged=behaviour.flagged_prompt_ids(result),
+                              answers=[{"prompt_id": p["prompt_id"], "score": p["score"]} for p in result.per_prompt]))
         RunSample.objects.bulk_create([
             RunSample(run_id=self.run_id, step=step, role=SampleRole.POLICY, prompt_id=row["prompt_id"],
                       completion=completion) for row, completion in zip(self.suite, completions)])
+        if step > 0 and self.config.rubric_raters > 0:
+            self._to_people(step)
         weak = [f"{r.dimension} ({'; '.join(r.reasons)})" for r in results if r.weak]
         where = "the starting policy" if step == 0 else f"step {step}"
         run_log(run_id=self.run_id, message=f"Behavioural suite on {where}: {len(self.suite)} prompts"
                 + (f"; weak: {', '.join(weak)}" if weak else "; nothing weaker than the start."),
                 level="warning" if weak else "info")
         return results
+
+
+    def _to_people(self, step: int) -> None:
+        """The checkpoint's suite answers, and the baseline's, to people as rubric evaluations
+        (where the spec has a rubric); the starting policy's answers are stored by then."""
+        from .human_suite import HumanSuiteError, rubric_checkpoint_send
+
+        try:
+            rubric_checkpoint_send(run=Run(pk=self.run_id), step=step, raters=self.config.rubric_raters)
+        except HumanSuiteError as exc:
+            run_log(run_id=self.run_id, message=f"Suite answers at step {step} not sent to people: {exc}")
+        except Exception as exc:  # labelling work is not worth an expensive run: log it, train on
+            run_log(run_id=self.run_id, level="warning",
+                    message=f"Suite answers at step {step} not sent to people ({type(exc).__name__}: {exc}); "
+                            "send them from the run page.")
 
 
 def rl_run_execute(*, run_id: int, node: str = "") -> Run | None:
