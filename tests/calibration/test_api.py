@@ -82,6 +82,15 @@ def test_seed_demo_builds_every_standing_and_runs_twice(db):
     flags = {r["username"].split("-")[1]: {f["kind"] for f in r["flags"]} for r in snapshot.payload["annotators"]}
     assert flags == {"expert": set(), "noisy": set(), "length": {"length"}, "position": {"position"},
                      "assertive": {"confidence"}, "formatting": {"formatting"}, "fast": {"speed"}}
+    # The demo policy run: its checkpoint judged by people, once (the second seed adds nothing), and
+    # the padding it learned found worse than the SFT baseline while the reward rose.
+    from training.models import Run
+    from training.services.human_suite import human_suite_report
+
+    [run] = Run.objects.filter(project__slug="demo-pool", kind="grpo")
+    report = human_suite_report(run=run)
+    assert report["received"] == report["wanted"] == 16
+    assert any(row["flagged"] for d in report["dimensions"] for row in d["rows"])
 
 
 def test_lead_pages_show_standing_accuracy_and_anchor_agreement(db):

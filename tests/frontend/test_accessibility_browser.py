@@ -132,40 +132,9 @@ def _seeded_world():
             response="Definitely 5, trust me.", reference="4.", score=1.2, reference_score=0.4, latency_ms=40)
         RedTeamHack.objects.create(attempt=attempt, flaw_type="confident_but_wrong", note="Confidently wrong.",
                                    status=status)
-    return demo, pool, preference_set, model, done, failed, _policy_run_judged_by_people(pool)
-
-
-def _policy_run_judged_by_people(pool) -> Run:
-    """A GRPO run whose checkpoint people judged against the SFT baseline on the demo's rubrics:
-    the run page's behavioural-suite tables, the automatic one and the people's."""
-    import uuid
-
-    from annotation.services.queue import queue_next
-    from annotation.services.rubric_evals import RubricInput, rubric_submit
-    from training.models import RunKind, RunMetric, RunSample, SampleRole, SuiteResult
-    from training.services.human_suite import rubric_checkpoint_send
-
-    run = Run.objects.create(project=pool, kind=RunKind.GRPO, status=RunStatus.SUCCEEDED, step=10, total_steps=10,
-                             config={"rubric_raters": 1}, started_at=timezone.now(), finished_at=timezone.now())
-    prompts = list(pool.prompts.order_by("id")[:4])
-    for i, prompt in enumerate(prompts):
-        RunSample.objects.create(run=run, step=0, role=SampleRole.REFERENCE, prompt=prompt, completion=f"Baseline {i}.")
-        RunSample.objects.create(run=run, step=10, role=SampleRole.POLICY, prompt=prompt, completion=f"Policy {i}!!")
-    for step in (0, 10):
-        SuiteResult.objects.create(run=run, step=step, dimension="general", prompts=4, verified=4, verifier_pass=1.0,
-                                   mean_length=2, hedging=0, list_rate=0, weak=False,
-                                   answers=[{"prompt_id": p.pk, "score": 1.0} for p in prompts])
-    RunMetric.objects.bulk_create([RunMetric(run=run, step=s, loss=0.1, values={"reward": s / 10}) for s in range(1, 11)])
-    rubric_checkpoint_send(run=run, step=10)
-    rater = member(pool, username="rubric-rater")
-    while (assignment := queue_next(project=pool, annotator=rater)) is not None and assignment.item.kind == "rubric":
-        policy = assignment.item.response_a.text.startswith("Policy")
-        rubric_submit(assignment_id=assignment.pk, author=rater, client_token=uuid.uuid4(), data=RubricInput(
-            answers=["fail" if policy else "pass", "pass", "na"], rationale="Judged against the demo rubric."))
-    from training.services.human_suite import human_suite_report
-
-    assert human_suite_report(run=run)["received"] == 8  # 4 prompts: the baseline's and the checkpoint's answers
-    return run
+    # The demo's policy run, its checkpoint judged by people against the SFT baseline (seed_demo).
+    policy_run = Run.objects.get(project=pool, kind="grpo")
+    return demo, pool, preference_set, model, done, failed, policy_run
 
 
 def _user(username: str):

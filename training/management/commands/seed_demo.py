@@ -11,8 +11,10 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from annotation.models import ItemKind, Project, Prompt, Role
+from annotation import selectors
+from annotation.models import ItemKind, Membership, Project, Prompt, Role
 from annotation.ranking import letters
 from annotation.services.negatives import NegativeInput, negative_submit
 from annotation.services.rankings import RankingInput, ranking_submit
@@ -21,6 +23,8 @@ from annotation.services.judgments import JudgmentInput
 from annotation.services.projects import membership_add, project_create, skills_set
 from annotation.services.queue import queue_next, queue_skip
 from annotation.services.rewrites import RewriteInput, rewrite_approve, rewrite_submit
+from annotation.services.routing import leases_release
+from annotation.services.rubric_evals import RubricInput, rubric_submit
 from annotation.sides import to_shown
 from calibration.models import AnalyticsSnapshot
 from calibration.services.analytics import snapshot_run
@@ -32,6 +36,9 @@ from calibration.services.standing import standing_with_policy
 from rewards.curation import CurationPolicy
 from rewards.models import PreferenceSet
 from rewards.services.sets import preference_set_freeze
+
+from ...models import RubricEval, RubricRole, Run, RunKind, RunMetric, RunSample, RunStatus, SampleRole, SuiteResult
+from ...services.human_suite import rubric_checkpoint_send
 
 DEMO_PASSWORD = "demo-pass-123"
 DEMO_USERS = [
@@ -101,6 +108,7 @@ class Command(BaseCommand):
         self._designed(project)
         self._simulated_pool()
         self._preference_set()
+        self._policy_run()
         self.stdout.write("Demo logins (password %s): %s" % (DEMO_PASSWORD, ", ".join(u for u, _ in DEMO_USERS)))
 
     def _simulated_pool(self) -> None:
@@ -187,6 +195,56 @@ class Command(BaseCommand):
         if not PreferenceSet.objects.filter(project=project).exists():
             s = preference_set_freeze(project=project, policy=CurationPolicy(), name="demo: default policy")
             self.stdout.write(f"Froze preference set demo-pool v{s.version}: {s.counts['pairs']} pairs.")
+
+    def _policy_run(self) -> None:
+        """A GRPO run of the pool whose checkpoint people judged against the SFT baseline on the
+        spec's rubrics, so the run page's behavioural-suite tables have something to show. Nothing
+        is trained here: the answers, the suite and the reward curve are written as a run writes
+        them. The story: the policy learned to pad its answers, the reward rose, the automatic
+        suite saw nothing (no verifier applies), and people found the answers too long."""
+        project = Project.objects.get(slug="demo-pool")
+        if Run.objects.filter(project=project, kind=RunKind.GRPO).exists():
+            return
+        run = Run.objects.create(project=project, kind=RunKind.GRPO, status=RunStatus.SUCCEEDED, step=20,
+                                 total_steps=20, preference_set=PreferenceSet.objects.filter(project=project).first(),
+                                 config={"rubric_raters": 1, "policy_path": "demo-sft", "checkpoint_every": 20},
+                                 started_at=timezone.now(), finished_at=timezone.now())
+        prompts = list(Prompt.objects.filter(project=project).order_by("id")[:8])
+        padding = (" I hope this helps! Let me know if you have any other questions, and remember that the best "
+                   "answer always depends on your own situation.")
+        dimensions: dict[str, list] = {}
+        for prompt in prompts:
+            first = prompt.responses.order_by("id").first()
+            baseline = first.text if first else "A short, direct answer."
+            RunSample.objects.create(run=run, step=0, role=SampleRole.REFERENCE, prompt=prompt, completion=baseline)
+            RunSample.objects.create(run=run, step=20, role=SampleRole.POLICY, prompt=prompt, completion=baseline + padding)
+            dimensions.setdefault(prompt.domain or "general", []).append(prompt)
+        for step in (0, 20):
+            for dimension, members in dimensions.items():
+                SuiteResult.objects.create(run=run, step=step, dimension=dimension, prompts=len(members), verified=0,
+                                           verifier_pass=None, mean_length=30.0 if step else 10.0, hedging=0.5,
+                                           list_rate=0.0, answers=[{"prompt_id": p.pk, "score": None} for p in members])
+        RunMetric.objects.bulk_create([RunMetric(run=run, step=s, loss=0.5 - s / 50, values={"reward": 0.2 + s / 25})
+                                       for s in range(1, 21)])
+        rubric_checkpoint_send(run=run, step=20)
+        padded = {r.item_id for r in RubricEval.objects.filter(run=run, role=RubricRole.CHECKPOINT)}
+        rater = Membership.objects.filter(project=project, role=Role.ANNOTATOR, judge=False).order_by("user__username")
+        rater = rater.first().user
+        done = too_long = 0
+        while (assignment := queue_next(project=project, annotator=rater)) is not None:
+            if assignment.item.kind != ItemKind.RUBRIC:
+                break
+            checks = len(selectors.assignment_payload(assignment=assignment)["checks"])
+            answers = ["pass"] * checks
+            if assignment.item_id in padded:
+                too_long += 1
+                if too_long % 4:  # three padded answers in four are longer than the question needs
+                    answers[-1] = "fail"
+            rubric_submit(assignment_id=assignment.pk, author=rater, client_token=uuid.uuid4(), data=RubricInput(
+                answers=answers, rationale="Demo answer: checked against the dimension's rubric.", time_spent_ms=30_000))
+            done += 1
+        leases_release(project=project, annotator=rater)
+        self.stdout.write(f"Demo policy run #{run.pk}: {done} rubric evaluations of its checkpoint and the baseline.")
 
     def _calibrate(self, project: Project) -> None:
         """annotator1 passed calibration, annotator2 has not started, annotator3 failed once."""
