@@ -22,8 +22,8 @@ from django.utils import timezone
 from ..errors import Conflict
 from ..rows import columns, from_row
 from ..models import (
-    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Judgment, Project,
-    assignment_handle_new, domain_in,
+    AnnotatorSkill, Assignment, AssignmentStatus, Item, ItemKind, ItemResponse, ItemStatus, Judgment, Membership,
+    Project, Role, assignment_handle_new, domain_in,
 )
 from ..sides import other_side
 
@@ -137,6 +137,16 @@ def skill_filter(*, project: Project, annotator) -> Q:
     return ~(for_skilled & domain_in("prompt__domain", project.skill_domains) & ~holds_skill)
 
 
+def blind_filter(*, project: Project, annotator) -> Q:
+    """Rubric evaluations only for people who cannot read the runs they come from: a lead or an
+    engineer of the project who also annotates could look up on the run page which answer is the
+    baseline's and which the checkpoint's. Uncorrelated with the item, so the database evaluates
+    the subquery once per lease."""
+    reads_runs = Exists(Membership.objects.filter(project_id=project.pk, user_id=annotator.pk,
+                                                  role__in=[Role.LEAD, Role.ENGINEER]))
+    return ~(Q(kind=ItemKind.RUBRIC) & reads_runs)
+
+
 def _not_mine_already(annotator) -> RawSQL:
     """True for items this annotator holds no live assignment on.
 
@@ -170,7 +180,7 @@ def _candidate_pool(*, project: Project, annotator, held_out: bool, extra: Q | N
     if extra is not None:
         pool = pool.filter(extra)
     # Expertise routing applies to every lease, whoever asks (live queue or held out alike).
-    pool = pool.filter(skill_filter(project=project, annotator=annotator))
+    pool = pool.filter(skill_filter(project=project, annotator=annotator) & blind_filter(project=project, annotator=annotator))
     return pool.alias(available=_not_mine_already(annotator)).filter(available=True)
 
 

@@ -212,3 +212,16 @@ def test_the_labelling_page_round_trip_keeps_what_was_typed_on_an_error(client):
     assert good.status_code == 200 and RubricAnswer.objects.get().answers == ["fail", "pass"]
     mine = client.get(reverse("my-work", args=[project.slug]) + "?kind=rubrics").content.decode()
     assert "Rubric evaluations" in mine and "fail" in mine
+
+
+def test_a_lead_or_engineer_who_also_annotates_is_never_served_a_rubric_evaluation():
+    from annotation.models import Membership
+
+    project = ProjectFactory()
+    _rubric_item(project, raters=3)
+    for role in (Role.LEAD, Role.ENGINEER):
+        both = member(project)
+        Membership.objects.create(project=project, user=both, role=role)  # they could read the run page
+        assert queue_next(project=project, annotator=both) is None
+    plain = member(project)
+    assert queue_next(project=project, annotator=plain).item.kind == ItemKind.RUBRIC
