@@ -285,8 +285,9 @@ class RunHumanSuiteApi(APIView):
 
     @extend_schema(request=HumanSuiteInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, run_id: int):
-        """Send a checkpoint's suite answers, and the baseline's not sent yet, to people as rubric
-        evaluations (blind, mixed together). Dimensions without a rubric in the spec are skipped."""
+        """Send a checkpoint's suite answers, and the SFT baseline's answers to the same prompts, to
+        people as rubric evaluations (blind, mixed together). Once per step. Dimensions without a
+        rubric in the spec are skipped."""
         run = _policy_run_for(request, run_id)
         data = HumanSuiteInput(data=request.data)
         data.is_valid(raise_exception=True)

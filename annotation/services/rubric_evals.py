@@ -32,8 +32,6 @@ class RubricTask:
     text: str
     dimension: str
     checks: list[str]
-    model_name: str = ""  # stored on the response for the record; never shown to annotators
-    metadata: dict | None = None
 
 
 @transaction.atomic
@@ -51,8 +49,7 @@ def rubric_items_create(*, project: Project, tasks: list[RubricTask], raters: in
         Prompt(project=project, messages=t.messages, domain=t.domain, tags=list(tags or []), source=source)
         for t in tasks])
     responses = Response.objects.bulk_create([
-        Response(prompt=p, text=t.text, model_name=t.model_name, metadata=t.metadata or {})
-        for p, t in zip(prompts, tasks)])
+        Response(prompt=p, text=t.text) for p, t in zip(prompts, tasks)])  # no model name: nothing to give away
     items = Item.objects.bulk_create([
         Item(project=project, kind=ItemKind.RUBRIC, prompt=p, response_a=r, target_judgments=raters,
              priority=priority)
@@ -76,13 +73,11 @@ def rubric_validate(*, project: Project, checks: list[str], data: RubricInput) -
     if len(answers) != len(checks):
         errors["answers"] = f"Answer each of the {len(checks)} checks (pass, fail or not applicable)."
     else:
-        missing = [str(i + 1) for i, a in enumerate(answers) if a not in RubricVerdict.values]
+        missing = [i + 1 for i, a in enumerate(answers) if a not in RubricVerdict.values]
         if missing:
-            errors["answers"] = (f"Answer check{'s' if len(missing) > 1 else ''} {', '.join(missing)}: pass, fail or "
-                                 "not applicable.")
-        for i, a in enumerate(answers):
-            if a not in RubricVerdict.values:
-                errors[f"check_{i + 1}"] = "Pass, fail or not applicable?"
+            errors["answers"] = (f"Answer check{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: pass, "
+                                 "fail or not applicable.")
+        errors.update({f"check_{n}": "Pass, fail or not applicable?" for n in missing})
     errors.update(rationale_errors(project=project, rationale=data.rationale, time_spent_ms=data.time_spent_ms,
                                    explaining="what passed and what failed"))
     return errors

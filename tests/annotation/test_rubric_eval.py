@@ -109,7 +109,7 @@ def test_a_spec_with_a_broken_rubric_is_refused_whole_by_the_api_and_the_page(cl
 def _rubric_item(project, *, checks=("Is correct.", "Is short."), text="The answer is 4.", raters=1):
     [item] = rubric_items_create(project=project, raters=raters, tasks=[RubricTask(
         messages=[{"role": "user", "content": "What is 2 + 2?"}], domain="math", text=text, dimension="math",
-        checks=list(checks), model_name="", metadata={})])
+        checks=list(checks))])
     return item
 
 
@@ -225,3 +225,30 @@ def test_a_lead_or_engineer_who_also_annotates_is_never_served_a_rubric_evaluati
         assert queue_next(project=project, annotator=both) is None
     plain = member(project)
     assert queue_next(project=project, annotator=plain).item.kind == ItemKind.RUBRIC
+
+
+def test_the_api_next_payload_of_a_rubric_item_is_blind_and_only_annotators_may_submit_it(client):
+    project = ProjectFactory()
+    _rubric_item(project)
+    annotator = member(project)
+    body = api_as(annotator).post(reverse("api:next-item", args=[project.slug])).json()
+    assert set(body) == {"kind", "assignment", "lease_expires_at", "prompt", "response", "dimension", "checks"}
+    assert body["kind"] == "rubric" and body["response"] == {"text": "The answer is 4."}
+    url = reverse("label-rubric", args=[project.slug, body["assignment"]])
+    form = {"client_token": str(uuid.uuid4()), "check_1": "pass", "check_2": "pass", "rationale": "Right and short."}
+    for role, status in ((Role.LEAD, 403), (Role.ENGINEER, 403), (None, 404)):
+        other = member(project, role) if role else member(ProjectFactory())
+        client.force_login(other)
+        assert client.post(url, form).status_code == status
+    client.logout()
+    assert client.post(url, form).status_code == 302  # to the login page
+    assert not RubricAnswer.objects.exists()
+
+
+def test_items_are_refused_without_a_rubric_or_with_too_many_people():
+    project = ProjectFactory()
+    with pytest.raises(ValueError):
+        _rubric_item(project, checks=())
+    with pytest.raises(ValueError):
+        _rubric_item(project, raters=6)
+    assert not Item.objects.filter(kind=ItemKind.RUBRIC).exists()

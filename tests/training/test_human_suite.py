@@ -108,6 +108,9 @@ def test_rubric_items_are_routed_blind_with_the_baseline_answers_mixed_in(client
     last_checkpoint = max(i for i, r in enumerate(served_roles) if RubricRole.CHECKPOINT in r)
     last_baseline = max(i for i, r in enumerate(served_roles) if RubricRole.BASELINE in r)
     assert first_checkpoint < last_baseline and first_baseline < last_checkpoint
+    # Interleaved, not two blocks: the side changes often along the queue (a block order changes once).
+    sides = [min(r) for r in served_roles]
+    assert sum(a != b for a, b in zip(sides, sides[1:])) >= 5
 
     # The next checkpoint is sent with the baseline's answers again, to be judged beside it.
     again = rubric_checkpoint_send(run=run, step=20)
@@ -242,6 +245,7 @@ def test_who_may_send_and_read_and_what_is_refused(client):
     client.force_login(lead)
     page = client.post(reverse("run-human-suite", args=[project.slug, run.pk]), {"step": "20"}, follow=True)
     assert page.status_code == 200 and "24 rubric evaluations queued" in page.content.decode()
+    assert run.logs.filter(message__contains=f"sent by {lead.username}").exists()
     assert client.post(reverse("run-human-suite", args=[project.slug, run.pk]), {"step": "²"}, follow=True).status_code == 200
     assert RubricAnswer.objects.count() == 0
 

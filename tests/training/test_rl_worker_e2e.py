@@ -8,7 +8,7 @@ import pytest
 from annotation.models import Role
 from rewards.models import RewardModel
 from tests.factories import ProjectFactory, api_as, member
-from training.models import RunKind, RunSample, RunStatus, SampleRole, SuiteResult
+from training.models import RubricEval, RunKind, RunSample, RunStatus, SampleRole, SuiteResult
 
 from .conftest import rl_prompt_set
 from .test_worker_e2e import run_of, wait_for, worker_process
@@ -23,7 +23,8 @@ def _reward_model(project, prompt_set, path: str, *, ready: bool) -> RewardModel
 
 def test_grpo_and_ppo_runs_through_a_real_worker(tmp_path, settings, tiny_policy, tiny_backbone):
     settings.TRAINING_ROOT = str(tmp_path)
-    project = ProjectFactory()
+    # A rubric for math only: the worker sends each checkpoint's math answers, with the baseline's, to people.
+    project = ProjectFactory(spec="# Spec\n\n## Rubric: math\n- Gives the right sum.\n")
     engineer = member(project, Role.ENGINEER)
     prompt_set = rl_prompt_set(project)
     ready = _reward_model(project, prompt_set, tiny_backbone, ready=True)
@@ -80,4 +81,11 @@ def test_grpo_and_ppo_runs_through_a_real_worker(tmp_path, settings, tiny_policy
         for domain in selection["per_domain"].values():
             assert domain["kept"] == -(-domain["candidates"] // 2)
         assert RunSample.objects.filter(run=run, role=SampleRole.REFERENCE, step=0).count() > 0
+        # Both checkpoints went to people as rubric evaluations: 2 math prompts, the checkpoint's
+        # answers and the baseline's; chat has no rubric and was left out, as the log says.
+        evals = RubricEval.objects.filter(run=run)
+        assert sorted(set(evals.values_list("step", "role", "dimension"))) == [
+            (s, role, "math") for s in (2, 4) for role in ("baseline", "checkpoint")]
+        assert evals.count() == 8 and all(e.item.kind == "rubric" and e.item.in_live_queue for e in evals)
+        assert run.logs.filter(message__contains="chat (the spec has no rubric for it)").count() == 2
         assert run.summary["final_policy"].endswith("checkpoint-4")

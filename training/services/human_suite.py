@@ -47,8 +47,9 @@ def _same(text: str) -> str:
 @transaction.atomic
 def rubric_checkpoint_send(*, run: Run, step: int, raters: int | None = None, user=None) -> dict:
     """Send a checkpoint's suite answers, and the baseline's answers to the same prompts, to people
-    as rubric evaluations. Once per step. Returns {created, shared, sent, dimensions, skipped:
-    {dimension: why}}."""
+    as rubric evaluations. Once per step. `user` sent it by hand (the run's log names them); None
+    when the run sent it itself. Returns {created, shared, sent, dimensions, skipped: {dimension:
+    why}}."""
     run = Run.objects.select_for_update(of=("self",)).select_related("project__current_spec").get(pk=run.pk)
     if run.kind not in RL_KINDS:
         raise HumanSuiteError("Only a policy run's checkpoints have suite answers to judge.")
@@ -111,7 +112,7 @@ def rubric_checkpoint_send(*, run: Run, step: int, raters: int | None = None, us
     run_log(run_id=run.pk, message=(
         f"Step {step} sent to people as rubric evaluations with the baseline's answers: {len(new)} items "
         f"({shared} checkpoint answers identical to the baseline's share its item), {raters} per answer, "
-        f"dimensions {', '.join(dimensions)}"
+        f"dimensions {', '.join(dimensions)}" + (f", sent by {user.get_username()}" if user is not None else "")
         + (f"; not sent: {', '.join(f'{d} ({w})' for d, w in sorted(skipped.items()))}" if skipped else "") + "."))
     return {"created": len(new), "shared": shared, "sent": len(records), "dimensions": dimensions, "skipped": skipped}
 

@@ -13,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from annotation import selectors
 from annotation.models import ItemKind, Membership, Project, Prompt, Role
 from annotation.ranking import letters
 from annotation.services.negatives import NegativeInput, negative_submit
@@ -234,8 +233,7 @@ class Command(BaseCommand):
         while (assignment := queue_next(project=project, annotator=rater)) is not None:
             if assignment.item.kind != ItemKind.RUBRIC:
                 break
-            checks = len(selectors.assignment_payload(assignment=assignment)["checks"])
-            answers = ["pass"] * checks
+            answers = ["pass"] * len(assignment.item.rubric.checks)
             if assignment.item_id in padded:
                 too_long += 1
                 if too_long % 4:  # three padded answers in four are longer than the question needs
